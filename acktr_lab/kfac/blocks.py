@@ -1,0 +1,205 @@
+"""Kronecker-factored curvature blocks, one per registered layer.
+
+A block approximates its layer's Fisher block by a Kronecker product. Writing the layer's
+gradient as a matrix ``∇`` of shape ``[d_in + 1, d_out]`` (the kernel with the bias as a
+last row) and vectorising row-major,
+
+    F ≈ A ⊗ G,     A = E[ā āᵀ] ∈ R^{(d_in+1)²},     G = E[g gᵀ] ∈ R^{d_out²}.
+
+The public surface is small (as in kfac-jax): :meth:`~KroneckerBlock.batch_statistics`,
+:meth:`~KroneckerBlock.update_statistics`, :meth:`~KroneckerBlock.refresh_inverse`,
+:meth:`~KroneckerBlock.multiply_inverse` and :meth:`~KroneckerBlock.eigenvalues`.
+
+With eigendecompositions ``A = Q_A diag(λ_A) Q_Aᵀ`` and ``G = Q_G diag(λ_G) Q_Gᵀ``, the
+damped inverse applied to a gradient is
+
+    (A ⊗ G + δ I)⁻¹ vec(∇) = vec( Q_A [ (Q_Aᵀ ∇ Q_G) / (λ_A λ_Gᵀ + δ) ] Q_Gᵀ ),
+
+the damping added to the eigenvalue products as Stable Baselines 2 does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from acktr_lab.kfac.layers import Conv2D, Dense, KfacLayer, LayerUse
+
+
+class KroneckerBlock(tf.Module):
+    """Statistics and inverse of one layer's Kronecker factors."""
+
+    def __init__(self, layer: KfacLayer, input_dim: int, output_dim: int) -> None:
+        super().__init__(name=f"{layer.name}_kfac")
+        self.layer = layer
+        self.layer_name = layer.name
+        self.input_dim = input_dim  # d_in + 1 (bias column)
+        self.output_dim = output_dim
+        dtype = layer.kernel.dtype
+        self.dtype = dtype
+        with self.name_scope:
+            self.input_factor = tf.Variable(tf.zeros([input_dim, input_dim], dtype), trainable=False, name="A")
+            self.gradient_factor = tf.Variable(
+                tf.zeros([output_dim, output_dim], dtype), trainable=False, name="G"
+            )
+            self.input_eigenvalues = tf.Variable(tf.zeros([input_dim], dtype), trainable=False, name="A_eigenvalues")
+            self.input_eigenvectors = tf.Variable(tf.eye(input_dim, dtype=dtype), trainable=False, name="A_eigenvectors")
+            self.gradient_eigenvalues = tf.Variable(
+                tf.zeros([output_dim], dtype), trainable=False, name="G_eigenvalues"
+            )
+            self.gradient_eigenvectors = tf.Variable(
+                tf.eye(output_dim, dtype=dtype), trainable=False, name="G_eigenvectors"
+            )
+
+    # -- statistics -------------------------------------------------------------------
+    def batch_statistics(
+        self, uses: list[LayerUse], preactivation_grads: list[tf.Tensor]
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """This batch's ``(A, G)`` from the recorded uses and ``∂L_fisher/∂s`` of each use.
+
+        ``L_fisher`` is a *mean* over the batch, so per-example gradients are recovered
+        by multiplying with the number of examples ``N`` (the leading dimensions of all
+        uses together).
+        """
+        raise NotImplementedError
+
+    def update_statistics(self, batch_input: tf.Tensor, batch_gradient: tf.Tensor, old_weight: tf.Tensor) -> None:
+        """``A ← w·A + (1-w)·A_batch`` (and G alike): a running mean while ``w = k/(k+1)``,
+        an exponential moving average once ``w = stats_decay``."""
+        w = tf.cast(old_weight, self.dtype)
+        self.input_factor.assign(w * self.input_factor + (1.0 - w) * batch_input)
+        self.gradient_factor.assign(w * self.gradient_factor + (1.0 - w) * batch_gradient)
+
+    # -- inverse ----------------------------------------------------------------------
+    def refresh_inverse(self, eigen_epsilon: float | tf.Tensor) -> tf.Tensor:
+        """Eigendecompose A and G; eigenvalues below ``eigen_epsilon`` become 0.
+
+        Returns a boolean tensor: False when the decomposition was not finite, in which
+        case the previous decomposition is kept.
+        """
+        eps = tf.cast(eigen_epsilon, self.dtype)
+        values_a, vectors_a = _symmetric_eigh(self.input_factor)
+        values_g, vectors_g = _symmetric_eigh(self.gradient_factor)
+        ok = tf.reduce_all(
+            [tf.reduce_all(tf.math.is_finite(t)) for t in (values_a, vectors_a, values_g, vectors_g)]
+        )
+
+        def accept() -> tf.Tensor:
+            self.set_inverse(
+                tf.where(values_a > eps, values_a, tf.zeros_like(values_a)),
+                vectors_a,
+                tf.where(values_g > eps, values_g, tf.zeros_like(values_g)),
+                vectors_g,
+            )
+            return tf.constant(True)
+
+        return tf.cond(ok, accept, lambda: tf.constant(False))
+
+    def set_inverse(
+        self,
+        input_eigenvalues: tf.Tensor | np.ndarray,
+        input_eigenvectors: tf.Tensor | np.ndarray,
+        gradient_eigenvalues: tf.Tensor | np.ndarray,
+        gradient_eigenvectors: tf.Tensor | np.ndarray,
+    ) -> None:
+        """Install a decomposition computed elsewhere (the asynchronous path)."""
+        self.input_eigenvalues.assign(tf.cast(input_eigenvalues, self.dtype))
+        self.input_eigenvectors.assign(tf.cast(input_eigenvectors, self.dtype))
+        self.gradient_eigenvalues.assign(tf.cast(gradient_eigenvalues, self.dtype))
+        self.gradient_eigenvectors.assign(tf.cast(gradient_eigenvectors, self.dtype))
+
+    def multiply_inverse(self, gradient: tf.Tensor, damping: float | tf.Tensor) -> tf.Tensor:
+        """``Q_A [(Q_Aᵀ ∇ Q_G) / (λ_A λ_Gᵀ + δ)] Q_Gᵀ`` for ``∇`` of shape ``[d_in+1, d_out]``."""
+        q_a, q_g = self.input_eigenvectors, self.gradient_eigenvectors
+        rotated = tf.matmul(tf.matmul(q_a, gradient, transpose_a=True), q_g)
+        denominator = self.input_eigenvalues[:, None] * self.gradient_eigenvalues[None, :]
+        rotated = rotated / (denominator + tf.cast(damping, self.dtype))
+        return tf.matmul(tf.matmul(q_a, rotated), q_g, transpose_b=True)
+
+    def eigenvalues(self) -> tuple[np.ndarray, np.ndarray]:
+        """The current (clipped) eigenvalues of A and G, ascending."""
+        return self.input_eigenvalues.numpy(), self.gradient_eigenvalues.numpy()
+
+    # -- layout -----------------------------------------------------------------------
+    def gradient_matrix(self, kernel_grad: tf.Tensor, bias_grad: tf.Tensor) -> tf.Tensor:
+        """The layer's gradient as ``[d_in + 1, d_out]``: kernel rows, then the bias row."""
+        kernel_2d = tf.reshape(kernel_grad, [self.input_dim - 1, self.output_dim])
+        return tf.concat([kernel_2d, bias_grad[None, :]], axis=0)
+
+    def split_matrix(self, matrix: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Inverse of :meth:`gradient_matrix`: back to kernel and bias shapes."""
+        kernel = tf.reshape(matrix[:-1], tf.shape(self.layer.kernel))
+        return kernel, matrix[-1]
+
+
+def _symmetric_eigh(matrix: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    return tf.linalg.eigh(0.5 * (matrix + tf.transpose(matrix)))
+
+
+def _with_ones(rows: tf.Tensor) -> tf.Tensor:
+    return tf.concat([rows, tf.ones_like(rows[:, :1])], axis=1)
+
+
+class DenseBlock(KroneckerBlock):
+    """Dense layer: ``A = āᵀā / N``, ``G = (N g)ᵀ(N g) / N`` over the N rows of all uses."""
+
+    def __init__(self, layer: Dense) -> None:
+        super().__init__(layer, layer.in_features + 1, layer.out_features)
+
+    def batch_statistics(
+        self, uses: list[LayerUse], preactivation_grads: list[tf.Tensor]
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        inputs = tf.concat([tf.cast(u.inputs, self.dtype) for u in uses], axis=0)
+        grads = tf.concat(preactivation_grads, axis=0)
+        n = tf.cast(tf.shape(inputs)[0], self.dtype)
+        inputs = _with_ones(inputs)
+        per_example_grads = grads * n
+        input_factor = tf.matmul(inputs, inputs, transpose_a=True) / n
+        gradient_factor = tf.matmul(per_example_grads, per_example_grads, transpose_a=True) / n
+        return input_factor, gradient_factor
+
+
+class Conv2DBlock(KroneckerBlock):
+    """2-D convolution, Kronecker factors for convolution (Grosse & Martens, 2016).
+
+    With patches ``ā_{b,t}`` at the T output positions and per-example pre-activation
+    gradients ``g_{b,t} = B·∂L/∂s_{b,t}``:
+
+        A = Ω = (1/B) Σ_b Σ_t ā_{b,t} ā_{b,t}ᵀ      (sum over positions, mean over examples)
+        G = Γ = (1/(B·T)) Σ_b Σ_t g_{b,t} g_{b,t}ᵀ  (mean over positions and examples)
+
+    so that ``A ⊗ G`` approximates ``E[vec(Σ_t ā_t g_tᵀ) vec(·)ᵀ]`` under spatial
+    homogeneity and spatially uncorrelated derivatives.
+    """
+
+    def __init__(self, layer: Conv2D) -> None:
+        kh, kw = layer.kernel_size
+        super().__init__(layer, kh * kw * layer.in_channels + 1, layer.filters)
+
+    def batch_statistics(
+        self, uses: list[LayerUse], preactivation_grads: list[tf.Tensor]
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        layer = self.layer
+        assert isinstance(layer, Conv2D)
+        patches = [layer.patches(tf.cast(u.inputs, self.dtype)) for u in uses]
+        n_examples = tf.cast(sum(tf.shape(p)[0] for p in patches), self.dtype)
+        rows = tf.concat([tf.reshape(p, [-1, self.input_dim - 1]) for p in patches], axis=0)
+        rows = _with_ones(rows)
+        grads = tf.concat([tf.reshape(g, [-1, self.output_dim]) for g in preactivation_grads], axis=0)
+        n_rows = tf.cast(tf.shape(grads)[0], self.dtype)
+        per_example_grads = grads * n_examples
+        input_factor = tf.matmul(rows, rows, transpose_a=True) / n_examples
+        gradient_factor = tf.matmul(per_example_grads, per_example_grads, transpose_a=True) / n_rows
+        return input_factor, gradient_factor
+
+
+BLOCK_TYPES: dict[type[KfacLayer], type[KroneckerBlock]] = {Dense: DenseBlock, Conv2D: Conv2DBlock}
+
+
+def make_block(layer: KfacLayer) -> KroneckerBlock:
+    """The curvature block registered for ``layer``'s type."""
+    for layer_type, block_type in BLOCK_TYPES.items():
+        if isinstance(layer, layer_type):
+            return block_type(layer)  # type: ignore[arg-type]
+    supported = ", ".join(t.__name__ for t in BLOCK_TYPES)
+    raise ValueError(f"K-FAC has no curvature block for {type(layer).__name__}; supported: {supported}")

@@ -1,0 +1,198 @@
+"""Layers whose curvature K-FAC can see: explicit weights, recorded inputs and pre-activations.
+
+A layer computes its pre-activation ``s = a W + b``. While a :func:`capture` context is
+active, every call records the pair ``(a, s)``; the optimizer later takes the gradient of
+the sampled-Fisher loss with respect to the recorded ``s`` and forms the Kronecker factors
+
+    A = E[ā āᵀ]   (ā = [a, 1], the bias folded into the input by a column of ones)
+    G = E[g gᵀ]   (g = ∂ℓ/∂s for a sampled target)
+
+from the *same* forward pass that produced the training loss. A layer called several
+times inside one capture (weights shared across time steps, as in an LSTM) records every
+use; its statistics are taken over all uses as independent samples.
+
+Nothing here matches op names: the optimizer is handed the layers explicitly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+
+
+def orthogonal_initializer(
+    shape: Sequence[int], scale: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Orthogonal initialisation as Stable Baselines 2's ``ortho_init`` (2-D or HWIO 4-D)."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 2:
+        flat_shape = shape
+    elif len(shape) == 4:
+        flat_shape = (int(np.prod(shape[:-1])), shape[-1])
+    else:
+        raise ValueError(f"orthogonal init needs a 2-D or 4-D shape, got {shape}")
+    noise = rng.normal(0.0, 1.0, flat_shape)
+    u, _, v = np.linalg.svd(noise, full_matrices=False)
+    weights = u if u.shape == flat_shape else v
+    return (scale * weights.reshape(shape)).astype(np.float64)
+
+
+@dataclass
+class LayerUse:
+    """One call of a layer: its input and pre-activation tensors."""
+
+    inputs: tf.Tensor
+    preactivations: tf.Tensor
+
+
+@dataclass
+class Capture:
+    """The uses of every K-FAC layer recorded during one forward pass."""
+
+    uses: dict[int, list[LayerUse]] = field(default_factory=dict)
+
+    def record(self, layer: KfacLayer, inputs: tf.Tensor, preactivations: tf.Tensor) -> None:
+        self.uses.setdefault(id(layer), []).append(LayerUse(inputs, preactivations))
+
+    def uses_of(self, layer: KfacLayer) -> list[LayerUse]:
+        try:
+            return self.uses[id(layer)]
+        except KeyError:
+            raise ValueError(
+                f"layer {layer.name!r} is registered with K-FAC but was not called "
+                "inside the capture() of this step"
+            ) from None
+
+
+_ACTIVE = threading.local()
+
+
+@contextlib.contextmanager
+def capture() -> Iterator[Capture]:
+    """Record the inputs and pre-activations of every K-FAC layer called in this block."""
+    stack: list[Capture] = getattr(_ACTIVE, "stack", [])
+    _ACTIVE.stack = stack
+    recorded = Capture()
+    stack.append(recorded)
+    try:
+        yield recorded
+    finally:
+        stack.pop()
+
+
+def _active_capture() -> Capture | None:
+    stack = getattr(_ACTIVE, "stack", None)
+    return stack[-1] if stack else None
+
+
+class KfacLayer(tf.Module):
+    """A layer with a kernel and a bias whose calls can be captured for K-FAC."""
+
+    kernel: tf.Variable
+    bias: tf.Variable
+
+    def __call__(self, inputs: tf.Tensor) -> tf.Tensor:
+        preactivations = self.forward(inputs)
+        recorder = _active_capture()
+        if recorder is not None:
+            recorder.record(self, inputs, preactivations)
+        return preactivations
+
+    def forward(self, inputs: tf.Tensor) -> tf.Tensor:
+        raise NotImplementedError
+
+
+class Dense(KfacLayer):
+    """Fully connected layer ``s = a W + b`` with ``W`` of shape ``[in, out]``.
+
+    Variables are named ``w`` and ``b`` inside the module's name scope, so a layer named
+    ``pi_fc0`` under ``model`` owns ``model/pi_fc0/w:0`` and ``model/pi_fc0/b:0``, the names
+    Stable Baselines 2 uses.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        name: str,
+        init_scale: float = 1.0,
+        rng: np.random.Generator | None = None,
+        dtype: tf.DType = tf.float32,
+    ) -> None:
+        super().__init__(name=name)
+        if in_features <= 0 or out_features <= 0:
+            raise ValueError(f"Dense {name!r} needs positive sizes, got {in_features}->{out_features}")
+        rng = rng if rng is not None else np.random.default_rng()
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        with self.name_scope:
+            self.kernel = tf.Variable(
+                orthogonal_initializer((in_features, out_features), init_scale, rng),
+                dtype=dtype,
+                name="w",
+            )
+            self.bias = tf.Variable(tf.zeros([out_features], dtype=dtype), name="b")
+
+    def forward(self, inputs: tf.Tensor) -> tf.Tensor:
+        return tf.matmul(inputs, self.kernel) + self.bias
+
+
+class Conv2D(KfacLayer):
+    """2-D convolution (NHWC) ``s = conv(a, W) + b`` with ``W`` of shape ``[kh, kw, cin, cout]``."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        filters: int,
+        kernel_size: int | tuple[int, int],
+        *,
+        strides: int | tuple[int, int] = 1,
+        padding: str = "VALID",
+        name: str,
+        init_scale: float = 1.0,
+        rng: np.random.Generator | None = None,
+        dtype: tf.DType = tf.float32,
+    ) -> None:
+        super().__init__(name=name)
+        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+        sh, sw = (strides, strides) if isinstance(strides, int) else strides
+        padding = padding.upper()
+        if padding not in ("VALID", "SAME"):
+            raise ValueError(f"Conv2D {name!r}: padding must be 'VALID' or 'SAME', got {padding!r}")
+        rng = rng if rng is not None else np.random.default_rng()
+        self.kernel_size = (int(kh), int(kw))
+        self.strides = (int(sh), int(sw))
+        self.padding = padding
+        self.in_channels = int(in_channels)
+        self.filters = int(filters)
+        with self.name_scope:
+            self.kernel = tf.Variable(
+                orthogonal_initializer((kh, kw, in_channels, filters), init_scale, rng),
+                dtype=dtype,
+                name="w",
+            )
+            self.bias = tf.Variable(tf.zeros([filters], dtype=dtype), name="b")
+
+    def forward(self, inputs: tf.Tensor) -> tf.Tensor:
+        return (
+            tf.nn.conv2d(inputs, self.kernel, strides=(1, *self.strides, 1), padding=self.padding)
+            + self.bias
+        )
+
+    def patches(self, inputs: tf.Tensor) -> tf.Tensor:
+        """Image patches ``[B, Oh, Ow, kh·kw·cin]`` in the row order of ``W`` reshaped to 2-D."""
+        kh, kw = self.kernel_size
+        sh, sw = self.strides
+        return tf.image.extract_patches(
+            inputs,
+            sizes=[1, kh, kw, 1],
+            strides=[1, sh, sw, 1],
+            rates=[1, 1, 1, 1],
+            padding=self.padding,
+        )

@@ -1,0 +1,109 @@
+"""Immutable per-update reports: the one currency between the core and its consumers.
+
+The trainer yields an :class:`UpdateReport` after every update and behaviour cloning
+yields a :class:`PretrainReport` after every epoch. Dashboards, loggers, TensorBoard
+writers and callbacks only ever *read* these; none of them reaches into the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FactorEigenvalues:
+    """Eigenvalues (ascending) of one layer's Kronecker factors A = E[aaᵀ] and G = E[ggᵀ]."""
+
+    input_factor: np.ndarray  # eigenvalues of A
+    gradient_factor: np.ndarray  # eigenvalues of G
+
+
+def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True)
+class UpdateReport:
+    """What happened in one ACKTR update (one rollout plus one K-FAC step).
+
+    ``hyperparameters`` holds the values this update actually used (after any
+    ``trainer.set``), so plots can mark where a user changed something.
+    ``fisher_eigenvalues`` maps layer name to its factors' eigenvalues and is
+    ``None`` on updates where the inverse was not refreshed.
+    """
+
+    update: int
+    timesteps: int
+    total_timesteps: int
+    fps: float
+    learning_rate: float
+    policy_loss: float
+    value_loss: float
+    entropy: float
+    explained_variance: float
+    kl: float
+    trust_region_scale: float
+    gfg: float  # gᵀF⁻¹g of the preconditioned gradient (before lr² scaling)
+    kfac_step: bool  # False during the cold start (clipped momentum SGD)
+    skipped: bool  # True when a non-finite gradient made the optimizer skip the update
+    episode_returns: tuple[float, ...] = ()
+    episode_lengths: tuple[int, ...] = ()
+    fisher_eigenvalues: Mapping[str, FactorEigenvalues] | None = None
+    hyperparameters: Mapping[str, Any] = field(default_factory=lambda: _frozen(None))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hyperparameters", _frozen(self.hyperparameters))
+        if self.fisher_eigenvalues is not None:
+            object.__setattr__(self, "fisher_eigenvalues", _frozen(self.fisher_eigenvalues))
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the run done, in [0, 1]."""
+        return min(1.0, self.timesteps / max(1, self.total_timesteps))
+
+    def scalars(self) -> dict[str, float]:
+        """Flat ``namespace/name -> float`` view for loggers and TensorBoard."""
+        out = {
+            "time/update": float(self.update),
+            "time/timesteps": float(self.timesteps),
+            "time/fps": self.fps,
+            "train/learning_rate": self.learning_rate,
+            "train/policy_loss": self.policy_loss,
+            "train/value_loss": self.value_loss,
+            "train/entropy": self.entropy,
+            "train/explained_variance": self.explained_variance,
+            "train/kl": self.kl,
+            "train/trust_region_scale": self.trust_region_scale,
+            "train/gfg": self.gfg,
+            "train/kfac_step": float(self.kfac_step),
+        }
+        if self.episode_returns:
+            out["rollout/ep_return_mean"] = float(np.mean(self.episode_returns))
+            out["rollout/ep_len_mean"] = float(np.mean(self.episode_lengths))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["hyperparameters"] = dict(self.hyperparameters)
+        if self.fisher_eigenvalues is not None:
+            data["fisher_eigenvalues"] = {
+                k: {"input_factor": v.input_factor, "gradient_factor": v.gradient_factor}
+                for k, v in self.fisher_eigenvalues.items()
+            }
+        return data
+
+
+@dataclass(frozen=True)
+class PretrainReport:
+    """Behaviour-cloning progress after one epoch. ``val_loss`` is ``None`` on epochs
+    where validation was not run."""
+
+    epoch: int
+    n_epochs: int
+    train_loss: float
+    val_loss: float | None = None
