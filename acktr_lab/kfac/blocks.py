@@ -39,11 +39,11 @@ class KroneckerBlock(tf.Module):
         self.dtype = dtype
         with self.name_scope:
             self.input_factor = tf.Variable(tf.zeros([input_dim, input_dim], dtype), trainable=False, name="A")
-            self.gradient_factor = tf.Variable(
-                tf.zeros([output_dim, output_dim], dtype), trainable=False, name="G"
-            )
+            self.gradient_factor = tf.Variable(tf.zeros([output_dim, output_dim], dtype), trainable=False, name="G")
             self.input_eigenvalues = tf.Variable(tf.zeros([input_dim], dtype), trainable=False, name="A_eigenvalues")
-            self.input_eigenvectors = tf.Variable(tf.eye(input_dim, dtype=dtype), trainable=False, name="A_eigenvectors")
+            self.input_eigenvectors = tf.Variable(
+                tf.eye(input_dim, dtype=dtype), trainable=False, name="A_eigenvectors"
+            )
             self.gradient_eigenvalues = tf.Variable(
                 tf.zeros([output_dim], dtype), trainable=False, name="G_eigenvalues"
             )
@@ -80,9 +80,7 @@ class KroneckerBlock(tf.Module):
         eps = tf.cast(eigen_epsilon, self.dtype)
         values_a, vectors_a = _symmetric_eigh(self.input_factor)
         values_g, vectors_g = _symmetric_eigh(self.gradient_factor)
-        ok = tf.reduce_all(
-            [tf.reduce_all(tf.math.is_finite(t)) for t in (values_a, vectors_a, values_g, vectors_g)]
-        )
+        ok = tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in (values_a, vectors_a, values_g, vectors_g)])
 
         def accept() -> tf.Tensor:
             self.set_inverse(

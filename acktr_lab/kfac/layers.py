@@ -25,9 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 
-def orthogonal_initializer(
-    shape: Sequence[int], scale: float, rng: np.random.Generator
-) -> np.ndarray:
+def orthogonal_initializer(shape: Sequence[int], scale: float, rng: np.random.Generator) -> np.ndarray:
     """Orthogonal initialisation as Stable Baselines 2's ``ortho_init`` (2-D or HWIO 4-D)."""
     shape = tuple(int(s) for s in shape)
     if len(shape) == 2:
@@ -64,8 +62,7 @@ class Capture:
             return self.uses[id(layer)]
         except KeyError:
             raise ValueError(
-                f"layer {layer.name!r} is registered with K-FAC but was not called "
-                "inside the capture() of this step"
+                f"layer {layer.name!r} is registered with K-FAC but was not called inside the capture() of this step"
             ) from None
 
 
@@ -180,10 +177,7 @@ class Conv2D(KfacLayer):
             self.bias = tf.Variable(tf.zeros([filters], dtype=dtype), name="b")
 
     def forward(self, inputs: tf.Tensor) -> tf.Tensor:
-        return (
-            tf.nn.conv2d(inputs, self.kernel, strides=(1, *self.strides, 1), padding=self.padding)
-            + self.bias
-        )
+        return tf.nn.conv2d(inputs, self.kernel, strides=(1, *self.strides, 1), padding=self.padding) + self.bias
 
     def patches(self, inputs: tf.Tensor) -> tf.Tensor:
         """Image patches ``[B, Oh, Ow, kh·kw·cin]`` in the row order of ``W`` reshaped to 2-D."""

@@ -148,9 +148,7 @@ class KfacOptimizer(tf.Module):
             }
             self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
             self.skipped_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_updates")
-            self.velocities = [
-                tf.Variable(tf.zeros_like(v), trainable=False, name="velocity") for v in self.trainable
-            ]
+            self.velocities = [tf.Variable(tf.zeros_like(v), trainable=False, name="velocity") for v in self.trainable]
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="kfac-eigen") if self.async_eigen_decomp else None
         self._pending: Future[list[tuple[np.ndarray, ...]]] | None = None
         self._has_inverse = False
@@ -201,9 +199,7 @@ class KfacOptimizer(tf.Module):
         finite = [tf.reduce_all(tf.math.is_finite(loss)), tf.reduce_all(tf.math.is_finite(fisher_loss))]
         finite += [tf.reduce_all(tf.math.is_finite(g)) for g in grads]
         finite += [tf.reduce_all(tf.math.is_finite(m)) for pair in batch_stats for m in pair]
-        return tf.cond(
-            tf.reduce_all(finite), lambda: self._update(grads, batch_stats), self._skip
-        )
+        return tf.cond(tf.reduce_all(finite), lambda: self._update(grads, batch_stats), self._skip)
 
     def _update(self, grads: list[tf.Tensor], batch_stats: list[tuple[tf.Tensor, tf.Tensor]]) -> Metrics:
         k = self.iterations.read_value()
@@ -212,16 +208,20 @@ class KfacOptimizer(tf.Module):
         old_weight = tf.where(k < self.cold_iter, k_float / (k_float + 1.0), decay)
         for block, (batch_input, batch_gradient) in zip(self.blocks, batch_stats):
             block.update_statistics(batch_input, batch_gradient, old_weight)
-        metrics = tf.cond(
-            k < self.cold_iter, lambda: self._cold_step(grads), lambda: self._kfac_step(grads, k)
-        )
+        metrics = tf.cond(k < self.cold_iter, lambda: self._cold_step(grads), lambda: self._kfac_step(grads, k))
         with tf.control_dependencies(list(metrics.values())):
             self.iterations.assign_add(1)
         return metrics
 
     def _metrics(
-        self, scale: tf.Tensor, gfg: tf.Tensor, grad_norm: tf.Tensor, *, kfac_step: bool,
-        refreshed: tf.Tensor, skipped: bool
+        self,
+        scale: tf.Tensor,
+        gfg: tf.Tensor,
+        grad_norm: tf.Tensor,
+        *,
+        kfac_step: bool,
+        refreshed: tf.Tensor,
+        skipped: bool,
     ) -> Metrics:
         return {
             "learning_rate": tf.identity(self.hyperparameters["learning_rate"]),
@@ -258,9 +258,7 @@ class KfacOptimizer(tf.Module):
             due = tf.equal((k - self.cold_iter) % self.kfac_update, 0)
             refreshed = tf.cond(due, self._refresh_all, lambda: tf.constant(False))
         directions = self.precondition(grads)
-        gfg = tf.add_n(
-            [tf.reduce_sum(tf.cast(d * g, tf.float64)) for d, g in zip(directions, grads)]
-        )
+        gfg = tf.add_n([tf.reduce_sum(tf.cast(d * g, tf.float64)) for d, g in zip(directions, grads)])
         lr = hp["learning_rate"]
         vfv = lr * lr * gfg
         one = tf.constant(1.0, tf.float64)
@@ -334,9 +332,12 @@ class KfacOptimizer(tf.Module):
     def _install(self, future: Future[list[tuple[np.ndarray, ...]]]) -> bool:
         try:
             results = future.result()
-        except Exception as error:  # noqa: BLE001 - a failed decomposition must not stop training
-            warnings.warn(f"asynchronous eigendecomposition failed ({error}); keeping the previous one",
-                          RuntimeWarning, stacklevel=3)
+        except Exception as error:
+            warnings.warn(
+                f"asynchronous eigendecomposition failed ({error}); keeping the previous one",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             return False
         installed = False
         for block, decomposition in zip(self.blocks, results):
@@ -344,8 +345,11 @@ class KfacOptimizer(tf.Module):
                 block.set_inverse(*decomposition)
                 installed = True
             else:
-                warnings.warn(f"eigendecomposition of {block.layer_name} was not finite; keeping the previous one",
-                              RuntimeWarning, stacklevel=3)
+                warnings.warn(
+                    f"eigendecomposition of {block.layer_name} was not finite; keeping the previous one",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
         self._has_inverse = self._has_inverse or installed
         return installed
 
