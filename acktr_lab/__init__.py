@@ -1,0 +1,22 @@
+"""acktr_lab: ACKTR (K-FAC natural-gradient actor-critic) on TensorFlow 2 and gymnasium,
+with the Stable Baselines 2 API and live notebook dashboards."""
+
+from acktr_lab.acktr import ACKTR
+from acktr_lab.policies import CnnPolicy, MlpPolicy
+from acktr_lab.report import FactorEigenvalues, PretrainReport, UpdateReport
+from acktr_lab.trainer import Trainer, TrainerSnapshot
+from acktr_lab.vec_env import DummyVecEnv, SubprocVecEnv, make_vec_env
+
+__all__ = [
+    "ACKTR",
+    "CnnPolicy",
+    "DummyVecEnv",
+    "FactorEigenvalues",
+    "MlpPolicy",
+    "PretrainReport",
+    "SubprocVecEnv",
+    "Trainer",
+    "TrainerSnapshot",
+    "UpdateReport",
+    "make_vec_env",
+]

@@ -1,0 +1,484 @@
+"""ACKTR (Wu et al. 2017) with the Stable Baselines 2 API, on TensorFlow 2 and gymnasium.
+
+The update, for a batch of ``n_envs · n_steps`` transitions with advantages ``Â`` and
+returns ``R``::
+
+    L_pg  = mean(Â · −log π(a|s)) − ent_coef · mean(H[π(·|s)])
+    L_vf  = mean((V(s) − R)²)
+    L     = L_pg + vf_coef · L_vf
+    L_F   = mean(log π(a|s)) − vf_fisher_coef · mean((V(s) − sg(V(s) + ε))²),  ε ~ N(0, 1)
+
+``L_F`` is the sampled-Fisher loss (the rollout's actions are samples of the current
+policy; the value head has a unit-variance Gaussian predictive distribution). K-FAC takes
+∇L, builds its curvature statistics from ∇L_F of the same forward pass and steps inside
+the KL trust region (see :mod:`acktr_lab.kfac.optimizer`).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import tensorflow as tf
+
+from acktr_lab import hyperparameters as hp
+from acktr_lab.distributions import Distribution
+from acktr_lab.kfac import KfacOptimizer, capture
+from acktr_lab.policies import ActorCriticPolicy, resolve_policy
+from acktr_lab.preprocessing import space_from_json, space_to_json, spaces_equal
+from acktr_lab.rollout import RolloutCollector
+from acktr_lab.serialization import ModelFile, PathOrFile, load_model, save_model
+from acktr_lab.trainer import Trainer
+from acktr_lab.vec_env import as_vector_env
+
+EnvLike = gym.Env | gym.vector.VectorEnv | str
+
+
+class ACKTR:
+    """The ACKTR (Actor Critic using Kronecker-Factored Trust Region) model.
+
+    Arguments and defaults are Stable Baselines 2's. ``env`` may be a gymnasium env, a
+    gymnasium vector env (``DummyVecEnv``/``SubprocVecEnv``) or an env id (then ``n_envs``
+    copies are made). TensorFlow 1 arguments: ``n_cpu_tf_sess`` (and its deprecated alias
+    ``nprocs``) sets TensorFlow's thread pools when still possible; ``full_tensorboard_log``
+    adds parameter histograms to TensorBoard. Extra keyword-only arguments expose the K-FAC
+    constants ACKTR fixes (``momentum``, ``damping``, ``stats_decay``, ``cold_iter``,
+    ``eigen_epsilon``) with ACKTR's values as defaults.
+    """
+
+    def __init__(
+        self,
+        policy: str | type[ActorCriticPolicy],
+        env: EnvLike | None,
+        gamma: float = 0.99,
+        nprocs: int | None = None,
+        n_steps: int = 20,
+        ent_coef: float = 0.01,
+        vf_coef: float = 0.25,
+        vf_fisher_coef: float = 1.0,
+        learning_rate: float | Callable[[float], float] = 0.25,
+        max_grad_norm: float = 0.5,
+        kfac_clip: float = 0.001,
+        lr_schedule: str | Callable[[float], float] = "linear",
+        verbose: int = 0,
+        tensorboard_log: str | None = None,
+        _init_setup_model: bool = True,
+        async_eigen_decomp: bool = False,
+        kfac_update: int = 1,
+        gae_lambda: float | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        full_tensorboard_log: bool = False,
+        seed: int | None = None,
+        n_cpu_tf_sess: int | None = 1,
+        *,
+        n_envs: int = 1,
+        momentum: float = 0.9,
+        damping: float = 0.01,
+        stats_decay: float = 0.99,
+        cold_iter: int = 10,
+        eigen_epsilon: float = 1e-6,
+    ) -> None:
+        self.policy_class = resolve_policy(policy)
+        self.gamma = hp.validate("gamma", gamma)
+        self.n_steps = hp.validate("n_steps", n_steps)
+        self.ent_coef = hp.validate("ent_coef", ent_coef)
+        self.vf_coef = hp.validate("vf_coef", vf_coef)
+        self.vf_fisher_coef = hp.validate("vf_fisher_coef", vf_fisher_coef)
+        self.learning_rate = hp.validate("learning_rate", learning_rate)
+        self.max_grad_norm = hp.validate("max_grad_norm", max_grad_norm)
+        self.kfac_clip = hp.validate("kfac_clip", kfac_clip)
+        self.lr_schedule = hp.validate("lr_schedule", lr_schedule)
+        self.kfac_update = hp.validate("kfac_update", kfac_update)
+        self.gae_lambda = hp.validate("gae_lambda", gae_lambda)
+        self.verbose = int(verbose)
+        self.tensorboard_log = tensorboard_log
+        self.full_tensorboard_log = bool(full_tensorboard_log)
+        self.async_eigen_decomp = bool(async_eigen_decomp)
+        self.policy_kwargs = dict(policy_kwargs or {})
+        self.kfac_kwargs = {
+            "momentum": momentum,
+            "damping": damping,
+            "stats_decay": stats_decay,
+            "cold_iter": cold_iter,
+            "eigen_epsilon": eigen_epsilon,
+        }
+        if nprocs is not None:
+            warnings.warn("nprocs is deprecated (as in Stable Baselines 2.9); use n_cpu_tf_sess", DeprecationWarning,
+                          stacklevel=2)
+            n_cpu_tf_sess = nprocs
+        self.n_cpu_tf_sess = n_cpu_tf_sess
+        _configure_threads(n_cpu_tf_sess)
+        self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (2**31))
+        self.num_timesteps = 0
+        self.episode_returns: collections.deque[float] = collections.deque(maxlen=100)
+        self.episode_lengths: collections.deque[int] = collections.deque(maxlen=100)
+
+        self.env: gym.vector.VectorEnv | None = None
+        if env is not None:
+            self.env = as_vector_env(env, n_envs=hp.validate("n_envs", n_envs))
+            self.observation_space = self.env.single_observation_space
+            self.action_space = self.env.single_action_space
+        if _init_setup_model:
+            self.setup_model()
+
+    # -- construction -----------------------------------------------------------------
+    def setup_model(self) -> None:
+        """Build the policy, the optimizer and the compiled steps (Stable Baselines 2 name)."""
+        if not hasattr(self, "observation_space"):
+            raise ValueError("ACKTR needs an env (or spaces from a saved model) before setup_model()")
+        self.policy = self.policy_class(
+            self.observation_space, self.action_space, seed=self.seed, **self.policy_kwargs
+        )
+        self.is_box_action = isinstance(self.action_space, gym.spaces.Box)
+        self.generator = tf.random.Generator.from_seed(self.seed)
+        self.loss_coefficients = {
+            name: tf.Variable(getattr(self, name), dtype=tf.float32, trainable=False, name=name)
+            for name in ("ent_coef", "vf_coef", "vf_fisher_coef")
+        }
+        self.optimizer = KfacOptimizer(
+            self.policy.trainable,
+            self.policy.kfac_layers,
+            learning_rate=self.learning_rate if not callable(self.learning_rate) else 1.0,
+            kfac_clip=self.kfac_clip,
+            max_grad_norm=self.max_grad_norm,
+            kfac_update=self.kfac_update,
+            async_eigen_decomp=self.async_eigen_decomp,
+            **self.kfac_kwargs,
+        )
+        self._act = tf.function(self._act_graph, reduce_retracing=True)
+        self._train_step = tf.function(self._train_step_graph, reduce_retracing=True)
+        self.collector = RolloutCollector(self.env, seed=self.seed) if self.env is not None else None
+
+    def _act_graph(self, obs: tf.Tensor, deterministic: bool) -> tuple[tf.Tensor, tf.Tensor]:
+        distribution, values = self.policy(obs)
+        actions = distribution.mode() if deterministic else distribution.sample(self.generator)
+        return actions, values
+
+    def _train_step_graph(
+        self, obs: tf.Tensor, actions: tf.Tensor, advantages: tf.Tensor, returns: tf.Tensor
+    ) -> dict[str, tf.Tensor]:
+        """One ACKTR update: losses, sampled-Fisher loss, K-FAC step, KL of the change."""
+        c = self.loss_coefficients
+        with tf.GradientTape(persistent=True) as tape, capture() as recorded:
+            distribution, values = self.policy(obs)
+            neglogp = -distribution.log_prob(actions)
+            entropy = tf.reduce_mean(distribution.entropy())
+            policy_loss = tf.reduce_mean(advantages * neglogp) - c["ent_coef"] * entropy
+            value_loss = tf.reduce_mean(tf.square(values - returns))
+            loss = policy_loss + c["vf_coef"] * value_loss
+            noisy_values = tf.stop_gradient(values + self.generator.normal(tf.shape(values), dtype=values.dtype))
+            fisher_loss = -tf.reduce_mean(neglogp) - c["vf_fisher_coef"] * tf.reduce_mean(
+                tf.square(values - noisy_values)
+            )
+        metrics = self.optimizer.apply_update(tape, loss, fisher_loss, recorded)
+        new_distribution, _ = self.policy(obs)
+        metrics["kl"] = tf.cast(tf.reduce_mean(distribution.kl(new_distribution)), tf.float64)
+        metrics["policy_loss"] = tf.cast(policy_loss, tf.float64)
+        metrics["value_loss"] = tf.cast(value_loss, tf.float64)
+        metrics["entropy"] = tf.cast(entropy, tf.float64)
+        return metrics
+
+    # -- training ---------------------------------------------------------------------
+    def trainer(self, total_timesteps: int, reset_num_timesteps: bool = True) -> Trainer:
+        """The step-wise trainer: each ``next()`` is one rollout and one update."""
+        if self.env is None or self.collector is None:
+            raise ValueError("this model has no env to train on; pass one with set_env(env)")
+        return Trainer(self, total_timesteps, reset_num_timesteps=reset_num_timesteps)
+
+    def learn(
+        self,
+        total_timesteps: int,
+        callback: Any = None,
+        log_interval: int = 100,
+        tb_log_name: str = "ACKTR",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool | None = None,
+    ) -> ACKTR:
+        """Train for ``total_timesteps``: a loop over :meth:`trainer`, nothing else.
+
+        ``callback`` is a Stable Baselines style ``callback(locals, globals) -> bool`` or an
+        object with ``on_update(report) -> bool``; returning ``False`` stops training.
+        """
+        from acktr_lab.training_loop import run_learn
+
+        return run_learn(self, total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
+
+    def update_from_rollout(self, observations: np.ndarray, actions: np.ndarray, advantages: np.ndarray,
+                            returns: np.ndarray, learning_rate: float) -> dict[str, Any]:
+        """Apply one update to a flat batch (used by the trainer); returns numpy metrics."""
+        if self.is_box_action:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        self.optimizer.set_hyperparameters(learning_rate=learning_rate)
+        for name, variable in self.loss_coefficients.items():
+            variable.assign(getattr(self, name))
+        self.optimizer.set_hyperparameters(kfac_clip=self.kfac_clip, max_grad_norm=self.max_grad_norm)
+        metrics = self._train_step(
+            tf.convert_to_tensor(observations),
+            tf.convert_to_tensor(actions),
+            tf.convert_to_tensor(advantages, tf.float32),
+            tf.convert_to_tensor(returns, tf.float32),
+        )
+        return self.optimizer.after_update({k: v.numpy() for k, v in metrics.items()})
+
+    def act(self, observations: np.ndarray, deterministic: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Batched ``(actions, values)`` for observations as the env gives them."""
+        actions, values = self._act(tf.convert_to_tensor(observations), deterministic)
+        return actions.numpy(), values.numpy()
+
+    def value(self, observations: np.ndarray) -> np.ndarray:
+        return self.policy.value(tf.convert_to_tensor(observations)).numpy()
+
+    # -- Stable Baselines API -----------------------------------------------------------
+    def get_env(self) -> gym.vector.VectorEnv | None:
+        return self.env
+
+    def set_env(self, env: EnvLike) -> None:
+        """Use ``env`` from now on; its spaces must equal the model's."""
+        vec_env = as_vector_env(env)
+        for what, mine, theirs in (
+            ("observation", self.observation_space, vec_env.single_observation_space),
+            ("action", self.action_space, vec_env.single_action_space),
+        ):
+            if not spaces_equal(mine, theirs):
+                raise ValueError(f"the env's {what} space {theirs} differs from the model's {mine}")
+        self.env = vec_env
+        self.collector = RolloutCollector(vec_env, seed=self.seed)
+
+    def set_random_seed(self, seed: int | None) -> None:
+        """Reseed action sampling, the Fisher noise and the env (None: leave as is)."""
+        if seed is None:
+            return
+        self.seed = int(seed)
+        self.generator.reset_from_seed(self.seed)
+        if self.env is not None:
+            self.env.action_space.seed(self.seed)
+            self.collector = RolloutCollector(self.env, seed=self.seed)
+
+    def get_parameter_list(self) -> list[tf.Variable]:
+        return self.policy.trainable
+
+    def get_parameters(self) -> collections.OrderedDict[str, np.ndarray]:
+        return collections.OrderedDict((k, v.numpy()) for k, v in self.policy.parameters.items())
+
+    def load_parameters(self, load_path_or_dict: PathOrFile | Mapping[str, np.ndarray], exact_match: bool = True) -> None:
+        """Load policy parameters from a dict (name → array) or a model file (ours or SB2's).
+
+        With ``exact_match`` every parameter must be present (``RuntimeError`` otherwise).
+        Optimizer state is untouched, as in Stable Baselines.
+        """
+        if isinstance(load_path_or_dict, Mapping):
+            values = dict(load_path_or_dict)
+        else:
+            values = load_model(load_path_or_dict).parameters
+        params = self.policy.parameters
+        missing = [k for k in params if k not in values]
+        if exact_match and missing:
+            raise RuntimeError(f"load dictionary did not contain all parameters; missing: {missing}")
+        unknown = [k for k in values if k not in params]
+        if unknown:
+            raise ValueError(f"unknown parameter names {unknown}; this model has {list(params)}")
+        converted = {}
+        for name, value in values.items():
+            variable = params[name]
+            array = np.asarray(value)
+            if array.size != int(np.prod(variable.shape)):
+                raise ValueError(f"parameter {name} has shape {array.shape}, the model expects {tuple(variable.shape)}")
+            if not np.all(np.isfinite(array)):
+                raise ValueError(f"parameter {name} holds non-finite values")
+            converted[name] = array.reshape(variable.shape).astype(variable.dtype.as_numpy_dtype)
+        for name, array in converted.items():
+            params[name].assign(array)
+
+    def predict(self, observation: Any, state: Any = None, mask: Any = None,
+                deterministic: bool = False) -> tuple[np.ndarray, None]:
+        """Action(s) for one observation or a batch; Box actions clipped to the bounds."""
+        obs, vectorized = self._batched(observation)
+        actions, _ = self.act(obs, deterministic)
+        if self.is_box_action:
+            actions = np.clip(actions, self.action_space.low, self.action_space.high)
+        return (actions if vectorized else actions[0]), None
+
+    def action_probability(self, observation: Any, state: Any = None, mask: Any = None, actions: Any = None,
+                           logp: bool = False) -> Any:
+        """Stable Baselines semantics: the distribution's parameters, or (log) p(actions)."""
+        obs, vectorized = self._batched(observation)
+        distribution, _ = self.policy(tf.convert_to_tensor(obs))
+        if actions is None:
+            probabilities = _to_numpy(distribution.probabilities())
+            return probabilities if vectorized else _first(probabilities)
+        actions = np.asarray(actions)
+        action_shape = self.action_space.shape or ()
+        if actions.shape == action_shape:
+            actions = actions[None]
+        actions = actions.reshape((-1, *action_shape))
+        if actions.shape[0] != obs.shape[0]:
+            raise ValueError(f"got {actions.shape[0]} actions for {obs.shape[0]} observations")
+        log_prob = _log_prob(distribution, actions)
+        result = (log_prob if logp else np.exp(log_prob)).reshape(-1, 1)
+        return result if vectorized else result[0]
+
+    def _batched(self, observation: Any) -> tuple[np.ndarray, bool]:
+        obs = np.asarray(observation)
+        shape = self.observation_space.shape or ()
+        if obs.shape == shape:
+            return obs[None], False
+        if obs.shape[1:] == shape:
+            return obs, True
+        raise ValueError(f"observation shape {obs.shape} does not fit the observation space {self.observation_space} "
+                         f"(expected {shape} or (batch, *{shape}))")
+
+    # -- saving -----------------------------------------------------------------------
+    def get_hyperparameters(self) -> dict[str, Any]:
+        return {
+            "gamma": self.gamma, "n_steps": self.n_steps, "ent_coef": self.ent_coef, "vf_coef": self.vf_coef,
+            "vf_fisher_coef": self.vf_fisher_coef, "learning_rate": self.learning_rate,
+            "max_grad_norm": self.max_grad_norm, "kfac_clip": self.kfac_clip, "lr_schedule": self.lr_schedule,
+            "verbose": self.verbose, "tensorboard_log": self.tensorboard_log,
+            "async_eigen_decomp": self.async_eigen_decomp, "kfac_update": self.kfac_update,
+            "gae_lambda": self.gae_lambda, "full_tensorboard_log": self.full_tensorboard_log,
+            "seed": self.seed, "n_cpu_tf_sess": self.n_cpu_tf_sess, **self.kfac_kwargs,
+        }
+
+    def save(self, save_path: PathOrFile, cloudpickle: bool = False) -> None:
+        """Save to a zip of JSON and NumPy arrays (atomic; ``.zip`` appended if missing)."""
+        if cloudpickle:
+            raise ValueError("acktr_lab never writes pickles; save() always writes the safe zip format")
+        hyper = self.get_hyperparameters()
+        callables = sorted(k for k, v in hyper.items() if callable(v))
+        data = {
+            "algorithm": "ACKTR",
+            "policy": self.policy_class.__name__,
+            "policy_kwargs": self.policy.constructor_kwargs(),
+            "hyperparameters": {k: ({"callable": hp.describe(v)} if callable(v) else v) for k, v in hyper.items()},
+            "callables": callables,
+            "observation_space": space_to_json(self.observation_space),
+            "action_space": space_to_json(self.action_space),
+            "n_envs": self.env.num_envs if self.env is not None else 1,
+            "num_timesteps": self.num_timesteps,
+            "versions": _versions(),
+        }
+        optimizer_state = {k: v.numpy() for k, v in self.optimizer.state_variables().items()}
+        extra = {"generator_state": self.generator.state.numpy()}
+        save_model(save_path, data, self.get_parameters(), optimizer_state, extra)
+
+    @classmethod
+    def load(cls, load_path: PathOrFile, env: EnvLike | None = None, custom_objects: dict[str, Any] | None = None,
+             **kwargs: Any) -> ACKTR:
+        """Load a model saved by :meth:`save` (or a Stable Baselines 2 ACKTR zip).
+
+        ``custom_objects`` replaces stored values (needed for callables, which are stored by
+        name only); ``kwargs`` change hyperparameters of the loaded model.
+        """
+        file = load_model(load_path)
+        if file.source == "stable_baselines2":
+            return _load_sb2(cls, file, env, kwargs)
+        data = file.data
+        try:
+            hyper = dict(data["hyperparameters"])
+            observation_space = space_from_json(data["observation_space"])
+            action_space = space_from_json(data["action_space"])
+            policy_name = data["policy"]
+            policy_kwargs = data.get("policy_kwargs", {})
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"model file is missing {error}; it is incomplete or from another program") from error
+        custom_objects = dict(custom_objects or {})
+        for name in data.get("callables", []):
+            if name not in custom_objects and name not in kwargs:
+                raise ValueError(f"{name} was a callable ({hyper[name]['callable']}); pass it back with "
+                                 f"custom_objects={{'{name}': ...}}")
+        hyper.update(custom_objects)
+        if "policy_kwargs" in kwargs and kwargs["policy_kwargs"] != policy_kwargs:
+            raise ValueError(f"policy_kwargs differ from the saved ones ({policy_kwargs}); the architecture cannot "
+                             "change on load")
+        kwargs.pop("policy_kwargs", None)
+        hyper.update(kwargs)
+        model = cls(policy_name, None, policy_kwargs=policy_kwargs, _init_setup_model=False, **hyper)
+        model.observation_space, model.action_space = observation_space, action_space
+        model.setup_model()
+        model.load_parameters(file.parameters)
+        model._restore_optimizer(file.optimizer)
+        if "generator_state" in file.extra:
+            model.generator.reset(file.extra["generator_state"])
+        model.num_timesteps = int(data.get("num_timesteps", 0))
+        if env is not None:
+            model.set_env(env)
+        return model
+
+    def _restore_optimizer(self, state: Mapping[str, np.ndarray]) -> None:
+        variables = self.optimizer.state_variables()
+        if set(state) != set(variables):
+            raise ValueError("the saved optimizer state does not match this model's K-FAC layers")
+        for name, variable in variables.items():
+            if tuple(state[name].shape) != tuple(variable.shape):
+                raise ValueError(f"optimizer state {name} has shape {state[name].shape}, expected {variable.shape}")
+        for name, variable in variables.items():
+            variable.assign(state[name])
+        self.optimizer.mark_restored()
+
+
+def _load_sb2(cls: type[ACKTR], file: ModelFile, env: EnvLike | None, kwargs: dict[str, Any]) -> ACKTR:
+    """A Stable Baselines 2 ACKTR zip: readable fields only; the pickles are never opened."""
+    data = file.data
+    policy_info = data.get("policy", {})
+    text = json.dumps(policy_info)
+    policy_name = next((name for name in ("CnnPolicy", "MlpPolicy") if f"{name}." in text or f"'{name}'" in text),
+                       None)
+    if policy_name is None:
+        raise ValueError(f"unsupported Stable Baselines 2 policy in this file: {str(policy_info)[:200]}")
+    keys = ("gamma", "n_steps", "vf_coef", "ent_coef", "vf_fisher_coef", "max_grad_norm", "learning_rate",
+            "kfac_clip", "lr_schedule", "kfac_update", "gae_lambda")
+    hyper: dict[str, Any] = {k: data[k] for k in keys if k in data and data[k] is not None}
+    hyper.update(kwargs)
+    model = cls(policy_name, None, policy_kwargs=data.get("policy_kwargs") or None, _init_setup_model=False,
+                **hyper)
+    model.observation_space = space_from_json(data["observation_space"])
+    model.action_space = space_from_json(data["action_space"])
+    model.setup_model()
+    model.load_parameters(file.parameters)
+    if env is not None:
+        model.set_env(env)
+    return model
+
+
+def _configure_threads(n_threads: int | None) -> None:
+    if not n_threads:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(n_threads))
+        tf.config.threading.set_inter_op_parallelism_threads(int(n_threads))
+    except RuntimeError:
+        pass  # TensorFlow already started: thread pools are fixed for this process
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"tensorflow": tf.__version__, "gymnasium": gym.__version__, "numpy": np.__version__}
+    try:
+        out["acktr_lab"] = version("acktr_lab")
+    except PackageNotFoundError:
+        out["acktr_lab"] = "unknown"
+    out["python"] = os.sys.version.split()[0]
+    return out
+
+
+def _to_numpy(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_numpy(v) for v in value)
+    return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
+
+
+def _first(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return type(value)(_first(v) for v in value)
+    return value[0]
+
+
+def _log_prob(distribution: Distribution, actions: np.ndarray) -> np.ndarray:
+    return distribution.log_prob(tf.convert_to_tensor(actions)).numpy().astype(np.float64)

@@ -1,0 +1,90 @@
+"""``learn``: a loop over the trainer with progress, logging, TensorBoard and callbacks."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from acktr_lab.logger import TableLogger, TensorBoardLogger
+
+if TYPE_CHECKING:
+    from acktr_lab.acktr import ACKTR
+    from acktr_lab.report import UpdateReport
+
+
+def _table_row(model: ACKTR, report: UpdateReport) -> dict[str, Any]:
+    """The values Stable Baselines 2's ACKTR logs, under its names."""
+    returns, lengths = model.episode_returns, model.episode_lengths
+    return {
+        "nupdates": report.update,
+        "total_timesteps": report.timesteps,
+        "fps": int(report.fps),
+        "policy_entropy": report.entropy,
+        "policy_loss": report.policy_loss,
+        "value_loss": report.value_loss,
+        "explained_variance": report.explained_variance,
+        "kl": report.kl,
+        "ep_reward_mean": float(np.mean(returns)) if returns else float("nan"),
+        "ep_len_mean": float(np.mean(lengths)) if lengths else float("nan"),
+    }
+
+
+def _tensorboard_row(model: ACKTR, report: UpdateReport) -> dict[str, Any]:
+    row = {"step": report.timesteps, **report.scalars()}
+    # Stable Baselines 2 names, so existing TensorBoard layouts keep working.
+    row.update(
+        {
+            "loss/entropy_loss": report.entropy,
+            "loss/policy_gradient_loss": report.policy_loss,
+            "loss/value_function_loss": report.value_loss,
+            "input_info/learning_rate": report.learning_rate,
+        }
+    )
+    if report.episode_returns:
+        row["episode_reward"] = float(np.mean(report.episode_returns))
+    return row
+
+
+def _wants_to_stop(callback: Any, report: UpdateReport, frame_locals: dict[str, Any]) -> bool:
+    if callback is None:
+        return False
+    if hasattr(callback, "on_update"):
+        return callback.on_update(report) is False
+    return callback(frame_locals, globals()) is False
+
+
+def run_learn(
+    model: ACKTR,
+    total_timesteps: int,
+    callback: Any,
+    log_interval: int,
+    tb_log_name: str,
+    reset_num_timesteps: bool,
+    progress_bar: bool | None,
+) -> ACKTR:
+    trainer = model.trainer(total_timesteps, reset_num_timesteps=reset_num_timesteps)
+    table = TableLogger() if model.verbose >= 1 else None
+    tensorboard = TensorBoardLogger(model.tensorboard_log, tb_log_name) if model.tensorboard_log else None
+    show_bar = model.verbose >= 1 if progress_bar is None else progress_bar
+    bar = tqdm(total=trainer.run_length, unit="step", disable=not show_bar, dynamic_ncols=True)
+    try:
+        for report in trainer:
+            bar.update(min(report.timesteps, trainer.total_timesteps) - trainer.start_timesteps - bar.n)
+            if model.episode_returns:
+                bar.set_postfix(ep_return=f"{np.mean(model.episode_returns):.1f}", refresh=False)
+            if tensorboard is not None:
+                tensorboard.write(_tensorboard_row(model, report))
+                if model.full_tensorboard_log:
+                    tensorboard.histograms(model.get_parameters(), report.timesteps)
+            if table is not None and (report.update % max(1, log_interval) == 0 or report.update == 1):
+                table.write(_table_row(model, report))
+            if _wants_to_stop(callback, report, {"self": model, "trainer": trainer, "report": report,
+                                                 "update": report.update}):
+                break
+    finally:
+        bar.close()
+        if tensorboard is not None:
+            tensorboard.close()
+    return model

@@ -1,0 +1,60 @@
+"""Identity environments (after Stable Baselines 3's test suite): the observation names the
+action to take; reward 1 for taking it (Box: 1 minus a penalty growing with the error)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+
+class IdentityEnv(gym.Env):
+    """Observation = target; one episode = ``ep_length`` targets."""
+
+    def __init__(self, space: gym.Space, ep_length: int = 20) -> None:
+        self.observation_space = space
+        self.action_space = space
+        self.ep_length = ep_length
+        self._t = 0
+        self._state: Any = None
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        super().reset(seed=seed)
+        if seed is not None:
+            self.observation_space.seed(seed)
+        self._t = 0
+        self._state = self.observation_space.sample()
+        return self._state, {}
+
+    def _reward(self, action: Any) -> float:
+        return float(np.all(np.asarray(action) == np.asarray(self._state)))
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        reward = self._reward(action)
+        self._t += 1
+        self._state = self.observation_space.sample()
+        return self._state, reward, False, self._t >= self.ep_length, {}
+
+
+class IdentityEnvBox(IdentityEnv):
+    """Continuous: reward 1 when |action - target| < eps, else 0 (SB3's IdentityEnvBox)."""
+
+    def __init__(self, low: float = -1.0, high: float = 1.0, eps: float = 0.05, ep_length: int = 20) -> None:
+        super().__init__(gym.spaces.Box(low, high, (1,), np.float32), ep_length)
+        self.eps = eps
+
+    def _reward(self, action: Any) -> float:
+        return float(abs(float(np.asarray(action).reshape(-1)[0]) - float(self._state[0])) < self.eps)
+
+
+def discrete(n: int = 4) -> IdentityEnv:
+    return IdentityEnv(gym.spaces.Discrete(n))
+
+
+def multi_discrete() -> IdentityEnv:
+    return IdentityEnv(gym.spaces.MultiDiscrete([3, 3]))
+
+
+def multi_binary() -> IdentityEnv:
+    return IdentityEnv(gym.spaces.MultiBinary(3))
