@@ -109,8 +109,9 @@ class ACKTR:
             "eigen_epsilon": eigen_epsilon,
         }
         if nprocs is not None:
-            warnings.warn("nprocs is deprecated (as in Stable Baselines 2.9); use n_cpu_tf_sess", DeprecationWarning,
-                          stacklevel=2)
+            warnings.warn(
+                "nprocs is deprecated (as in Stable Baselines 2.9); use n_cpu_tf_sess", DeprecationWarning, stacklevel=2
+            )
             n_cpu_tf_sess = nprocs
         self.n_cpu_tf_sess = n_cpu_tf_sess
         _configure_threads(n_cpu_tf_sess)
@@ -132,9 +133,7 @@ class ACKTR:
         """Build the policy, the optimizer and the compiled steps (Stable Baselines 2 name)."""
         if not hasattr(self, "observation_space"):
             raise ValueError("ACKTR needs an env (or spaces from a saved model) before setup_model()")
-        self.policy = self.policy_class(
-            self.observation_space, self.action_space, seed=self.seed, **self.policy_kwargs
-        )
+        self.policy = self.policy_class(self.observation_space, self.action_space, seed=self.seed, **self.policy_kwargs)
         self.is_box_action = isinstance(self.action_space, gym.spaces.Box)
         self.generator = tf.random.Generator.from_seed(self.seed)
         self.loss_coefficients = {
@@ -153,7 +152,11 @@ class ACKTR:
         )
         self._act = tf.function(self._act_graph, reduce_retracing=True)
         self._train_step = tf.function(self._train_step_graph, reduce_retracing=True)
-        self.collector = RolloutCollector(self.env, seed=self.seed) if self.env is not None else None
+        self.collector = (
+            RolloutCollector(self.env, self.seed, self.policy.distribution_factory.to_env_actions)
+            if self.env is not None
+            else None
+        )
 
     def _act_graph(self, obs: tf.Tensor, deterministic: bool) -> tuple[tf.Tensor, tf.Tensor]:
         distribution, values = self.policy(obs)
@@ -209,8 +212,14 @@ class ACKTR:
 
         return run_learn(self, total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
 
-    def update_from_rollout(self, observations: np.ndarray, actions: np.ndarray, advantages: np.ndarray,
-                            returns: np.ndarray, learning_rate: float) -> dict[str, Any]:
+    def update_from_rollout(
+        self,
+        observations: np.ndarray,
+        actions: np.ndarray,
+        advantages: np.ndarray,
+        returns: np.ndarray,
+        learning_rate: float,
+    ) -> dict[str, Any]:
         """Apply one update to a flat batch (used by the trainer); returns numpy metrics."""
         if self.is_box_action:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
@@ -248,7 +257,7 @@ class ACKTR:
             if not spaces_equal(mine, theirs):
                 raise ValueError(f"the env's {what} space {theirs} differs from the model's {mine}")
         self.env = vec_env
-        self.collector = RolloutCollector(vec_env, seed=self.seed)
+        self.collector = RolloutCollector(vec_env, self.seed, self.policy.distribution_factory.to_env_actions)
 
     def set_random_seed(self, seed: int | None) -> None:
         """Reseed action sampling, the Fisher noise and the env (None: leave as is)."""
@@ -258,7 +267,7 @@ class ACKTR:
         self.generator.reset_from_seed(self.seed)
         if self.env is not None:
             self.env.action_space.seed(self.seed)
-            self.collector = RolloutCollector(self.env, seed=self.seed)
+            self.collector = RolloutCollector(self.env, self.seed, self.policy.distribution_factory.to_env_actions)
 
     def get_parameter_list(self) -> list[tf.Variable]:
         return self.policy.trainable
@@ -266,7 +275,9 @@ class ACKTR:
     def get_parameters(self) -> collections.OrderedDict[str, np.ndarray]:
         return collections.OrderedDict((k, v.numpy()) for k, v in self.policy.parameters.items())
 
-    def load_parameters(self, load_path_or_dict: PathOrFile | Mapping[str, np.ndarray], exact_match: bool = True) -> None:
+    def load_parameters(
+        self, load_path_or_dict: PathOrFile | Mapping[str, np.ndarray], exact_match: bool = True
+    ) -> None:
         """Load policy parameters from a dict (name → array) or a model file (ours or SB2's).
 
         With ``exact_match`` every parameter must be present (``RuntimeError`` otherwise).
@@ -295,24 +306,25 @@ class ACKTR:
         for name, array in converted.items():
             params[name].assign(array)
 
-    def predict(self, observation: Any, state: Any = None, mask: Any = None,
-                deterministic: bool = False) -> tuple[np.ndarray, None]:
+    def predict(
+        self, observation: Any, state: Any = None, mask: Any = None, deterministic: bool = False
+    ) -> tuple[np.ndarray, None]:
         """Action(s) for one observation or a batch; Box actions clipped to the bounds."""
         obs, vectorized = self._batched(observation)
         actions, _ = self.act(obs, deterministic)
-        if self.is_box_action:
-            actions = np.clip(actions, self.action_space.low, self.action_space.high)
+        actions = self.policy.distribution_factory.to_env_actions(actions)
         return (actions if vectorized else actions[0]), None
 
-    def action_probability(self, observation: Any, state: Any = None, mask: Any = None, actions: Any = None,
-                           logp: bool = False) -> Any:
+    def action_probability(
+        self, observation: Any, state: Any = None, mask: Any = None, actions: Any = None, logp: bool = False
+    ) -> Any:
         """Stable Baselines semantics: the distribution's parameters, or (log) p(actions)."""
         obs, vectorized = self._batched(observation)
         distribution, _ = self.policy(tf.convert_to_tensor(obs))
         if actions is None:
             probabilities = _to_numpy(distribution.probabilities())
             return probabilities if vectorized else _first(probabilities)
-        actions = np.asarray(actions)
+        actions = self.policy.distribution_factory.from_env_actions(np.asarray(actions))
         action_shape = self.action_space.shape or ()
         if actions.shape == action_shape:
             actions = actions[None]
@@ -330,19 +342,32 @@ class ACKTR:
             return obs[None], False
         if obs.shape[1:] == shape:
             return obs, True
-        raise ValueError(f"observation shape {obs.shape} does not fit the observation space {self.observation_space} "
-                         f"(expected {shape} or (batch, *{shape}))")
+        raise ValueError(
+            f"observation shape {obs.shape} does not fit the observation space {self.observation_space} "
+            f"(expected {shape} or (batch, *{shape}))"
+        )
 
     # -- saving -----------------------------------------------------------------------
     def get_hyperparameters(self) -> dict[str, Any]:
         return {
-            "gamma": self.gamma, "n_steps": self.n_steps, "ent_coef": self.ent_coef, "vf_coef": self.vf_coef,
-            "vf_fisher_coef": self.vf_fisher_coef, "learning_rate": self.learning_rate,
-            "max_grad_norm": self.max_grad_norm, "kfac_clip": self.kfac_clip, "lr_schedule": self.lr_schedule,
-            "verbose": self.verbose, "tensorboard_log": self.tensorboard_log,
-            "async_eigen_decomp": self.async_eigen_decomp, "kfac_update": self.kfac_update,
-            "gae_lambda": self.gae_lambda, "full_tensorboard_log": self.full_tensorboard_log,
-            "seed": self.seed, "n_cpu_tf_sess": self.n_cpu_tf_sess, **self.kfac_kwargs,
+            "gamma": self.gamma,
+            "n_steps": self.n_steps,
+            "ent_coef": self.ent_coef,
+            "vf_coef": self.vf_coef,
+            "vf_fisher_coef": self.vf_fisher_coef,
+            "learning_rate": self.learning_rate,
+            "max_grad_norm": self.max_grad_norm,
+            "kfac_clip": self.kfac_clip,
+            "lr_schedule": self.lr_schedule,
+            "verbose": self.verbose,
+            "tensorboard_log": self.tensorboard_log,
+            "async_eigen_decomp": self.async_eigen_decomp,
+            "kfac_update": self.kfac_update,
+            "gae_lambda": self.gae_lambda,
+            "full_tensorboard_log": self.full_tensorboard_log,
+            "seed": self.seed,
+            "n_cpu_tf_sess": self.n_cpu_tf_sess,
+            **self.kfac_kwargs,
         }
 
     def save(self, save_path: PathOrFile, cloudpickle: bool = False) -> None:
@@ -368,8 +393,13 @@ class ACKTR:
         save_model(save_path, data, self.get_parameters(), optimizer_state, extra)
 
     @classmethod
-    def load(cls, load_path: PathOrFile, env: EnvLike | None = None, custom_objects: dict[str, Any] | None = None,
-             **kwargs: Any) -> ACKTR:
+    def load(
+        cls,
+        load_path: PathOrFile,
+        env: EnvLike | None = None,
+        custom_objects: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> ACKTR:
         """Load a model saved by :meth:`save` (or a Stable Baselines 2 ACKTR zip).
 
         ``custom_objects`` replaces stored values (needed for callables, which are stored by
@@ -390,12 +420,15 @@ class ACKTR:
         custom_objects = dict(custom_objects or {})
         for name in data.get("callables", []):
             if name not in custom_objects and name not in kwargs:
-                raise ValueError(f"{name} was a callable ({hyper[name]['callable']}); pass it back with "
-                                 f"custom_objects={{'{name}': ...}}")
+                raise ValueError(
+                    f"{name} was a callable ({hyper[name]['callable']}); pass it back with "
+                    f"custom_objects={{'{name}': ...}}"
+                )
         hyper.update(custom_objects)
         if "policy_kwargs" in kwargs and kwargs["policy_kwargs"] != policy_kwargs:
-            raise ValueError(f"policy_kwargs differ from the saved ones ({policy_kwargs}); the architecture cannot "
-                             "change on load")
+            raise ValueError(
+                f"policy_kwargs differ from the saved ones ({policy_kwargs}); the architecture cannot change on load"
+            )
         kwargs.pop("policy_kwargs", None)
         hyper.update(kwargs)
         model = cls(policy_name, None, policy_kwargs=policy_kwargs, _init_setup_model=False, **hyper)
@@ -427,16 +460,25 @@ def _load_sb2(cls: type[ACKTR], file: ModelFile, env: EnvLike | None, kwargs: di
     data = file.data
     policy_info = data.get("policy", {})
     text = json.dumps(policy_info)
-    policy_name = next((name for name in ("CnnPolicy", "MlpPolicy") if f"{name}." in text or f"'{name}'" in text),
-                       None)
+    policy_name = next((name for name in ("CnnPolicy", "MlpPolicy") if f"{name}." in text or f"'{name}'" in text), None)
     if policy_name is None:
         raise ValueError(f"unsupported Stable Baselines 2 policy in this file: {str(policy_info)[:200]}")
-    keys = ("gamma", "n_steps", "vf_coef", "ent_coef", "vf_fisher_coef", "max_grad_norm", "learning_rate",
-            "kfac_clip", "lr_schedule", "kfac_update", "gae_lambda")
+    keys = (
+        "gamma",
+        "n_steps",
+        "vf_coef",
+        "ent_coef",
+        "vf_fisher_coef",
+        "max_grad_norm",
+        "learning_rate",
+        "kfac_clip",
+        "lr_schedule",
+        "kfac_update",
+        "gae_lambda",
+    )
     hyper: dict[str, Any] = {k: data[k] for k in keys if k in data and data[k] is not None}
     hyper.update(kwargs)
-    model = cls(policy_name, None, policy_kwargs=data.get("policy_kwargs") or None, _init_setup_model=False,
-                **hyper)
+    model = cls(policy_name, None, policy_kwargs=data.get("policy_kwargs") or None, _init_setup_model=False, **hyper)
     model.observation_space = space_from_json(data["observation_space"])
     model.action_space = space_from_json(data["action_space"])
     model.setup_model()

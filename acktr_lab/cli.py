@@ -12,8 +12,14 @@ import numpy as np
 #: rl-baselines-zoo settings (Stable Baselines 2) for the classic tasks; anything else runs with defaults.
 ZOO_SETTINGS: dict[str, dict[str, object]] = {
     "CartPole-v1": {"n_envs": 8, "ent_coef": 0.0, "timesteps": 200_000},
-    "Pendulum-v1": {"n_envs": 4, "n_steps": 16, "learning_rate": 0.06, "lr_schedule": "constant", "ent_coef": 0.0,
-                    "timesteps": 2_000_000},
+    "Pendulum-v1": {
+        "n_envs": 4,
+        "n_steps": 16,
+        "learning_rate": 0.06,
+        "lr_schedule": "constant",
+        "ent_coef": 0.0,
+        "timesteps": 2_000_000,
+    },
     "Acrobot-v1": {"n_envs": 16, "ent_coef": 0.0, "timesteps": 500_000},
     "LunarLander-v3": {"n_envs": 8, "n_steps": 128, "lr_schedule": "constant", "timesteps": 1_000_000},
 }
@@ -52,7 +58,7 @@ def record_gif(model: object, env_id: str, path: Path, seed: int, max_frames: in
             if terminated or truncated:
                 break
         env.close()
-    except Exception:  # noqa: BLE001 - rendering is a bonus (needs pygame); training output stands without it
+    except Exception:
         return False
     figure = Figure(figsize=(frames[0].shape[1] / 100, frames[0].shape[0] / 100), dpi=100)
     axes = figure.add_axes((0, 0, 1, 1))

@@ -22,7 +22,7 @@ LIVE_HYPERPARAMETERS = (
 
 
 def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+    if isinstance(value, bool) or (not isinstance(value, (int, float)) and not hasattr(value, "__float__")):
         raise ValueError(f"{name} must be a number, got {value!r}")
     number = float(value)
     if not math.isfinite(number):
@@ -91,4 +91,3 @@ def describe(value: Any) -> Any:
     if callable(value):
         return getattr(value, "__qualname__", getattr(value, "__name__", repr(value)))
     return value
-

@@ -21,6 +21,9 @@ from acktr_lab.returns import bootstrap_truncated
 ActFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 #: ``value(observations) -> values``.
 ValueFn = Callable[[np.ndarray], np.ndarray]
+#: Policy actions → what ``env.step`` takes (Box clipped to bounds, Discrete ``start`` added);
+#: the buffer keeps the policy's own actions.
+ToEnvFn = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -41,18 +44,12 @@ class Rollout:
         return int(self.rewards.size)
 
 
-def _env_actions(actions: np.ndarray, space: gym.Space) -> np.ndarray:
-    """What the env receives: Box actions clipped to the bounds (the buffer keeps them raw)."""
-    if isinstance(space, gym.spaces.Box):
-        return np.clip(actions, space.low, space.high).astype(space.dtype)
-    return actions.astype(space.dtype) if space.dtype is not None else actions
-
-
 class RolloutCollector:
     """Steps a vector env with a policy and keeps the last observation between rollouts."""
 
-    def __init__(self, env: gym.vector.VectorEnv, seed: int | None) -> None:
+    def __init__(self, env: gym.vector.VectorEnv, seed: int | None, to_env_actions: ToEnvFn) -> None:
         self.env = env
+        self.to_env_actions = to_env_actions
         self.observations, _ = env.reset(seed=seed)
         self._check(self.observations)
 
@@ -66,16 +63,13 @@ class RolloutCollector:
         episode_lengths: list[int] = []
         for _ in range(n_steps):
             actions, values = act(self.observations)
-            next_obs, rewards, terminated, truncated, infos = env.step(_env_actions(actions, env.single_action_space))
+            next_obs, rewards, terminated, truncated, infos = env.step(self.to_env_actions(actions))
             self._check(next_obs)
             rewards = np.asarray(rewards, dtype=np.float32)
             truncated_only = np.asarray(truncated) & ~np.asarray(terminated)
             if truncated_only.any():
                 final_obs = np.stack(
-                    [
-                        infos["final_obs"][i] if truncated_only[i] else self.observations[i]
-                        for i in range(env.num_envs)
-                    ]
+                    [infos["final_obs"][i] if truncated_only[i] else self.observations[i] for i in range(env.num_envs)]
                 )
                 rewards = bootstrap_truncated(rewards, truncated_only, value(final_obs), gamma)
             if "episode" in infos:
@@ -108,7 +102,7 @@ class RolloutCollector:
         """
         try:
             env_copy = None if isinstance(self.env.unwrapped, gym.vector.AsyncVectorEnv) else copy.deepcopy(self.env)
-        except Exception:  # noqa: BLE001 - an env that cannot be copied is reset on restore
+        except Exception:
             env_copy = None
         return self.observations.copy(), env_copy
 

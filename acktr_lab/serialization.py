@@ -131,7 +131,9 @@ def load_model(path: PathOrFile) -> ModelFile:
                 return _load_sb2(archive, where)
         except (zipfile.BadZipFile, KeyError, EOFError, zlib.error) as error:
             raise ModelFileError(f"{where}: the archive is corrupt or truncated ({error})") from error
-    raise ModelFileError(f"{where} is a zip archive but not an acktr_lab or Stable Baselines model (entries {sorted(names)})")
+    raise ModelFileError(
+        f"{where} is a zip archive but not an acktr_lab or Stable Baselines model (entries {sorted(names)})"
+    )
 
 
 def _load_ours(archive: zipfile.ZipFile, names: set[str], where: str) -> ModelFile:

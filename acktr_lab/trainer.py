@@ -130,7 +130,10 @@ class Trainer:
         flat_returns = _flatten(returns)
         with deferred_interrupt():
             metrics = model.update_from_rollout(
-                _flatten(rollout.observations), _flatten(rollout.actions), flat_returns - values, flat_returns,
+                _flatten(rollout.observations),
+                _flatten(rollout.actions),
+                flat_returns - values,
+                flat_returns,
                 learning_rate,
             )
             model.num_timesteps += rollout.n_transitions
@@ -141,9 +144,7 @@ class Trainer:
         self._steps_timed += rollout.n_transitions
         eigenvalues = None
         if bool(metrics["inverse_refreshed"]):
-            eigenvalues = {
-                name: FactorEigenvalues(a, g) for name, (a, g) in model.optimizer.eigenvalues().items()
-            }
+            eigenvalues = {name: FactorEigenvalues(a, g) for name, (a, g) in model.optimizer.eigenvalues().items()}
         return UpdateReport(
             update=self.updates,
             timesteps=model.num_timesteps,
@@ -182,8 +183,11 @@ class Trainer:
         steps = np.linspace(self.start_timesteps, self.total_timesteps, max(2, n_points))
         rates = np.array(
             [
-                learning_rate_at(self.model.learning_rate, self.model.lr_schedule,
-                                 min(1.0, (s - self.start_timesteps) / self.run_length))
+                learning_rate_at(
+                    self.model.learning_rate,
+                    self.model.lr_schedule,
+                    min(1.0, (s - self.start_timesteps) / self.run_length),
+                )
                 for s in steps
             ]
         )

@@ -80,8 +80,9 @@ def run_learn(
                     tensorboard.histograms(model.get_parameters(), report.timesteps)
             if table is not None and (report.update % max(1, log_interval) == 0 or report.update == 1):
                 table.write(_table_row(model, report))
-            if _wants_to_stop(callback, report, {"self": model, "trainer": trainer, "report": report,
-                                                 "update": report.update}):
+            if _wants_to_stop(
+                callback, report, {"self": model, "trainer": trainer, "report": report, "update": report.update}
+            ):
                 break
     finally:
         bar.close()

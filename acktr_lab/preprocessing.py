@@ -1,0 +1,289 @@
+"""Observation preprocessing per observation space, and spaces <-> JSON (never pickle).
+
+Preprocessing maps a batch of raw observations ``[B, *space.shape]`` to float32
+network inputs:
+
+===================  ==========================================================
+space                network input
+===================  ==========================================================
+``Box`` uint8, 3-D   ``x / 255`` (images, ``[B, H, W, C]``)
+other ``Box``        ``float32(x)``
+``Discrete(n)``      ``one_hot(x - start, n)``, ``[B, n]``
+``MultiDiscrete``    ``concat_i one_hot(x_i - start_i, nvec_i)``, ``[B, Σ nvec]``
+``MultiBinary``      ``float32(x)``
+===================  ==========================================================
+
+JSON form of a space (``space_to_json``), e.g.
+``{"type": "Box", "shape": [3], "dtype": "float32", "low": [...], "high": [...]}``;
+non-finite bounds are written as the strings ``"inf"``, ``"-inf"``, ``"nan"`` so
+the result is strict JSON. :func:`space_from_json` also reads the space entries
+of a Stable Baselines 2 ``data`` file (``{":type:": "<class 'gym.spaces.box.Box'>",
+":serialized:": <cloudpickle>, "low": "[-1. -1. -8.]", ...}``) from the readable
+fields only: the cloudpickle blob is never decoded.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import tensorflow as tf
+
+SUPPORTED_OBSERVATION_SPACES = "Box, Discrete, MultiDiscrete, MultiBinary"
+_SUPPORTED_TYPES = (
+    gym.spaces.Box,
+    gym.spaces.Discrete,
+    gym.spaces.MultiDiscrete,
+    gym.spaces.MultiBinary,
+)
+
+
+# ------------------------------------------------------------------------- preprocessing
+def check_observation_space(space: gym.spaces.Space) -> None:
+    """Raise ``ValueError`` unless ``space`` is a Box, Discrete, MultiDiscrete or MultiBinary."""
+    if not isinstance(space, _SUPPORTED_TYPES):
+        raise ValueError(f"unsupported observation space {space!r}; supported: {SUPPORTED_OBSERVATION_SPACES}")
+
+
+def _is_uint8_rank3(space: gym.spaces.Space) -> bool:
+    return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
+
+
+def is_image_space(space: gym.spaces.Space) -> bool:
+    """True for a channel-last image: a uint8 ``Box`` of shape ``(H, W, C)`` with ``C ≤ H, W``.
+
+    (Channel-first ``(C, H, W)`` uint8 boxes are still scaled by 1/255 in
+    :func:`preprocess_observation` but are not images for ``CnnPolicy``.)
+    """
+    if not _is_uint8_rank3(space):
+        return False
+    h, w, c = space.shape
+    return c <= h and c <= w
+
+
+def flat_observation_dim(space: gym.spaces.Space) -> int:
+    """Length of the flattened network input: ``Π shape`` (Box, MultiBinary), ``n``, ``Σ nvec``."""
+    check_observation_space(space)
+    if isinstance(space, gym.spaces.Discrete):
+        return int(space.n)
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return int(np.sum(space.nvec))
+    return math.prod(space.shape)
+
+
+def preprocess_observation(obs: tf.Tensor | np.ndarray, space: gym.spaces.Space) -> tf.Tensor:
+    """Batch ``[B, *space.shape]`` → float32 network input (see the module table).
+
+    Graph-safe: only the space's (constant) attributes drive the branching.
+    """
+    check_observation_space(space)
+    x = tf.convert_to_tensor(obs)
+    if isinstance(space, gym.spaces.Discrete):
+        index = tf.cast(x, tf.int64) - int(space.start)
+        return tf.one_hot(index, int(space.n), dtype=tf.float32)
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        nvec = [int(n) for n in space.nvec.ravel()]
+        start = [int(s) for s in np.broadcast_to(space.start, space.nvec.shape).ravel()]
+        flat = tf.reshape(tf.cast(x, tf.int64), [-1, len(nvec)])
+        parts = [tf.one_hot(flat[:, i] - start[i], n, dtype=tf.float32) for i, n in enumerate(nvec)]
+        return tf.concat(parts, axis=-1)
+    if _is_uint8_rank3(space):
+        return tf.cast(x, tf.float32) / 255.0
+    return tf.cast(x, tf.float32)
+
+
+def assert_valid_observations(obs: np.ndarray, space: gym.spaces.Space) -> None:
+    """Raise ``ValueError`` naming the problem if ``obs`` cannot be observations of ``space``.
+
+    ``obs`` is one observation (``space.shape``) or a batch (``[B, *space.shape]``).
+    Checks: the shape; NaN/inf in floating observations; integer observations
+    outside ``[start, start + n)`` for Discrete/MultiDiscrete and outside ``{0, 1}``
+    for MultiBinary.
+    """
+    check_observation_space(space)
+    a = np.asarray(obs)
+    shape = tuple(space.shape)
+    rank = len(shape)
+    if a.ndim not in (rank, rank + 1) or tuple(a.shape[a.ndim - rank :]) != shape:
+        raise ValueError(
+            f"observations of shape {a.shape} do not match {space!r}: expected {shape} or (batch, *{shape})"
+        )
+    if np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.complexfloating):
+        bad = ~np.isfinite(a)
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(
+                f"observations contain {int(bad.sum())} non-finite value(s) (NaN or inf), "
+                f"first at index {first}: {a[first]}"
+            )
+    if isinstance(space, gym.spaces.Discrete | gym.spaces.MultiDiscrete):
+        low = np.asarray(space.start)
+        high = low + (space.n if isinstance(space, gym.spaces.Discrete) else space.nvec)
+        if np.any(a < low) or np.any(a >= high):
+            raise ValueError(f"observations out of range for {space!r}")
+    if isinstance(space, gym.spaces.MultiBinary) and np.any((a != 0) & (a != 1)):
+        raise ValueError(f"MultiBinary observations must be 0 or 1 for {space!r}")
+
+
+# ---------------------------------------------------------------------------- equality
+def spaces_equal(a: gym.spaces.Space, b: gym.spaces.Space) -> bool:
+    """Same type, shape and dtype, and the same bounds / ``n`` / ``start`` / ``nvec``."""
+    if type(a) is not type(b) or tuple(a.shape) != tuple(b.shape) or a.dtype != b.dtype:
+        return False
+    if isinstance(a, gym.spaces.Box):
+        return bool(np.array_equal(a.low, b.low, equal_nan=True) and np.array_equal(a.high, b.high, equal_nan=True))
+    if isinstance(a, gym.spaces.Discrete):
+        return int(a.n) == int(b.n) and int(a.start) == int(b.start)
+    if isinstance(a, gym.spaces.MultiDiscrete):
+        return bool(np.array_equal(a.nvec, b.nvec) and np.array_equal(a.start, b.start))
+    if isinstance(a, gym.spaces.MultiBinary):
+        return True  # n is the shape
+    return bool(a == b)
+
+
+# -------------------------------------------------------------------------------- JSON
+def _encode_array(x: np.ndarray) -> Any:
+    """Nested lists; non-finite floats become the strings "inf", "-inf", "nan"."""
+
+    def enc(v: Any) -> Any:
+        if isinstance(v, list):
+            return [enc(e) for e in v]
+        if isinstance(v, float) and not math.isfinite(v):
+            return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+        return v
+
+    return enc(np.asarray(x).tolist())
+
+
+def _decode_values(v: Any) -> Any:
+    if isinstance(v, list):
+        return [_decode_values(e) for e in v]
+    if isinstance(v, str):
+        return float(v)
+    return v
+
+
+def _bounds(value: Any, shape: tuple[int, ...], dtype: np.dtype, what: str) -> np.ndarray:
+    """Bounds from a JSON list/number, or from NumPy's ``str(array)`` (SB2 files)."""
+    if isinstance(value, str):
+        return _parse_numpy_str(value, shape, dtype, what)
+    arr = np.asarray(_decode_values(value))
+    return np.broadcast_to(arr, shape).astype(dtype)
+
+
+_NUMBER = re.compile(r"[-+]?(?:inf|nan|(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)", re.IGNORECASE)
+
+
+def _parse_numpy_str(text: str, shape: tuple[int, ...], dtype: np.dtype, what: str) -> np.ndarray:
+    """Parse ``str(ndarray)`` such as ``"[-1. -1. -8.]"`` or ``"[[0 0]\\n [1 1]]"``.
+
+    NumPy summarises big arrays with ``...``; such a string is accepted only when
+    every value shown is the same (e.g. image bounds of 0 and 255).
+    """
+    tokens = _NUMBER.findall(text)
+    if not tokens:
+        raise ValueError(f"cannot read {what} from {text!r}")
+    values = np.array([float(t) for t in tokens])
+    size = math.prod(shape)
+    if "..." in text:
+        if not np.all((values == values[0]) | (np.isnan(values) & np.isnan(values[0]))):
+            raise ValueError(f"{what} {text!r} is summarised ('...') and not constant; it cannot be rebuilt")
+        return np.full(shape, values[0]).astype(dtype)
+    if values.size == 1:
+        return np.full(shape, values[0]).astype(dtype)
+    if values.size != size:
+        raise ValueError(f"{what} {text!r} has {values.size} values, expected {size}")
+    return values.reshape(shape).astype(dtype)
+
+
+def _int_list(value: Any) -> list[int]:
+    """A list of ints from a JSON list/int or from NumPy's ``str`` of an int array."""
+    if isinstance(value, str):
+        return [int(float(t)) for t in _NUMBER.findall(value)]
+    return [int(v) for v in np.asarray(value).ravel()]
+
+
+def space_to_json(space: gym.spaces.Space) -> dict[str, Any]:
+    """A strict-JSON dict describing ``space`` (Box, Discrete, MultiDiscrete, MultiBinary).
+
+    Raises:
+        ValueError: for any other space.
+    """
+    if isinstance(space, gym.spaces.Box):
+        return {
+            "type": "Box",
+            "shape": list(space.shape),
+            "dtype": np.dtype(space.dtype).name,
+            "low": _encode_array(space.low),
+            "high": _encode_array(space.high),
+        }
+    if isinstance(space, gym.spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return {
+            "type": "MultiDiscrete",
+            "nvec": np.asarray(space.nvec).tolist(),
+            "start": np.asarray(space.start).tolist(),
+            "dtype": np.dtype(space.dtype).name,
+        }
+    if isinstance(space, gym.spaces.MultiBinary):
+        n = space.n
+        return {"type": "MultiBinary", "n": int(n) if np.isscalar(n) else [int(k) for k in n]}
+    raise ValueError(f"cannot serialise space {space!r}; supported: {SUPPORTED_OBSERVATION_SPACES}")
+
+
+def _sb2_type_name(type_string: str) -> str:
+    """``"<class 'gym.spaces.box.Box'>"`` → ``"Box"``."""
+    match = re.search(r"'([\w.]+)'", type_string)
+    name = match.group(1) if match else type_string
+    return name.rsplit(".", 1)[-1]
+
+
+def space_from_json(data: dict[str, Any]) -> gym.spaces.Space:
+    """Rebuild a space from :func:`space_to_json` output or from a SB2 ``data`` entry.
+
+    For SB2 entries (key ``":type:"``) only the readable fields (``dtype``,
+    ``shape``, ``low``, ``high``, ``n``, ``nvec``, ``start``) are used; the
+    ``":serialized:"`` cloudpickle blob is ignored, never unpickled.
+
+    Raises:
+        ValueError: for an unknown space type or unreadable fields.
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"a space must be described by a dict, got {type(data).__name__}")
+    if ":type:" in data:
+        kind = _sb2_type_name(str(data[":type:"]))
+    elif "type" in data:
+        kind = str(data["type"])
+    else:
+        raise ValueError(f"space description has no 'type' (or SB2 ':type:') key: {list(data)}")
+    try:
+        if kind == "Box":
+            dtype = np.dtype(data.get("dtype", "float32"))
+            shape = tuple(int(s) for s in data["shape"])
+            low = _bounds(data["low"], shape, dtype, "low")
+            high = _bounds(data["high"], shape, dtype, "high")
+            return gym.spaces.Box(low=low, high=high, shape=shape, dtype=dtype)
+        if kind == "Discrete":
+            return gym.spaces.Discrete(int(data["n"]), start=int(data.get("start", 0)))
+        if kind == "MultiDiscrete":
+            if isinstance(data["nvec"], str):  # SB2: str(ndarray), shape stored beside it
+                flat = _int_list(data["nvec"])
+                shape = tuple(int(k) for k in data.get("shape") or [len(flat)])
+                nvec = np.asarray(flat, dtype=np.int64).reshape(shape)
+            else:
+                nvec = np.asarray(data["nvec"], dtype=np.int64)
+            start = data.get("start")
+            start_arr = None if start is None else np.asarray(_int_list(start), dtype=np.int64).reshape(nvec.shape)
+            return gym.spaces.MultiDiscrete(nvec, dtype=np.dtype(data.get("dtype", "int64")), start=start_arr)
+        if kind == "MultiBinary":
+            n = data["n"]
+            if isinstance(n, str):
+                n = _int_list(n)
+            return gym.spaces.MultiBinary(n if isinstance(n, int) else [int(k) for k in n])
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"malformed {kind} space description: {exc!r}") from exc
+    raise ValueError(f"unknown space type {kind!r}; supported: {SUPPORTED_OBSERVATION_SPACES}")

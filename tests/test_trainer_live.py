@@ -1,0 +1,119 @@
+"""Live hyperparameters, snapshots and interrupt safety of the step-wise trainer."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from acktr_lab import ACKTR
+from acktr_lab.schedules import SCHEDULES, progress_of
+
+
+def _model(**kwargs: object) -> ACKTR:
+    return ACKTR("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=8, seed=3, **kwargs)
+
+
+def test_set_takes_effect_from_the_next_update_without_retracing() -> None:
+    model = _model()
+    trainer = model.trainer(2_000)
+    first = trainer.step()
+    assert first.hyperparameters["learning_rate"] == 0.25
+    traces = model._train_step.experimental_get_tracing_count()
+
+    trainer.set(
+        learning_rate=0.1,
+        ent_coef=0.05,
+        vf_coef=0.5,
+        kfac_clip=0.002,
+        max_grad_norm=1.0,
+        lr_schedule="constant",
+        gamma=0.95,
+        gae_lambda=0.9,
+        vf_fisher_coef=0.5,
+    )
+    second = trainer.step()
+    assert second.hyperparameters["learning_rate"] == 0.1
+    assert second.hyperparameters["lr_schedule"] == "constant"
+    assert second.hyperparameters["gae_lambda"] == 0.9
+    assert second.learning_rate == pytest.approx(0.1)  # constant schedule: the base value itself
+    assert float(model.loss_coefficients["ent_coef"].numpy()) == pytest.approx(0.05)
+    assert float(model.loss_coefficients["vf_fisher_coef"].numpy()) == pytest.approx(0.5)
+    assert model.optimizer.get_hyperparameters()["kfac_clip"] == pytest.approx(0.002)
+    assert model.optimizer.get_hyperparameters()["max_grad_norm"] == pytest.approx(1.0)
+    assert model._train_step.experimental_get_tracing_count() == traces
+
+
+def test_learning_rate_follows_the_schedule_after_a_change() -> None:
+    model = _model()
+    trainer = model.trainer(1_600)
+    trainer.step()
+    trainer.set(lr_schedule="double_linear_con", learning_rate=0.2)
+    report = trainer.step()
+    expected = 0.2 * SCHEDULES["double_linear_con"](progress_of(report.timesteps, 1_600))
+    assert report.learning_rate == pytest.approx(expected)
+    steps, rates = trainer.learning_rate_curve(50)
+    assert steps[0] == 0 and steps[-1] == 1_600
+    assert rates[-1] == pytest.approx(0.2 * 0.125)
+
+
+def test_invalid_values_change_nothing() -> None:
+    model = _model()
+    trainer = model.trainer(1_000)
+    before = trainer.hyperparameters
+    with pytest.raises(ValueError, match="gamma"):
+        trainer.set(learning_rate=0.1, gamma=1.5)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        trainer.set(lr_schedule="cosine")
+    with pytest.raises(ValueError, match="n_steps"):
+        trainer.set(n_steps=5)
+    with pytest.raises(ValueError, match="kfac_clip"):
+        trainer.set(kfac_clip=float("nan"))
+    assert trainer.hyperparameters == before
+    assert trainer.step().hyperparameters["learning_rate"] == 0.25
+
+
+def test_snapshot_and_restore_replay_the_same_updates() -> None:
+    model = _model()
+    trainer = model.trainer(4_000)
+    for _ in range(12):  # past the cold start, so K-FAC state matters
+        trainer.step()
+    snapshot = trainer.snapshot()
+    first = [trainer.step() for _ in range(4)]
+    params_first = model.get_parameters()
+
+    trainer.set(learning_rate=0.01)  # a branch the user later abandons
+    trainer.step()
+    trainer.restore(snapshot)
+    assert trainer.hyperparameters["learning_rate"] == 0.25
+    again = [trainer.step() for _ in range(4)]
+    for a, b in zip(first, again):
+        assert a.timesteps == b.timesteps
+        assert a.policy_loss == pytest.approx(b.policy_loss, rel=1e-5, abs=1e-7)
+        assert a.value_loss == pytest.approx(b.value_loss, rel=1e-5, abs=1e-7)
+        assert a.episode_returns == b.episode_returns
+    for name, value in model.get_parameters().items():
+        np.testing.assert_allclose(value, params_first[name], rtol=1e-5, atol=1e-7)
+
+
+def test_keyboard_interrupt_never_splits_an_update() -> None:
+    model = _model()
+    trainer = model.trainer(2_000)
+    trainer.step()
+    original = model.update_from_rollout
+
+    def interrupted_update(*args: object, **kwargs: object) -> dict:
+        os.kill(os.getpid(), signal.SIGINT)  # arrives in the middle of the update
+        return original(*args, **kwargs)
+
+    model.update_from_rollout = interrupted_update  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        trainer.step()
+    model.update_from_rollout = original  # type: ignore[method-assign]
+    # The update completed and its bookkeeping with it: counters agree.
+    assert int(model.optimizer.iterations.numpy()) == trainer.updates == 2
+    assert model.num_timesteps == 2 * 16
+    assert all(np.all(np.isfinite(v)) for v in model.get_parameters().values())
+    assert trainer.step().update == 3
