@@ -2,6 +2,7 @@
 with the Stable Baselines 2 API and live notebook dashboards."""
 
 from acktr_lab.acktr import ACKTR
+from acktr_lab.expert import ExpertDataset, generate_expert_traj
 from acktr_lab.policies import CnnPolicy, MlpPolicy
 from acktr_lab.report import FactorEigenvalues, PretrainReport, UpdateReport
 from acktr_lab.trainer import Trainer, TrainerSnapshot
@@ -11,6 +12,7 @@ __all__ = [
     "ACKTR",
     "CnnPolicy",
     "DummyVecEnv",
+    "ExpertDataset",
     "FactorEigenvalues",
     "MlpPolicy",
     "PretrainReport",
@@ -18,5 +20,6 @@ __all__ = [
     "Trainer",
     "TrainerSnapshot",
     "UpdateReport",
+    "generate_expert_traj",
     "make_vec_env",
 ]

@@ -20,7 +20,7 @@ import collections
 import json
 import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -29,9 +29,12 @@ import tensorflow as tf
 
 from acktr_lab import hyperparameters as hp
 from acktr_lab.distributions import Distribution
+from acktr_lab.expert import ExpertDataset
 from acktr_lab.kfac import KfacOptimizer, capture
 from acktr_lab.policies import ActorCriticPolicy, resolve_policy
 from acktr_lab.preprocessing import space_from_json, space_to_json, spaces_equal
+from acktr_lab.pretrain import behaviour_cloning
+from acktr_lab.report import PretrainReport
 from acktr_lab.rollout import RolloutCollector
 from acktr_lab.serialization import ModelFile, PathOrFile, load_model, save_model
 from acktr_lab.trainer import Trainer
@@ -211,6 +214,39 @@ class ACKTR:
         from acktr_lab.training_loop import run_learn
 
         return run_learn(self, total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
+
+    def pretrainer(
+        self,
+        dataset: ExpertDataset,
+        n_epochs: int = 10,
+        learning_rate: float = 1e-4,
+        adam_epsilon: float = 1e-8,
+        val_interval: int | None = None,
+    ) -> Iterator[PretrainReport]:
+        """Behaviour cloning as an iterator of per-epoch reports (for dashboards)."""
+        return behaviour_cloning(self.policy, dataset, n_epochs, learning_rate, adam_epsilon, val_interval)
+
+    def pretrain(
+        self,
+        dataset: ExpertDataset,
+        n_epochs: int = 10,
+        learning_rate: float = 1e-4,
+        adam_epsilon: float = 1e-8,
+        val_interval: int | None = None,
+    ) -> ACKTR:
+        """Pretrain the policy by behaviour cloning on ``dataset`` (Stable Baselines 2 API).
+
+        Box actions: mean squared error of the deterministic action; other action spaces:
+        negative log-likelihood of the expert's action. Returns the model, ready to ``learn``.
+        """
+        for report in self.pretrainer(dataset, n_epochs, learning_rate, adam_epsilon, val_interval):
+            if self.verbose >= 1 and report.val_loss is not None:
+                print(
+                    f"==== Training progress {100 * report.epoch / report.n_epochs:.0f}% ====\n"
+                    f"Epoch {report.epoch}\nTraining loss: {report.train_loss:.6f}, "
+                    f"Validation loss: {report.val_loss:.6f}\n"
+                )
+        return self
 
     def update_from_rollout(
         self,
