@@ -8,7 +8,7 @@ writers and callbacks only ever *read* these; none of them reaches into the mode
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
@@ -88,7 +88,7 @@ class UpdateReport:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["hyperparameters"] = dict(self.hyperparameters)
         if self.fisher_eigenvalues is not None:
             data["fisher_eigenvalues"] = {

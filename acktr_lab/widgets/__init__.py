@@ -1,0 +1,10 @@
+"""Notebook dashboards: live plots of the training reports and controls for the live
+hyperparameters. ``TrainingPlots`` is pure matplotlib and also works outside notebooks;
+``Dashboard`` needs ipywidgets (the ``notebooks`` extra)."""
+
+from __future__ import annotations
+
+from acktr_lab.widgets.dashboard import LIVE_CONTROLS, Dashboard
+from acktr_lab.widgets.plots import TrainingPlots
+
+__all__ = ["LIVE_CONTROLS", "Dashboard", "TrainingPlots"]

@@ -1,0 +1,550 @@
+"""The live training dashboard for Jupyter: plots, hyperparameter controls, Run/Pause/Step/Save.
+
+How it stays responsive (see the design notes, "Notebooks: what works on this stack"):
+**Run** starts an asyncio task on the kernel's event loop that performs one update, hands
+the report to the plots and then ``await asyncio.sleep(0)``, so widget callbacks (slider
+changes, Pause) run *between* updates on the same thread, with no locks and without ever
+splitting an update. The plots are a plain matplotlib figure rendered to PNG into an
+``ipywidgets.Image``, at most every ``redraw_interval`` seconds, which works in
+JupyterLab, Notebook 7, VS Code and in executed notebooks (the last image is kept).
+
+For notebooks executed top to bottom with no clicks (nbclient, CI) use
+:meth:`Dashboard.run_blocking`, which runs the same loop synchronously.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import math
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
+
+import ipywidgets as widgets
+
+from acktr_lab.report import PretrainReport, UpdateReport
+from acktr_lab.schedules import SCHEDULES
+from acktr_lab.widgets.plots import TrainingPlots
+
+__all__ = ["LIVE_CONTROLS", "Dashboard", "TrainerLike"]
+
+
+class TrainerLike(Protocol):
+    """What the dashboard needs from :class:`acktr_lab.trainer.Trainer`."""
+
+    total_timesteps: int
+    model: Any
+
+    @property
+    def num_timesteps(self) -> int: ...
+
+    @property
+    def done(self) -> bool: ...
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]: ...
+
+    def step(self) -> UpdateReport: ...
+
+    def set(self, **hyperparameters: Any) -> None: ...
+
+    def learning_rate_curve(self, n_points: int = 200) -> tuple[Any, Any]: ...
+
+
+#: The live hyperparameter controls: widget kind, range and readout. ``log`` controls are
+#: ``FloatLogSlider``s (``min``/``max`` are values, not exponents; ``step`` is in decades),
+#: ``linear`` ones ``FloatSlider``s, ``optional`` a checkbox (off = ``None``) plus a slider,
+#: ``choice`` a ``Dropdown``. A range is widened to include the trainer's current value.
+LIVE_CONTROLS: dict[str, dict[str, Any]] = {
+    "learning_rate": {
+        "kind": "log", "min": 1e-4, "max": 10.0, "step": 0.02, "format": ".3g",
+        "label": "learning rate", "help": "initial learning rate; the schedule multiplies it",
+    },
+    "lr_schedule": {
+        "kind": "choice", "options": tuple(SCHEDULES),
+        "label": "lr schedule", "help": "learning-rate schedule over the run",
+    },
+    "kfac_clip": {
+        "kind": "log", "min": 1e-5, "max": 1.0, "step": 0.02, "format": ".3g",
+        "label": "kfac clip", "help": "trust-region radius: the update is scaled so lr²·gᵀF⁻¹g ≤ kfac_clip",
+    },
+    "max_grad_norm": {
+        "kind": "log", "min": 1e-2, "max": 100.0, "step": 0.02, "format": ".3g",
+        "label": "max grad norm", "help": "gradient clipping during the cold start",
+    },
+    "ent_coef": {
+        "kind": "linear", "min": 0.0, "max": 0.1, "step": 0.0005, "format": ".4f",
+        "label": "entropy coef", "help": "weight of the entropy bonus",
+    },
+    "vf_coef": {
+        "kind": "linear", "min": 0.0, "max": 2.0, "step": 0.01, "format": ".2f",
+        "label": "value coef", "help": "weight of the value loss",
+    },
+    "vf_fisher_coef": {
+        "kind": "linear", "min": 0.0, "max": 2.0, "step": 0.01, "format": ".2f",
+        "label": "value Fisher coef", "help": "weight of the value head in the sampled Fisher",
+    },
+    "gamma": {
+        "kind": "linear", "min": 0.8, "max": 1.0, "step": 0.0005, "format": ".4f",
+        "label": "gamma", "help": "discount factor",
+    },
+    "gae_lambda": {
+        "kind": "optional", "min": 0.5, "max": 1.0, "step": 0.005, "format": ".3f", "default": 0.95,
+        "label": "GAE λ", "help": "GAE lambda; unticked = n-step returns (None)",
+    },
+}
+
+_STATE_COLORS = {"ready": "#555", "running": "#1a7f37", "paused": "#9a6700", "done": "#0969da", "error": "#cf222e"}
+_LR_SETTINGS = ("learning_rate", "lr_schedule")
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    try:
+        return bool(a == b)
+    except Exception:
+        return a is b
+
+
+class Dashboard:
+    """Watch and steer a step-wise trainer from a notebook.
+
+    Args:
+        trainer: a :class:`acktr_lab.trainer.Trainer` (``ACKTR(...).trainer(n)``) or anything
+            following its protocol (:class:`TrainerLike`).
+        redraw_interval: the least time between two renders of the plots while running
+            (the plots are always rendered on pause, on finishing and after Step). When a
+            render itself is slow, the interval grows so that rendering stays under about
+            a tenth of the time.
+        pretrain: an iterable of :class:`PretrainReport` (behaviour cloning) consumed, one
+            epoch per step, before the first training update; the last panel then shows
+            its loss.
+
+    Attributes for notebooks and tests: ``plots`` (:class:`TrainingPlots`), ``controls``
+    (name → value widget), ``gae_enabled``, ``run_button``, ``pause_button``,
+    ``step_button``, ``save_button``, ``save_path``, ``status`` (HTML), ``image``,
+    ``error_output`` (``Output``), ``state`` (``ready``/``running``/``paused``/``done``/
+    ``error``), ``error`` (the last exception, or ``None``), ``updates`` (training
+    updates made through this dashboard), ``renders`` and ``render_seconds`` (how many
+    renders, how long the last took), ``task`` (the asyncio task of the last Run) and
+    ``last_report``.
+    """
+
+    #: Most of the time rendering may take while running; the redraw interval grows with
+    #: the measured render time to stay below it.
+    render_budget = 0.1
+
+    def __init__(
+        self,
+        trainer: TrainerLike,
+        *,
+        redraw_interval: float = 0.5,
+        pretrain: Iterable[PretrainReport] | None = None,
+    ) -> None:
+        if redraw_interval < 0:
+            raise ValueError(f"redraw_interval must be ≥ 0, got {redraw_interval}")
+        self.trainer = trainer
+        self.redraw_interval = float(redraw_interval)
+        self._pretrain: Iterator[PretrainReport] | None = iter(pretrain) if pretrain is not None else None
+        self.plots = TrainingPlots(learning_rate_curve=trainer.learning_rate_curve, pretrain=pretrain is not None)
+        self.state = "ready"
+        self.error: BaseException | None = None
+        self.updates = 0
+        self.pretrain_epochs = 0
+        self.renders = 0
+        self.task: asyncio.Future[None] | None = None
+        self.last_report: UpdateReport | PretrainReport | None = None
+        self._pause_requested = False
+        self._syncing = False
+        self._message = ""
+        self._message_is_error = False
+        self._last_draw = -math.inf
+        self._version = 0  # bumped whenever the plots' data changes
+        self._rendered_version = -1
+        self.render_seconds = 0.0
+        self._build()
+        self._sync_controls()
+        self._update_status()  # the first render happens on display or on the first update
+
+    # -- widgets ----------------------------------------------------------------------
+    def _build(self) -> None:
+        current = self.trainer.hyperparameters
+        self.controls: dict[str, widgets.ValueWidget] = {}
+        rows: list[widgets.Widget] = []
+        style = {"description_width": "110px"}
+        slider_layout = widgets.Layout(width="340px")
+        for name, spec in LIVE_CONTROLS.items():
+            value = current.get(name)
+            kind = spec["kind"]
+            if kind == "log":
+                low, high = spec["min"], spec["max"]
+                if isinstance(value, (int, float)) and value > 0:
+                    low, high = min(low, float(value)), max(high, float(value))
+                control: widgets.ValueWidget = widgets.FloatLogSlider(
+                    value=float(value) if isinstance(value, (int, float)) and value > 0 else spec["min"],
+                    min=math.floor(math.log10(low)), max=math.ceil(math.log10(high)), step=spec["step"], base=10,
+                    readout_format=spec["format"], continuous_update=False,
+                )
+            elif kind in ("linear", "optional"):
+                start = value if isinstance(value, (int, float)) else spec.get("default", spec["min"])
+                control = widgets.FloatSlider(
+                    value=float(start), min=min(spec["min"], float(start)), max=max(spec["max"], float(start)),
+                    step=spec["step"], readout_format=spec["format"], continuous_update=False,
+                )
+            elif kind == "choice":
+                control = widgets.Dropdown(options=list(spec["options"]))
+            else:  # pragma: no cover - LIVE_CONTROLS is static
+                raise ValueError(f"unknown control kind {kind!r}")
+            control.description = spec["label"]
+            control.tooltip = spec["help"]
+            control.style = style
+            control.layout = slider_layout
+            control.observe(self._control_observer(name), names="value")
+            self.controls[name] = control
+            if kind == "optional":
+                self.gae_enabled = widgets.Checkbox(
+                    value=value is not None, description="", indent=False, tooltip=spec["help"],
+                    layout=widgets.Layout(width="24px"),
+                )
+                self.gae_enabled.observe(self._gae_toggled, names="value")
+                rows.append(widgets.HBox([self.gae_enabled, control]))
+            else:
+                rows.append(control)
+        self.controls_box = widgets.GridBox(
+            rows, layout=widgets.Layout(grid_template_columns="repeat(3, 370px)", grid_gap="2px 8px")
+        )
+
+        def button(label: str, icon: str, tip: str, handler: Callable[[widgets.Button], None]) -> widgets.Button:
+            b = widgets.Button(description=label, icon=icon, tooltip=tip, layout=widgets.Layout(width="90px"))
+            b.on_click(handler)
+            return b
+
+        self.run_button = button("Run", "play", "train until done (or Pause)", lambda _: self.run())
+        self.pause_button = button("Pause", "pause", "pause after the current update", lambda _: self.pause())
+        self.step_button = button("Step", "step-forward", "exactly one update", lambda _: self.step())
+        self.save_button = button("Save", "save", "model.save(path)", lambda _: self.save())
+        self.save_path = widgets.Text(value="acktr_model.zip", placeholder="path.zip",
+                                      layout=widgets.Layout(width="260px"))
+        self.status = widgets.HTML()
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
+        self.error_output = widgets.Output(layout=widgets.Layout(max_height="240px", overflow="auto"))
+        toolbar = widgets.HBox([self.run_button, self.pause_button, self.step_button, self.save_button,
+                                self.save_path])
+        self._box = widgets.VBox([toolbar, self.status, self.controls_box, self.image, self.error_output])
+        self._update_buttons()
+
+    @property
+    def widget(self) -> widgets.VBox:
+        """The top-level widget (the plots are rendered if they never were)."""
+        if self._rendered_version < 0:
+            self._redraw(force=True)
+        return self._box
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    # -- hyperparameters --------------------------------------------------------------
+    def _control_observer(self, name: str) -> Callable[[dict[str, Any]], None]:
+        def observer(change: dict[str, Any]) -> None:
+            if self._syncing:
+                return
+            if name == "gae_lambda" and not self.gae_enabled.value:
+                return  # the slider only matters while GAE is on
+            self._apply(name, change["new"])
+
+        return observer
+
+    def _gae_toggled(self, change: dict[str, Any]) -> None:
+        if self._syncing:
+            return
+        self.controls["gae_lambda"].disabled = not change["new"]
+        self._apply("gae_lambda", self.controls["gae_lambda"].value if change["new"] else None)
+
+    def _apply(self, name: str, value: Any) -> None:
+        """``trainer.set(name=value)``; on failure show why and put the control back."""
+        try:
+            self.trainer.set(**{name: value})
+        except (ValueError, TypeError) as exc:
+            self._say(f"{name} = {value!r} rejected: {exc}", error=True)
+            self._sync_controls()
+            self._update_status()
+            return
+        self._say(f"{name} = {value!r} from the next update")
+        if name in _LR_SETTINGS:
+            self.plots.refresh_learning_rate_curve()
+            self._version += 1
+        if self.state != "running":
+            self._redraw(force=True)
+        else:
+            self._update_status()
+
+    def _sync_controls(self) -> None:
+        """Show the trainer's live values (after a rejected change, or a change made in code)."""
+        current = self.trainer.hyperparameters
+        self._syncing = True
+        try:
+            for name, control in self.controls.items():
+                value = current.get(name)
+                kind = LIVE_CONTROLS[name]["kind"]
+                if kind == "optional":
+                    self.gae_enabled.value = value is not None
+                    control.disabled = value is None
+                    if value is not None and not _equal(control.value, float(value)):
+                        self._widen(control, float(value))
+                        control.value = float(value)
+                elif kind == "choice":
+                    if isinstance(value, str) and value in control.options:
+                        control.disabled = False
+                        control.value = value
+                    else:  # a callable schedule: shown, not editable
+                        label = f"custom: {value}"
+                        if label not in control.options:
+                            control.options = [*LIVE_CONTROLS[name]["options"], label]
+                        control.value = label
+                        control.disabled = True
+                elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                    control.disabled = False
+                    if not _equal(control.value, float(value)):
+                        self._widen(control, float(value))
+                        control.value = float(value)
+                else:  # a callable learning rate: the schedule is the callable's business
+                    control.disabled = True
+                    control.tooltip = f"{LIVE_CONTROLS[name]['help']} (a callable: {value}; not editable)"
+        finally:
+            self._syncing = False
+
+    @staticmethod
+    def _widen(control: widgets.ValueWidget, value: float) -> None:
+        """Extend a slider's range so that setting ``value`` does not clamp it."""
+        if isinstance(control, widgets.FloatLogSlider):
+            if value > 0:
+                exponent = math.log10(value)
+                control.min = min(control.min, math.floor(exponent))
+                control.max = max(control.max, math.ceil(exponent))
+        else:
+            control.min = min(control.min, value)
+            control.max = max(control.max, value)
+
+    # -- actions ----------------------------------------------------------------------
+    def run(self) -> asyncio.Future[None] | None:
+        """Start training in an asyncio task on the running event loop (the Run button)."""
+        if self.state == "running" or self._finished():
+            return self.task
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._say("no running asyncio event loop here: use dashboard.run_blocking()", error=True)
+            self._update_status()
+            return None
+        self._pause_requested = False
+        self._set_state("running")
+        self.task = loop.create_task(self._run_loop())
+        self.task.add_done_callback(self._task_done)
+        return self.task
+
+    async def _run_loop(self) -> None:
+        try:
+            while not self._pause_requested:
+                if self._advance() is None:
+                    break
+                await asyncio.sleep(0)
+        except KeyboardInterrupt:
+            self._say("interrupted: paused after the current update")
+            self._set_state("paused")
+            self._redraw(force=True)
+            return
+        except Exception as exc:
+            self._fail(exc)
+            return
+        self._set_state("done" if self._finished() else "paused")
+        self._redraw(force=True)
+
+    def _task_done(self, task: asyncio.Future[None]) -> None:
+        if task.cancelled():
+            if self.state == "running":
+                self._say("the training task was cancelled")
+                self._set_state("paused")
+                self._redraw(force=True)
+            return
+        exc = task.exception()
+        if exc is not None and exc is not self.error:  # defensive: _run_loop surfaces its own
+            self._fail(exc)
+
+    def pause(self) -> None:
+        """Stop after the current update (the Pause button)."""
+        if self.state == "running":
+            self._pause_requested = True
+            self._say("pausing after the current update")
+            self._update_status()
+
+    def step(self) -> UpdateReport | PretrainReport | None:
+        """Exactly one update (or one behaviour-cloning epoch), synchronously (the Step button)."""
+        if self.state == "running" or self._finished():
+            return None
+        try:
+            report = self._advance()
+        except Exception as exc:
+            self._fail(exc)
+            return None
+        self._set_state("done" if self._finished() else "paused")
+        self._redraw(force=True)
+        return report
+
+    def save(self, path: str | None = None) -> None:
+        """``trainer.model.save(path)`` (the Save button; the path defaults to the text box)."""
+        target = path if path is not None else self.save_path.value.strip()
+        if not target:
+            self._say("give a path to save to", error=True)
+            self._update_status()
+            return
+        try:
+            self.trainer.model.save(target)
+        except Exception as exc:
+            self._show_exception(exc, f"saving to {target} failed")
+            self._update_status()
+            return
+        self._say(f"saved to {target} at {self.trainer.num_timesteps:,} timesteps")
+        self._update_status()
+
+    def run_blocking(self, max_updates: int | None = None) -> int:
+        """Train synchronously (no asyncio) for notebooks executed without clicks.
+
+        Runs until the trainer is done or ``max_updates`` training updates were made
+        (behaviour-cloning epochs, if any, come first and are not counted), re-rendering
+        the plots at the usual throttle and once more at the end, so an executed
+        notebook keeps the final plots. Exceptions are shown and re-raised; a
+        KeyboardInterrupt pauses (after the update in progress) and is re-raised.
+
+        Returns:
+            The number of training updates made.
+        """
+        if self.state == "running":
+            raise RuntimeError("the dashboard is already running: Pause it first")
+        if max_updates is not None and max_updates < 0:
+            raise ValueError(f"max_updates must be ≥ 0 or None, got {max_updates}")
+        self._pause_requested = False
+        self._set_state("running")
+        done = 0
+        try:
+            while max_updates is None or done < max_updates:
+                report = self._advance()
+                if report is None:
+                    break
+                if isinstance(report, UpdateReport):
+                    done += 1
+        except KeyboardInterrupt:
+            self._say("interrupted: paused after the current update")
+            self._set_state("paused")
+            self._redraw(force=True)
+            raise
+        except Exception as exc:
+            self._fail(exc)
+            raise
+        self._set_state("done" if self._finished() else "paused")
+        self._redraw(force=True)
+        return done
+
+    # -- the loop's pieces ------------------------------------------------------------
+    def _finished(self) -> bool:
+        return self._pretrain is None and bool(self.trainer.done)
+
+    def _advance(self) -> UpdateReport | PretrainReport | None:
+        """One behaviour-cloning epoch while any remain, else one training update; ``None``
+        when there is nothing left to do."""
+        if self._pretrain is not None:
+            try:
+                epoch = next(self._pretrain)
+            except StopIteration:
+                self._pretrain = None
+            else:
+                self.pretrain_epochs += 1
+                self._on_report(epoch)
+                return epoch
+        if self.trainer.done:
+            return None
+        try:
+            report = self.trainer.step()
+        except StopIteration:  # never let it escape into a coroutine (it would become RuntimeError)
+            return None
+        self.updates += 1
+        self._on_report(report)
+        return report
+
+    def _on_report(self, report: UpdateReport | PretrainReport) -> None:
+        self.plots.add(report)
+        self.last_report = report
+        self._version += 1
+        self._redraw()
+
+    def _fail(self, exc: BaseException) -> None:
+        self._show_exception(exc, "training stopped")
+        self._set_state("error")
+        self._redraw(force=True)
+
+    def _show_exception(self, exc: BaseException, context: str) -> None:
+        self.error = exc
+        self._say(f"{context}: {type(exc).__name__}: {exc}", error=True)
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        self.error_output.append_stderr(f"{context}:\n{text}")
+
+    # -- display ----------------------------------------------------------------------
+    def _say(self, message: str, *, error: bool = False) -> None:
+        self._message = message
+        self._message_is_error = error
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self._update_buttons()
+        self._update_status()
+
+    def _update_buttons(self) -> None:
+        running = self.state == "running"
+        finished = self._finished()
+        self.run_button.disabled = running or finished
+        self.step_button.disabled = running or finished
+        self.pause_button.disabled = not running
+
+    def _redraw(self, force: bool = False) -> None:
+        """Render the plots and the status, at most every redraw interval unless forced."""
+        now = time.perf_counter()
+        interval = max(self.redraw_interval, self.render_seconds / self.render_budget)
+        if not force and now - self._last_draw < interval:
+            return
+        self._sync_controls()
+        if self._rendered_version != self._version:  # nothing new to plot: skip the render
+            started = time.perf_counter()
+            self.image.value = self.plots.render_png()
+            self.render_seconds = time.perf_counter() - started
+            self.renders += 1
+            self._rendered_version = self._version
+        self._last_draw = time.perf_counter()
+        self._update_status()
+
+    def _update_status(self) -> None:
+        trainer = self.trainer
+        color = _STATE_COLORS.get(self.state, "#555")
+        parts = [f'<b style="color:{color}">{self.state}</b>']
+        report = self.plots.last_report
+        if isinstance(self.last_report, PretrainReport):
+            r = self.last_report
+            parts.append(f"behaviour cloning epoch {r.epoch}/{r.n_epochs}, loss {r.train_loss:.4g}")
+        parts.append(f"update {report.update if report is not None else 0}")
+        parts.append(f"timesteps {trainer.num_timesteps:,} / {trainer.total_timesteps:,}")
+        if report is not None:
+            parts.append(f"fps {report.fps:,.0f}")
+        mean_return = self.plots.mean_return
+        if mean_return is not None:
+            parts.append(f"mean return {mean_return:.4g} (last {len(self.plots.recent_returns)} episodes)")
+        line = " &nbsp;·&nbsp; ".join(parts)
+        if self._message:
+            style = "color:#cf222e" if self._message_is_error else "color:#555"
+            line += f'<br><span style="{style}">{html.escape(self._message)}</span>'
+        self.status.value = f'<div style="font-family:monospace;font-size:12px">{line}</div>'

@@ -1,0 +1,679 @@
+"""Training plots drawn with plain matplotlib: no pyplot, no ipywidgets, no kernel needed.
+
+:class:`TrainingPlots` consumes :class:`~acktr_lab.report.UpdateReport` (and, when built
+with ``pretrain=True``, :class:`~acktr_lab.report.PretrainReport`) and draws a fixed
+3 x 4 grid of panels on a :class:`matplotlib.figure.Figure` with an Agg canvas. The layout
+is built once; every :meth:`TrainingPlots.draw` only moves data into existing artists
+(``set_data``) and rescales (``relim``/``autoscale_view``). :meth:`TrainingPlots.render_png`
+returns PNG bytes (what the notebook dashboard shows in an ``ipywidgets.Image``) and
+:meth:`TrainingPlots.save` writes them to a file, so the same plots work in scripts::
+
+    plots = TrainingPlots(learning_rate_curve=trainer.learning_rate_curve)
+    for report in trainer:
+        plots.add(report)
+    plots.save("training.png")
+
+Histories are bounded (:class:`BoundedHistory`): long runs are thinned to an even stride,
+always keeping the newest point.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgb
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, NullLocator
+
+from acktr_lab.report import FactorEigenvalues, PretrainReport, UpdateReport
+
+__all__ = ["BoundedHistory", "TrainingPlots"]
+
+#: Hyperparameters whose change alters the learning-rate curve.
+_LR_SETTINGS = frozenset({"learning_rate", "lr_schedule"})
+
+#: How many manual-change markers are drawn (the newest ones; all stay in ``changes``).
+_MAX_CHANGE_MARKERS = 25
+
+#: Short names for the change labels on the learning-rate panel.
+_ABBREVIATIONS = {
+    "learning_rate": "lr",
+    "lr_schedule": "schedule",
+    "ent_coef": "ent",
+    "vf_coef": "vf",
+    "vf_fisher_coef": "vf_fisher",
+    "kfac_clip": "clip",
+    "max_grad_norm": "grad_norm",
+    "gamma": "γ",
+    "gae_lambda": "λ",
+}
+
+_UPDATE_COLUMNS = (
+    "update",
+    "timesteps",
+    "learning_rate",
+    "policy_loss",
+    "value_loss",
+    "entropy",
+    "explained_variance",
+    "kl",
+    "trust_region_scale",
+    "gfg",
+    "fps",
+    "kfac_step",
+    "skipped",
+)
+
+
+class BoundedHistory:
+    """Equal-length columns of floats holding at most ``max_points`` rows.
+
+    Rows are kept on an even stride (every ``stride``-th row appended, starting with the
+    first); the newest row is always kept too, so ``history[name][-1]`` is the latest
+    value. When the kept rows exceed ``max_points`` the stride doubles and every other
+    kept row is dropped.
+    """
+
+    def __init__(self, columns: Sequence[str], max_points: int = 2000) -> None:
+        if max_points < 4:
+            raise ValueError(f"max_points must be at least 4, got {max_points}")
+        self.max_points = int(max_points)
+        self.stride = 1
+        self.total = 0  # rows ever appended
+        self._columns: dict[str, list[float]] = {name: [] for name in columns}
+        self._index: list[int] = []  # the append count of each kept row
+
+    def append(self, **values: float) -> None:
+        """Append one row; every column must be given."""
+        if set(values) != set(self._columns):
+            missing = sorted(set(self._columns) - set(values))
+            extra = sorted(set(values) - set(self._columns))
+            raise ValueError(f"row does not match the columns (missing {missing}, unknown {extra})")
+        if self._index and self._index[-1] % self.stride:
+            self._drop_last()  # the previous newest row was off the stride
+        for name, value in values.items():
+            self._columns[name].append(value)
+        self._index.append(self.total)
+        self.total += 1
+        if len(self._index) > self.max_points:
+            self._thin()
+
+    def _drop_last(self) -> None:
+        self._index.pop()
+        for column in self._columns.values():
+            column.pop()
+
+    def _thin(self) -> None:
+        self.stride *= 2
+        last = len(self._index) - 1
+        keep = [i for i, n in enumerate(self._index) if n % self.stride == 0 or i == last]
+        self._index = [self._index[i] for i in keep]
+        for name, column in self._columns.items():
+            self._columns[name] = [column[i] for i in keep]
+
+    def __getitem__(self, name: str) -> list[float]:
+        return self._columns[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._columns
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def keys(self) -> list[str]:
+        """The column names."""
+        return list(self._columns)
+
+    def array(self, name: str) -> np.ndarray:
+        """A column as a float array."""
+        return np.asarray(self._columns[name], dtype=float)
+
+
+def _positive(values: np.ndarray) -> np.ndarray:
+    """Non-positive and non-finite values as NaN (gaps on a log axis)."""
+    values = np.asarray(values, dtype=float)
+    return np.where(np.isfinite(values) & (values > 0), values, np.nan)
+
+
+_RAW_ALPHA = 0.35  # per-update values, drawn faintly under their moving average
+
+
+def _darker(color: str) -> tuple[float, float, float]:
+    red, green, blue = to_rgb(color)
+    return (0.7 * red, 0.7 * green, 0.7 * blue)
+
+
+def _moving_average(values: np.ndarray, *, log: bool = False, fraction: float = 0.025) -> np.ndarray:
+    """Centred moving average over about ``fraction`` of the points, ignoring NaNs (a
+    geometric mean with ``log``). Points whose window holds no finite value stay NaN."""
+    values = np.asarray(values, dtype=float)
+    if log:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = np.log(values)
+    window = max(1, round(len(values) * fraction)) | 1  # odd
+    if window == 1 or len(values) == 0:
+        smooth = values.copy()
+    else:
+        finite = np.isfinite(values)
+        kernel = np.ones(window)
+        sums = np.convolve(np.where(finite, values, 0.0), kernel, mode="same")
+        counts = np.convolve(finite.astype(float), kernel, mode="same")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            smooth = np.where(counts > 0, sums / counts, np.nan)
+        smooth[~finite] = np.nan  # keep the gaps (e.g. the cold start) visible
+    return np.exp(smooth) if log else smooth
+
+
+def _same(old: Any, new: Any) -> bool:
+    if isinstance(old, float) and isinstance(new, float) and math.isnan(old) and math.isnan(new):
+        return True
+    try:
+        return bool(old == new)
+    except Exception:  # e.g. arrays: compare by identity
+        return old is new
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _sorted_spectrum(eigenvalues: np.ndarray) -> np.ndarray:
+    return _positive(np.sort(np.asarray(eigenvalues, dtype=float).ravel())[::-1])
+
+
+def _extremes(eigenvalues: np.ndarray) -> tuple[float, float]:
+    """(max, smallest nonzero) eigenvalue; NaN when there is none."""
+    values = np.asarray(eigenvalues, dtype=float).ravel()
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size == 0:
+        return math.nan, math.nan
+    return float(values.max()), float(values.min())
+
+
+class TrainingPlots:
+    """The dashboard's figure: twelve panels updated from reports.
+
+    Panels (3 rows x 4 columns): episode return (raw points + rolling mean), policy
+    loss, value loss (log), entropy; explained variance, KL with the trust region
+    (scale and gᵀF⁻¹g, log), learning rate (the schedule over the whole run under the
+    current settings, the rate each update used, the current position and the manual
+    changes), fps; Fisher-factor spectra of A and of G per layer (latest, sorted
+    descending, log-log), the extreme eigenvalues (max and smallest nonzero) over
+    updates, and episode length, or the behaviour-cloning loss when ``pretrain=True``.
+
+    Args:
+        learning_rate_curve: ``trainer.learning_rate_curve`` (or any callable returning
+            ``(timesteps, learning_rate)`` arrays). Called at construction and whenever a
+            report shows that ``learning_rate`` or ``lr_schedule`` changed.
+        pretrain: give the last panel to behaviour cloning (:class:`PretrainReport`).
+        max_points: bound of each history (see :class:`BoundedHistory`).
+        smoothing_window: episodes in the rolling mean of the returns.
+        figsize, dpi: the figure's size in inches and its resolution.
+
+    Data for tests and notebooks: ``history`` (one row per update, columns as the
+    report's scalar fields), ``episodes`` (``timesteps``, ``return``, ``length``,
+    ``smoothed_return``, ``smoothed_length``), ``spectra`` (latest
+    :class:`FactorEigenvalues` per layer), ``eigen_extremes`` (per layer: ``timesteps``,
+    ``a_max``, ``a_min``, ``g_max``, ``g_min``), ``pretrain_history``, ``changes``
+    (``(timesteps, {name: (old, new)})`` per manual change, at the update boundary where
+    it took effect), ``lr_curve`` and ``last_report``.
+    """
+
+    def __init__(
+        self,
+        *,
+        learning_rate_curve: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
+        pretrain: bool = False,
+        max_points: int = 2000,
+        smoothing_window: int = 20,
+        figsize: tuple[float, float] = (14.0, 9.0),
+        dpi: float = 80.0,
+    ) -> None:
+        self.max_points = int(max_points)
+        self.smoothing_window = int(smoothing_window)
+        self.pretrain = bool(pretrain)
+        self._lr_curve_source = learning_rate_curve
+        self.history = BoundedHistory(_UPDATE_COLUMNS, max_points)
+        self.episodes = BoundedHistory(
+            ("timesteps", "return", "length", "smoothed_return", "smoothed_length"), max_points
+        )
+        self.pretrain_history = BoundedHistory(("epoch", "train_loss", "val_loss"), max_points)
+        self.spectra: dict[str, FactorEigenvalues] = {}
+        self.eigen_extremes: dict[str, BoundedHistory] = {}
+        self.changes: list[tuple[int, dict[str, tuple[Any, Any]]]] = []
+        self.lr_curve: tuple[np.ndarray, np.ndarray] | None = None
+        self.last_report: UpdateReport | None = None
+        self.last_pretrain_report: PretrainReport | None = None
+        self.kfac_start: int | None = None  # timesteps of the first K-FAC update
+        self.total_timesteps: int | None = None
+        self._recent_returns: deque[float] = deque(maxlen=self.smoothing_window)
+        self._recent_lengths: deque[float] = deque(maxlen=self.smoothing_window)
+        self._layer_colors: dict[str, str] = {}
+        self._change_artists: list[Any] = []
+        self._drawn_changes = -1
+        self._drawn_kfac_start: int | None = None
+        self._build(figsize, dpi)
+        if learning_rate_curve is not None:
+            self.refresh_learning_rate_curve()
+
+    # -- data -------------------------------------------------------------------------
+    def add(self, report: UpdateReport | PretrainReport) -> None:
+        """Record one report (no drawing; see :meth:`draw` and :meth:`render_png`)."""
+        if isinstance(report, PretrainReport):
+            self._add_pretrain(report)
+            return
+        if not isinstance(report, UpdateReport):
+            raise TypeError(f"expected an UpdateReport or PretrainReport, got {type(report).__name__}")
+        previous = self.last_report
+        # where this update's rollout began (unknown for the first report: a resumed run
+        # may not start at 0)
+        start = previous.timesteps if previous is not None else report.timesteps
+        if previous is not None:
+            changed = {
+                name: (previous.hyperparameters.get(name), report.hyperparameters.get(name))
+                for name in sorted(set(previous.hyperparameters) | set(report.hyperparameters))
+                if not _same(previous.hyperparameters.get(name), report.hyperparameters.get(name))
+            }
+            if changed:
+                self.changes.append((previous.timesteps, changed))
+                if _LR_SETTINGS & set(changed) and self._lr_curve_source is not None:
+                    self.refresh_learning_rate_curve()
+        self.history.append(
+            update=float(report.update),
+            timesteps=float(report.timesteps),
+            learning_rate=float(report.learning_rate),
+            policy_loss=float(report.policy_loss),
+            value_loss=float(report.value_loss),
+            entropy=float(report.entropy),
+            explained_variance=float(report.explained_variance),
+            kl=float(report.kl),
+            trust_region_scale=float(report.trust_region_scale),
+            gfg=float(report.gfg),
+            fps=float(report.fps),
+            kfac_step=float(report.kfac_step),
+            skipped=float(report.skipped),
+        )
+        if report.kfac_step and self.kfac_start is None:
+            self.kfac_start = start
+        n_episodes = len(report.episode_returns)
+        lengths = list(report.episode_lengths) + [math.nan] * (n_episodes - len(report.episode_lengths))
+        for i, (episode_return, length) in enumerate(zip(report.episode_returns, lengths)):
+            self._recent_returns.append(float(episode_return))
+            if math.isfinite(length):
+                self._recent_lengths.append(float(length))
+            self.episodes.append(
+                # spread the episodes that ended in this rollout over its timesteps
+                timesteps=start + (i + 1) / n_episodes * (report.timesteps - start),
+                **{"return": float(episode_return)},
+                length=float(length),
+                smoothed_return=float(np.mean(self._recent_returns)),
+                smoothed_length=float(np.mean(self._recent_lengths)) if self._recent_lengths else math.nan,
+            )
+        if report.fisher_eigenvalues is not None:
+            for layer, factors in report.fisher_eigenvalues.items():
+                self.spectra[layer] = factors
+                a_max, a_min = _extremes(factors.input_factor)
+                g_max, g_min = _extremes(factors.gradient_factor)
+                if layer not in self.eigen_extremes:
+                    self.eigen_extremes[layer] = BoundedHistory(
+                        ("timesteps", "a_max", "a_min", "g_max", "g_min"), self.max_points
+                    )
+                self.eigen_extremes[layer].append(
+                    timesteps=float(report.timesteps), a_max=a_max, a_min=a_min, g_max=g_max, g_min=g_min
+                )
+        self.total_timesteps = report.total_timesteps
+        self.last_report = report
+
+    def extend(self, reports: Iterable[UpdateReport | PretrainReport]) -> None:
+        """:meth:`add` each report."""
+        for report in reports:
+            self.add(report)
+
+    def _add_pretrain(self, report: PretrainReport) -> None:
+        if not self.pretrain:
+            raise ValueError("this TrainingPlots has no behaviour-cloning panel: build it with pretrain=True")
+        self.pretrain_history.append(
+            epoch=float(report.epoch),
+            train_loss=float(report.train_loss),
+            val_loss=math.nan if report.val_loss is None else float(report.val_loss),
+        )
+        self.last_pretrain_report = report
+
+    def set_learning_rate_curve(self, timesteps: np.ndarray, learning_rate: np.ndarray) -> None:
+        """Set the learning-rate schedule drawn over the whole run."""
+        x = np.asarray(timesteps, dtype=float)
+        y = np.asarray(learning_rate, dtype=float)
+        if x.shape != y.shape or x.ndim != 1:
+            raise ValueError(f"timesteps and learning_rate must be 1-D of one length, got {x.shape} and {y.shape}")
+        self.lr_curve = (x, y)
+
+    def refresh_learning_rate_curve(self) -> None:
+        """Ask the ``learning_rate_curve`` callable again (after a settings change)."""
+        if self._lr_curve_source is not None:
+            self.set_learning_rate_curve(*self._lr_curve_source())
+
+    # -- layout -----------------------------------------------------------------------
+    def _build(self, figsize: tuple[float, float], dpi: float) -> None:
+        self.figure = Figure(figsize=figsize, dpi=dpi)
+        self.canvas = FigureCanvasAgg(self.figure)
+        self.figure.subplots_adjust(left=0.045, right=0.99, bottom=0.04, top=0.93, wspace=0.27, hspace=0.3)
+        grid = self.figure.subplots(3, 4, squeeze=False)
+        ax: dict[str, Axes] = {}
+        names = (
+            ("returns", "policy_loss", "value_loss", "entropy"),
+            ("explained_variance", "trust_region", "learning_rate", "fps"),
+            ("spectrum_a", "spectrum_g", "extremes", "pretrain" if self.pretrain else "episode_length"),
+        )
+        for row, row_names in enumerate(names):
+            for col, name in enumerate(row_names):
+                ax[name] = grid[row][col]
+        self.axes = ax
+        self.title = self.figure.suptitle("waiting for the first update", fontsize=11, x=0.01, ha="left")
+        steps = EngFormatter(sep="")
+        for name, axis in ax.items():
+            axis.tick_params(labelsize=7)
+            axis.grid(True, alpha=0.3, linewidth=0.5)
+            if name not in ("spectrum_a", "spectrum_g", "pretrain"):
+                axis.xaxis.set_major_formatter(steps)
+
+        def title(name: str, text: str) -> None:
+            # an explicit y turns off matplotlib's per-draw title placement (slow)
+            ax[name].set_title(text, fontsize=9, y=1.0, pad=3)
+
+        # returns
+        title("returns", "episode return")
+        self.lines: dict[str, Line2D] = {}
+        (self.lines["ep_raw"],) = ax["returns"].plot([], [], ".", ms=2.5, alpha=0.35, color="C0", label="episode")
+        (self.lines["ep_smooth"],) = ax["returns"].plot(
+            [], [], "-", lw=1.6, color="C1", label=f"mean of last {self.smoothing_window}"
+        )
+        ax["returns"].legend(fontsize=6, loc="upper left")
+        # scalar panels
+        for name, label, color in (
+            ("policy_loss", "policy loss", "C0"),
+            ("value_loss", "value loss (log)", "C3"),
+            ("entropy", "policy entropy", "C2"),
+            ("explained_variance", "explained variance (clipped to [-1, 1])", "C4"),
+            ("fps", "throughput (fps)", "C7"),
+        ):
+            title(name, label)
+            noisy = name != "fps"
+            (self.lines[name],) = ax[name].plot([], [], "-", lw=0.8 if noisy else 1.0, color=color,
+                                                alpha=_RAW_ALPHA if noisy else 1.0)
+            if noisy:
+                (self.lines[name + "_smooth"],) = ax[name].plot([], [], "-", lw=1.4, color=_darker(color))
+        ax["value_loss"].set_yscale("log")
+        ax["explained_variance"].set_ylim(-1.05, 1.05)
+        ax["explained_variance"].axhline(0.0, color="0.5", lw=0.6)
+        # KL and trust region
+        title("trust_region", "KL and trust region (log)")
+        for key, label, color in (
+            ("kl", "KL(old ‖ new)", "C0"),
+            ("trust_region_scale", "trust-region scale", "C1"),
+            ("gfg", "gᵀF⁻¹g", "C2"),
+        ):
+            (self.lines[key],) = ax["trust_region"].plot([], [], "-", lw=0.8, color=color, alpha=_RAW_ALPHA)
+            (self.lines[key + "_smooth"],) = ax["trust_region"].plot(
+                [], [], "-", lw=1.4, color=_darker(color), label=label
+            )
+        ax["trust_region"].set_yscale("log")
+        ax["trust_region"].legend(fontsize=6, loc="upper right", framealpha=0.6)
+        self._kfac_line = ax["trust_region"].axvline(0.0, color="0.4", ls=":", lw=1.0, visible=False)
+        # learning rate
+        title("learning_rate", "learning rate")
+        (self.lines["lr_curve"],) = ax["learning_rate"].plot(
+            [], [], "--", lw=1.0, color="0.55", label="schedule (current settings)"
+        )
+        (self.lines["lr_used"],) = ax["learning_rate"].plot([], [], "-", lw=1.4, color="C0", label="used")
+        (self.lines["lr_now"],) = ax["learning_rate"].plot([], [], "o", ms=6, color="C3", label="now")
+        ax["learning_rate"].legend(fontsize=6, loc="lower left", framealpha=0.6)
+        # spectra
+        title("spectrum_a", "eigenvalues of A (inputs) by rank, latest")
+        title("spectrum_g", "eigenvalues of G (gradients) by rank, latest")
+        for name in ("spectrum_a", "spectrum_g"):
+            ax[name].set_xscale("log")
+            ax[name].set_yscale("log")
+        self._spectrum_lines: dict[str, tuple[Line2D, Line2D]] = {}
+        title("extremes", "max / min nonzero eigenvalue")
+        ax["extremes"].set_yscale("log")
+        ax["extremes"].legend(
+            handles=[
+                Line2D([], [], color="0.3", ls="-", label="A"),
+                Line2D([], [], color="0.3", ls="--", label="G"),
+            ],
+            fontsize=6,
+            loc="upper left",
+        )
+        self._extreme_lines: dict[str, tuple[Line2D, Line2D, Line2D, Line2D]] = {}
+        self._empty_notes = {
+            name: ax[name].text(
+                0.5, 0.5, "no Fisher eigenvalues yet", transform=ax[name].transAxes,
+                ha="center", va="center", fontsize=8, color="0.5",
+            )
+            for name in ("spectrum_a", "spectrum_g", "extremes")
+        }
+        # last panel
+        if self.pretrain:
+            title("pretrain", "behaviour cloning loss by epoch")
+            (self.lines["bc_train"],) = ax["pretrain"].plot([], [], ".-", lw=1.2, ms=3, color="C0", label="train")
+            (self.lines["bc_val"],) = ax["pretrain"].plot([], [], ".-", lw=1.2, ms=3, color="C1", label="validation")
+            ax["pretrain"].legend(fontsize=6, loc="upper right")
+        else:
+            title("episode_length", "episode length")
+            (self.lines["len_raw"],) = ax["episode_length"].plot([], [], ".", ms=2.5, alpha=0.35, color="C0")
+            (self.lines["len_smooth"],) = ax["episode_length"].plot([], [], "-", lw=1.6, color="C1")
+
+        # fewer ticks render markedly faster (text dominates the cost of a frame)
+        for axis in ax.values():
+            for which, scale in ((axis.xaxis, axis.get_xscale()), (axis.yaxis, axis.get_yscale())):
+                if scale == "log":
+                    which.set_major_locator(LogLocator(base=10, subs=(1.0,), numticks=6))
+                    which.set_minor_locator(NullLocator())
+                else:
+                    which.set_major_locator(MaxNLocator(nbins=5))
+
+    def _layer_color(self, layer: str) -> str:
+        if layer not in self._layer_colors:
+            self._layer_colors[layer] = f"C{len(self._layer_colors) % 10}"
+        return self._layer_colors[layer]
+
+    # -- drawing ----------------------------------------------------------------------
+    @staticmethod
+    def _autoscale(axis: Axes) -> None:
+        axis.relim()
+        limits = axis.dataLim
+        if np.all(np.isfinite(limits.get_points())) and limits.width >= 0 and limits.height >= 0:
+            axis.autoscale_view()
+
+    @staticmethod
+    def _log_ticks(which: Any, limits: tuple[float, float]) -> None:
+        """Decades only on a wide log axis; 1-2-5 ticks on a narrow one (no minor ticks,
+        which make a frame markedly slower to render)."""
+        low, high = sorted(limits)
+        narrow = low > 0 and math.log10(high / low) < 2.0
+        subs = (1.0, 2.0, 5.0) if narrow else (1.0,)
+        locator = which.get_major_locator()
+        if not isinstance(locator, LogLocator) or tuple(getattr(locator, "_subs", ())) != subs:
+            which.set_major_locator(LogLocator(base=10, subs=subs, numticks=6))
+
+    def draw(self) -> None:
+        """Move the recorded data into the artists and rescale (no rendering)."""
+        h = self.history
+        steps = h.array("timesteps")
+        ax = self.axes
+        self.lines["ep_raw"].set_data(self.episodes.array("timesteps"), self.episodes.array("return"))
+        self.lines["ep_smooth"].set_data(self.episodes.array("timesteps"), self.episodes.array("smoothed_return"))
+        for key, values, log in (
+            ("policy_loss", h.array("policy_loss"), False),
+            ("value_loss", _positive(h.array("value_loss")), True),
+            ("entropy", h.array("entropy"), False),
+            ("explained_variance", np.clip(h.array("explained_variance"), -1.0, 1.0), False),
+            ("kl", _positive(h.array("kl")), True),
+            ("trust_region_scale", _positive(h.array("trust_region_scale")), True),
+            ("gfg", _positive(h.array("gfg")), True),
+        ):
+            self.lines[key].set_data(steps, values)
+            self.lines[key + "_smooth"].set_data(steps, _moving_average(values, log=log))
+        self.lines["fps"].set_data(steps, h.array("fps"))
+        if self.kfac_start is not None and self._drawn_kfac_start != self.kfac_start:
+            self._kfac_line.set_xdata([self.kfac_start, self.kfac_start])
+            self._kfac_line.set_visible(True)
+            ax["trust_region"].text(
+                self.kfac_start, 0.97, " K-FAC on", transform=ax["trust_region"].get_xaxis_transform(),
+                fontsize=6, color="0.4", va="top",
+            )
+            self._drawn_kfac_start = self.kfac_start
+        self._draw_learning_rate(steps)
+        self._draw_eigenvalues()
+        if self.pretrain:
+            epochs = self.pretrain_history.array("epoch")
+            self.lines["bc_train"].set_data(epochs, self.pretrain_history.array("train_loss"))
+            val_loss = self.pretrain_history.array("val_loss")
+            validated = np.isfinite(val_loss)  # validation may run only every few epochs
+            self.lines["bc_val"].set_data(epochs[validated], val_loss[validated])
+        else:
+            self.lines["len_raw"].set_data(self.episodes.array("timesteps"), self.episodes.array("length"))
+            self.lines["len_smooth"].set_data(
+                self.episodes.array("timesteps"), self.episodes.array("smoothed_length")
+            )
+        self._draw_changes()
+        for name, axis in ax.items():
+            if name == "explained_variance":
+                axis.relim()
+                axis.autoscale_view(scaley=False)
+            else:
+                self._autoscale(axis)
+            for which, limits, scale in ((axis.xaxis, axis.get_xlim(), axis.get_xscale()),
+                                         (axis.yaxis, axis.get_ylim(), axis.get_yscale())):
+                if scale == "log":
+                    self._log_ticks(which, limits)
+        self.title.set_text(self._headline())
+
+    def _draw_learning_rate(self, steps: np.ndarray) -> None:
+        used = self.history.array("learning_rate")
+        self.lines["lr_used"].set_data(steps, used)
+        if self.lr_curve is not None:
+            curve_x, curve_y = self.lr_curve
+            self.lines["lr_curve"].set_data(curve_x, curve_y)
+        if len(steps):
+            now_x = steps[-1]
+            if self.lr_curve is not None and len(self.lr_curve[0]) > 1:
+                now_y = float(np.interp(now_x, *self.lr_curve))
+            else:
+                now_y = used[-1]
+            self.lines["lr_now"].set_data([now_x], [now_y])
+
+    def _draw_eigenvalues(self) -> None:
+        ax = self.axes
+        for layer, factors in self.spectra.items():
+            color = self._layer_color(layer)
+            if layer not in self._spectrum_lines:
+                (line_a,) = ax["spectrum_a"].plot([], [], "-", lw=1.2, color=color, label=layer)
+                (line_g,) = ax["spectrum_g"].plot([], [], "-", lw=1.2, color=color, label=layer)
+                self._spectrum_lines[layer] = (line_a, line_g)
+                ax["spectrum_a"].legend(fontsize=6, loc="lower left")
+                for note in self._empty_notes.values():
+                    note.set_visible(False)
+            line_a, line_g = self._spectrum_lines[layer]
+            spectrum_a = _sorted_spectrum(factors.input_factor)
+            spectrum_g = _sorted_spectrum(factors.gradient_factor)
+            line_a.set_data(np.arange(1, spectrum_a.size + 1), spectrum_a)
+            line_g.set_data(np.arange(1, spectrum_g.size + 1), spectrum_g)
+        for layer, history in self.eigen_extremes.items():
+            color = self._layer_color(layer)
+            if layer not in self._extreme_lines:
+                self._extreme_lines[layer] = tuple(  # type: ignore[assignment]
+                    ax["extremes"].plot([], [], ls, lw=1.0, color=color)[0]
+                    for ls in ("-", "-", "--", "--")
+                )
+            x = history.array("timesteps")
+            for line, key in zip(self._extreme_lines[layer], ("a_max", "a_min", "g_max", "g_min")):
+                line.set_data(x, _positive(history.array(key)))
+
+    def _draw_changes(self) -> None:
+        if self._drawn_changes == len(self.changes):
+            return
+        for artist in self._change_artists:
+            artist.remove()
+        self._change_artists = []
+        lr_axis = self.axes["learning_rate"]
+        for k, (timesteps, changed) in enumerate(self.changes[-_MAX_CHANGE_MARKERS:]):
+            self._change_artists.append(lr_axis.axvline(timesteps, color="C3", ls=":", lw=0.9, alpha=0.8))
+            self._change_artists.append(self.axes["returns"].axvline(timesteps, color="C3", ls=":", lw=0.8))
+            label = "\n".join(
+                f"{_ABBREVIATIONS.get(name, name)} {_short(old)}→{_short(new)}" for name, (old, new) in changed.items()
+            )
+            self._change_artists.append(
+                lr_axis.text(
+                    timesteps, 0.97 - 0.16 * (k % 4), label, transform=lr_axis.get_xaxis_transform(),
+                    fontsize=6, color="C3", ha="left", va="top", clip_on=True, linespacing=1.0,
+                )
+            )
+        self._drawn_changes = len(self.changes)
+
+    def _headline(self) -> str:
+        report = self.last_report
+        if report is None:
+            if self.last_pretrain_report is not None:
+                r = self.last_pretrain_report
+                return f"behaviour cloning: epoch {r.epoch}/{r.n_epochs}, train loss {r.train_loss:.4g}"
+            return "waiting for the first update"
+        parts = [
+            f"update {report.update}",
+            f"timesteps {report.timesteps:,} / {report.total_timesteps:,}",
+            f"fps {report.fps:,.0f}",
+            f"lr {report.learning_rate:.3g}",
+        ]
+        if self._recent_returns:
+            parts.append(f"mean return (last {len(self._recent_returns)}) {np.mean(self._recent_returns):.4g}")
+        if not report.kfac_step:
+            parts.append("cold start (clipped SGD)")
+        return "   ·   ".join(parts)
+
+    @property
+    def recent_returns(self) -> tuple[float, ...]:
+        """The last ``smoothing_window`` episode returns."""
+        return tuple(self._recent_returns)
+
+    @property
+    def mean_return(self) -> float | None:
+        """Mean of the last ``smoothing_window`` episode returns (``None`` before any)."""
+        return float(np.mean(self._recent_returns)) if self._recent_returns else None
+
+    def render_png(self) -> bytes:
+        """Draw and render the figure; PNG bytes."""
+        self.draw()
+        buffer = io.BytesIO()
+        self.canvas.print_png(buffer, pil_kwargs={"compress_level": 1})
+        return buffer.getvalue()
+
+    def save(self, path: str | PathLike[str]) -> Path:
+        """Write the current plots to ``path`` as a PNG; returns the path."""
+        target = Path(path)
+        target.write_bytes(self.render_png())
+        return target
+
+    def _repr_png_(self) -> bytes:
+        return self.render_png()
+
+    def summary(self) -> Mapping[str, Any]:
+        """Latest values, for a status line."""
+        report = self.last_report
+        return {
+            "update": None if report is None else report.update,
+            "timesteps": None if report is None else report.timesteps,
+            "fps": None if report is None else report.fps,
+            "mean_return": self.mean_return,
+        }
