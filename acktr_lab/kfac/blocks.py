@@ -77,10 +77,20 @@ class KroneckerBlock(tf.Module):
         Returns a boolean tensor: False when the decomposition was not finite, in which
         case the previous decomposition is kept.
         """
-        eps = tf.cast(eigen_epsilon, self.dtype)
-        values_a, vectors_a = _symmetric_eigh(self.input_factor)
-        values_g, vectors_g = _symmetric_eigh(self.gradient_factor)
-        ok = tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in (values_a, vectors_a, values_g, vectors_g)])
+        eps = tf.cast(tf.convert_to_tensor(eigen_epsilon, dtype_hint=self.dtype), self.dtype)
+        # tf.linalg.eigh raises (rather than returning NaN) on a non-finite input: hand it an
+        # identity instead and reject the result below.
+        factors_finite = tf.logical_and(
+            tf.reduce_all(tf.math.is_finite(self.input_factor)), tf.reduce_all(tf.math.is_finite(self.gradient_factor))
+        )
+        values_a, vectors_a = _symmetric_eigh(
+            tf.where(factors_finite, self.input_factor, tf.eye(self.input_dim, dtype=self.dtype))
+        )
+        values_g, vectors_g = _symmetric_eigh(
+            tf.where(factors_finite, self.gradient_factor, tf.eye(self.output_dim, dtype=self.dtype))
+        )
+        outputs = (values_a, vectors_a, values_g, vectors_g)
+        ok = tf.logical_and(factors_finite, tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in outputs]))
 
         def accept() -> tf.Tensor:
             self.set_inverse(
@@ -111,7 +121,7 @@ class KroneckerBlock(tf.Module):
         q_a, q_g = self.input_eigenvectors, self.gradient_eigenvectors
         rotated = tf.matmul(tf.matmul(q_a, gradient, transpose_a=True), q_g)
         denominator = self.input_eigenvalues[:, None] * self.gradient_eigenvalues[None, :]
-        rotated = rotated / (denominator + tf.cast(damping, self.dtype))
+        rotated = rotated / (denominator + tf.cast(tf.convert_to_tensor(damping, dtype_hint=self.dtype), self.dtype))
         return tf.matmul(tf.matmul(q_a, rotated), q_g, transpose_b=True)
 
     def eigenvalues(self) -> tuple[np.ndarray, np.ndarray]:

@@ -415,14 +415,18 @@ class KfacOptimizer(tf.Module):
 def _eigendecompose_all(
     factors: list[tuple[np.ndarray, np.ndarray]], eigen_epsilon: float
 ) -> list[tuple[np.ndarray, ...]]:
-    """Eigendecompositions of every block's (A, G), in float64 on a worker thread."""
+    """Eigendecompositions of every block's (A, G), in float64 on the worker thread.
+
+    ``tf.linalg.eigh`` runs on TensorFlow's own thread pool, which the training step
+    shares; a separate BLAS pool (NumPy's) would oversubscribe the cores and starve both.
+    """
     out = []
     for input_factor, gradient_factor in factors:
         decomposition: list[np.ndarray] = []
         for factor in (input_factor, gradient_factor):
-            sym = 0.5 * (factor + factor.T).astype(np.float64)
-            values, vectors = np.linalg.eigh(sym)
-            values = np.where(values > eigen_epsilon, values, 0.0)
-            decomposition += [values, vectors]
+            matrix = tf.constant(factor, dtype=tf.float64)
+            values, vectors = tf.linalg.eigh(0.5 * (matrix + tf.transpose(matrix)))
+            values = values.numpy()
+            decomposition += [np.where(values > eigen_epsilon, values, 0.0), vectors.numpy()]
         out.append(tuple(decomposition))
     return out

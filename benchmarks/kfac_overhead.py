@@ -1,0 +1,338 @@
+"""Cost of one K-FAC update against one plain RMSprop update (A2C's optimizer) on the same networks.
+
+Both paths run the same forward pass (the same ``acktr_lab.kfac`` layers, float32) under
+``tf.function``, on the same fixed batch, and are timed in interleaved repetitions (the order
+rotates every repetition) after a warm-up; the table reports medians.
+
+The asynchronous configuration is the exception: its worker thread keeps eigendecomposing in
+the background between updates, which would slow whatever is timed next. It is therefore
+timed in one contiguous stretch of updates right after the interleaved repetitions (blocks
+of updates, median over blocks), in its steady state: worker and updates share the cores,
+exactly as in training. The worker is drained before anything else is timed.
+
+What one "update" includes:
+
+* RMSprop: forward, backward, global-norm clipping (0.5), ``RMSprop.apply_gradients``.
+* K-FAC (``KfacOptimizer.minimize``): forward, backward of the loss, backward of the
+  sampled-Fisher loss to the pre-activations, the batch statistics and their moving average,
+  the preconditioning, the trust region, momentum, and the eigendecomposition of every
+  factor as the configuration amortises it:
+
+  - ``sync, kfac_update=N``: the eigendecomposition runs inside the update every N updates;
+    one timing sample is a block of N consecutive updates divided by N (the amortised cost).
+  - ``async, kfac_update=1``: the eigendecomposition runs on a worker thread (numpy, float64)
+    and updates use the newest finished one; one sample is a block of updates divided by
+    its length. The worker shares the same CPU cores, so its cost shows up here.
+    (The first decomposition after the cold start is synchronous; it is part of the warm-up.)
+
+The last line is ``kfac_overhead_ratio <mlp> <cnn>`` (K-FAC time / RMSprop time) for the
+configurations named on the line above it: MLP sync kfac_update=1 (ACKTR's default), CNN
+async kfac_update=1 (what OpenAI baselines' ACKTR runs for Atari).
+
+Usage: ``python benchmarks/kfac_overhead.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import tensorflow as tf
+
+from acktr_lab.kfac import Conv2D, Dense, KfacLayer, KfacOptimizer
+
+Batch = dict[str, tf.Tensor]
+LossFn = Callable[[], tuple[tf.Tensor, tf.Tensor]]
+
+ENT_COEF, VF_COEF, VF_FISHER_COEF, MAX_GRAD_NORM = 0.01, 0.25, 1.0, 0.5
+#: kfac_update so large that, after the warm-up's first decomposition, no update eigendecomposes:
+#: the diagnostic row "K-FAC sync, no eigh" times statistics + preconditioning + trust region alone.
+NEVER = 10**9
+
+
+# -- networks --------------------------------------------------------------------------------
+class ActorCritic(tf.Module):
+    """A body of K-FAC layers, then a policy head (logits) and a value head."""
+
+    def __init__(self, body: list[KfacLayer], features: int, n_actions: int, rng: np.random.Generator) -> None:
+        super().__init__()
+        self.body = body
+        self.pi = Dense(features, n_actions, name="pi", init_scale=0.01, rng=rng)
+        self.vf = Dense(features, 1, name="vf", rng=rng)
+        self.layers: list[KfacLayer] = [*body, self.pi, self.vf]
+
+    def features(self, obs: tf.Tensor) -> tf.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, obs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        hidden = self.features(obs)
+        return self.pi(hidden), self.vf(hidden)[:, 0]
+
+    @property
+    def weights(self) -> list[tf.Variable]:
+        return [v for layer in self.layers for v in (layer.kernel, layer.bias)]
+
+
+class Mlp(ActorCritic):
+    """Stable Baselines 2's MlpPolicy body: 64-64, tanh."""
+
+    def __init__(self, obs_dim: int, n_actions: int, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        body: list[KfacLayer] = [
+            Dense(obs_dim, 64, name="fc0", init_scale=np.sqrt(2), rng=rng),
+            Dense(64, 64, name="fc1", init_scale=np.sqrt(2), rng=rng),
+        ]
+        super().__init__(body, 64, n_actions, rng)
+
+    def features(self, obs: tf.Tensor) -> tf.Tensor:
+        hidden = obs
+        for layer in self.body:
+            hidden = tf.tanh(layer(hidden))
+        return hidden
+
+
+class NatureCnn(ActorCritic):
+    """The Nature DQN body: conv 32 8x8/4, 64 4x4/2, 64 3x3/1, fc 512, ReLU; uint8 input / 255."""
+
+    def __init__(self, n_actions: int, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        s = np.sqrt(2)
+        body: list[KfacLayer] = [
+            Conv2D(4, 32, 8, strides=4, name="c1", init_scale=s, rng=rng),
+            Conv2D(32, 64, 4, strides=2, name="c2", init_scale=s, rng=rng),
+            Conv2D(64, 64, 3, strides=1, name="c3", init_scale=s, rng=rng),
+            Dense(3136, 512, name="fc1", init_scale=s, rng=rng),
+        ]
+        super().__init__(body, 512, n_actions, rng)
+
+    def features(self, obs: tf.Tensor) -> tf.Tensor:
+        hidden = tf.cast(obs, tf.float32) / 255.0
+        for conv in self.body[:3]:
+            hidden = tf.nn.relu(conv(hidden))
+        hidden = tf.reshape(hidden, [-1, 3136])
+        return tf.nn.relu(self.body[3](hidden))
+
+
+# -- losses ----------------------------------------------------------------------------------
+def actor_critic_losses(model: ActorCritic, batch: Batch) -> tuple[tf.Tensor, tf.Tensor]:
+    """ACKTR's training loss and sampled-Fisher loss from one forward pass."""
+    logits, values = model(batch["obs"])
+    neglogp = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=batch["actions"], logits=logits)
+    probs = tf.nn.softmax(logits)
+    entropy = tf.reduce_mean(-tf.reduce_sum(probs * tf.nn.log_softmax(logits), axis=-1))
+    pg_loss = tf.reduce_mean(batch["advantages"] * neglogp) - ENT_COEF * entropy
+    vf_loss = tf.reduce_mean(tf.square(values - batch["returns"]))
+    loss = pg_loss + VF_COEF * vf_loss
+    sampled = tf.stop_gradient(tf.random.categorical(logits, 1)[:, 0])
+    pg_fisher = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=sampled, logits=logits))
+    noisy_values = tf.stop_gradient(values + tf.random.normal(tf.shape(values)))
+    vf_fisher = VF_FISHER_COEF * tf.reduce_mean(tf.square(values - noisy_values))
+    return loss, pg_fisher + vf_fisher
+
+
+def make_batch(network: str, batch_size: int, n_actions: int, seed: int) -> Batch:
+    rng = np.random.default_rng(seed)
+    if network == "mlp":
+        obs = tf.constant(rng.normal(size=(batch_size, 8)).astype(np.float32))
+    else:
+        obs = tf.constant(rng.integers(0, 256, size=(batch_size, 84, 84, 4), dtype=np.uint8))
+    return {
+        "obs": obs,
+        "actions": tf.constant(rng.integers(0, n_actions, size=batch_size)),
+        "advantages": tf.constant(rng.normal(size=batch_size).astype(np.float32)),
+        "returns": tf.constant(rng.normal(size=batch_size).astype(np.float32)),
+    }
+
+
+def make_model(network: str, n_actions: int) -> ActorCritic:
+    return Mlp(8, n_actions, seed=0) if network == "mlp" else NatureCnn(n_actions, seed=0)
+
+
+# -- timed configurations --------------------------------------------------------------------
+@dataclass
+class Config:
+    network: str
+    label: str
+    kfac_update: int | None  # None: RMSprop
+    async_eigen: bool
+    run_block: Callable[[], int]  # runs one block of updates, returns how many
+    warm_step: Callable[[], None]  # one untimed update
+    optimizer: KfacOptimizer | None = None
+    samples: list[float] = field(default_factory=list)
+    refreshes: int = 0
+
+    def sample(self) -> None:
+        start = time.perf_counter()
+        n = self.run_block()
+        self.samples.append((time.perf_counter() - start) / n)
+
+    @property
+    def median_ms(self) -> float:
+        return 1e3 * statistics.median(self.samples)
+
+
+def rmsprop_config(network: str, batch: Batch, n_actions: int) -> Config:
+    model = make_model(network, n_actions)
+    optimizer = tf.keras.optimizers.RMSprop(learning_rate=7e-4, rho=0.99, epsilon=1e-5)
+
+    @tf.function
+    def step() -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            loss, _ = actor_critic_losses(model, batch)
+        grads = tape.gradient(loss, model.weights)
+        grads, _ = tf.clip_by_global_norm(grads, MAX_GRAD_NORM)
+        optimizer.apply_gradients(zip(grads, model.weights))
+        return loss
+
+    def run_block() -> int:
+        step().numpy()
+        return 1
+
+    return Config(network, "RMSprop (A2C)", None, False, run_block, lambda: step().numpy() and None)
+
+
+def kfac_config(network: str, batch: Batch, n_actions: int, kfac_update: int, async_eigen: bool, block: int) -> Config:
+    model = make_model(network, n_actions)
+    opt = KfacOptimizer(
+        model.weights,
+        model.layers,
+        learning_rate=0.25,
+        kfac_update=kfac_update,
+        cold_iter=1,
+        async_eigen_decomp=async_eigen,
+    )
+
+    def loss_fn() -> tuple[tf.Tensor, tf.Tensor]:
+        return actor_critic_losses(model, batch)
+
+    mode = "async" if async_eigen else "sync"
+    label = f"K-FAC {mode}, kfac_update={kfac_update}"
+    if kfac_update >= NEVER:
+        label = "K-FAC sync, no eigh (diagnostic)"
+    config = Config(network, label, kfac_update, async_eigen, lambda: 0, lambda: opt.minimize(loss_fn) and None, opt)
+
+    def run_block() -> int:
+        for _ in range(block):
+            metrics = opt.minimize(loss_fn)
+            if not metrics["kfac_step"] or metrics["skipped"]:
+                raise RuntimeError(f"{config.label}: timed update was not a K-FAC step: {metrics}")
+            config.refreshes += bool(metrics["inverse_refreshed"])
+        return block
+
+    config.run_block = run_block
+    return config
+
+
+def warm_up(config: Config) -> None:
+    """Compile, pass the cold start, and run both branches (refresh and no refresh) once."""
+    if config.kfac_update is None:
+        updates = 3
+    else:
+        updates = 2 + (2 if config.kfac_update >= NEVER else max(config.kfac_update, 2))
+    for _ in range(updates):
+        config.warm_step()
+    if config.optimizer is not None and config.optimizer.async_eigen_decomp:
+        config.optimizer.wait_for_inverse()  # start timing from a steady state, not a backlog
+
+
+def run_interleaved(configs: list[Config], reps: int) -> None:
+    for rep in range(reps):
+        order = configs[rep % len(configs) :] + configs[: rep % len(configs)]
+        for config in order:
+            config.sample()
+        print(f"  rep {rep + 1}/{reps}: " + ", ".join(f"{c.samples[-1] * 1e3:.1f}" for c in configs), flush=True)
+
+
+def run_contiguous(config: Config, reps: int) -> None:
+    for _ in range(reps):
+        config.sample()
+    print(f"  {config.label}: " + ", ".join(f"{t * 1e3:.1f}" for t in config.samples), flush=True)
+    if config.optimizer is not None:
+        config.optimizer.wait_for_inverse()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke run: few repetitions, batch 64")
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default 640; 64 with --quick)")
+    parser.add_argument("--cnn-sync-kfac-update", type=int, default=10, help="amortisation of the sync CNN row")
+    parser.add_argument(
+        "--networks", nargs="+", choices=["mlp", "cnn"], default=["mlp", "cnn"], help="networks to time"
+    )
+    args = parser.parse_args(argv)
+
+    batch_size = args.batch or (64 if args.quick else 640)
+    mlp_reps, cnn_reps = (20, 3) if args.quick else (200, 7)  # CNN async: cnn_reps blocks of async_block
+    cnn_u = args.cnn_sync_kfac_update
+    async_block = 3 if args.quick else 5
+    n_actions_mlp, n_actions_cnn = 4, 6
+    print(
+        f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, devices: "
+        f"{[d.device_type for d in tf.config.list_physical_devices()]}; float32; batch {batch_size}; "
+        f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}; "
+        f"{'QUICK' if args.quick else 'full'} run ({mlp_reps} MLP / {cnn_reps} CNN interleaved repetitions)",
+        flush=True,
+    )
+
+    all_rows: list[Config] = []
+    ratios: dict[str, float] = {"mlp": float("nan"), "cnn": float("nan")}
+    for network, reps in (("mlp", mlp_reps), ("cnn", cnn_reps)):
+        if network not in args.networks:
+            continue
+        n_actions = n_actions_mlp if network == "mlp" else n_actions_cnn
+        batch = make_batch(network, batch_size, n_actions, seed=1)
+        configs = [rmsprop_config(network, batch, n_actions), kfac_config(network, batch, n_actions, 1, False, 1)]
+        if network == "cnn":
+            configs.append(kfac_config(network, batch, n_actions, cnn_u, False, cnn_u))
+        configs.append(kfac_config(network, batch, n_actions, NEVER, False, 1))
+        if network == "cnn":
+            configs.append(kfac_config(network, batch, n_actions, 1, True, async_block))
+        print(f"{network}: warming up (compilation, cold start) ...", flush=True)
+        for config in configs:
+            warm_up(config)
+        interleaved = [c for c in configs if not c.async_eigen]
+        print(f"{network}: ms per update, interleaved columns: {[c.label for c in interleaved]}", flush=True)
+        run_interleaved(interleaved, reps)
+        for config in configs:
+            if config.async_eigen:
+                print(f"{network}: contiguous (background worker running), ms per update:", flush=True)
+                run_contiguous(config, reps)
+        base = configs[0].median_ms
+        headline = configs[1] if network == "mlp" else configs[-1]
+        ratios[network] = headline.median_ms / base
+        all_rows += configs
+
+    print()
+    header = (
+        f"{'network':8s} {'update':34s} {'median ms/update':>17s} {'x RMSprop':>10s} {'samples':>8s} {'refreshes':>10s}"
+    )
+    print(header)
+    print("-" * len(header))
+    for config in all_rows:
+        base = next(c for c in all_rows if c.network == config.network and c.kfac_update is None).median_ms
+        refreshes = "" if config.kfac_update is None else str(config.refreshes)
+        print(
+            f"{config.network:8s} {config.label:34s} {config.median_ms:17.2f} {config.median_ms / base:10.2f} "
+            f"{len(config.samples):8d} {refreshes:>10s}"
+        )
+    print(
+        "\nnotes: sync kfac_update=N rows are amortised (a block of N updates / N), interleaved with RMSprop; "
+        f"async rows: contiguous blocks of {async_block} updates / {async_block} with the eigendecomposition "
+        "worker running; 'refreshes' = decompositions installed while timed; "
+        f"batch {batch_size} for both networks."
+    )
+    print("kfac_overhead_ratio columns: mlp = K-FAC sync kfac_update=1; cnn = K-FAC async kfac_update=1")
+    print(f"kfac_overhead_ratio {ratios['mlp']:.3f} {ratios['cnn']:.3f}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,606 @@
+"""K-FAC checked against independent dense computations (float64 wherever exactness matters).
+
+Conventions under test (see acktr_lab/kfac/blocks.py): a layer's gradient is the matrix
+``∇ = [W-rows; b-row]`` of shape ``[d_in + 1, d_out]``, vectorised row-major, so the block
+approximates the Fisher by ``kron(A, G)`` with ``A = E[ā āᵀ]`` (ā = [a, 1]) and
+``G = E[g gᵀ]`` (g the per-example gradient with respect to the pre-activation).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from acktr_lab.kfac import Conv2D, Conv2DBlock, Dense, KfacLayer, KfacOptimizer, capture
+
+F64 = tf.float64
+LossFn = Callable[[], tuple[tf.Tensor, tf.Tensor]]
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def softmax_np(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+def sampled_nll(logits: tf.Tensor, generator: tf.random.Generator) -> tf.Tensor:
+    """Mean NLL of targets sampled from the model's own softmax (Gumbel-max; samples carry no gradient)."""
+    uniform = generator.uniform(tf.shape(logits), minval=1e-12, maxval=1.0, dtype=logits.dtype)
+    samples = tf.argmax(tf.stop_gradient(logits) - tf.math.log(-tf.math.log(uniform)), axis=-1)
+    return cross_entropy(logits, samples)
+
+
+def variables_of(layers: Sequence[KfacLayer]) -> list[tf.Variable]:
+    return [v for layer in layers for v in (layer.kernel, layer.bias)]
+
+
+def numpy_params(variables: Sequence[tf.Variable]) -> list[np.ndarray]:
+    return [v.numpy().copy() for v in variables]
+
+
+def dense_fisher(block: object, damping: float) -> np.ndarray:
+    """``kron(A, G) + damping·I`` built densely from a block's current factors."""
+    a = block.input_factor.numpy()  # type: ignore[attr-defined]
+    g = block.gradient_factor.numpy()  # type: ignore[attr-defined]
+    return np.kron(a, g) + damping * np.eye(a.shape[0] * g.shape[0])
+
+
+def gradient_vector(kernel_grad: np.ndarray, bias_grad: np.ndarray) -> np.ndarray:
+    """Row-major vec of ``[kernel rows; bias row]`` computed without the block's helpers."""
+    return np.concatenate([kernel_grad.reshape(-1, bias_grad.shape[0]), bias_grad[None, :]], axis=0).ravel()
+
+
+class Mlp:
+    """``logits = W2 tanh(W1 x + b1) + b2`` from two K-FAC Dense layers (float64)."""
+
+    def __init__(self, sizes: tuple[int, int, int], seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        self.hidden = Dense(sizes[0], sizes[1], name="hidden", rng=rng, dtype=F64)
+        self.out = Dense(sizes[1], sizes[2], name="out", rng=rng, dtype=F64)
+        self.hidden.bias.assign(rng.normal(0.0, 0.1, sizes[1]))
+        self.out.bias.assign(rng.normal(0.0, 0.1, sizes[2]))
+        self.layers: list[KfacLayer] = [self.hidden, self.out]
+
+    def __call__(self, x: tf.Tensor) -> tf.Tensor:
+        return self.out(tf.tanh(self.hidden(x)))
+
+    @property
+    def variables(self) -> list[tf.Variable]:
+        return variables_of(self.layers)
+
+
+def classification_data(n: int, d: int, c: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    y = rng.integers(0, c, size=n)
+    return x, y
+
+
+def mlp_problem(seed: int, n: int = 64) -> tuple[Mlp, LossFn, tf.random.Generator]:
+    """A float64 MLP classifier with a sampled-Fisher loss drawing from a seeded generator."""
+    x, y = classification_data(n, 5, 3, seed)
+    model = Mlp((5, 8, 3), seed)
+    xt, yt = tf.constant(x), tf.constant(y)
+    generator = tf.random.Generator.from_seed(seed + 1000)
+
+    def loss_fn() -> tuple[tf.Tensor, tf.Tensor]:
+        logits = model(xt)
+        return cross_entropy(logits, yt), sampled_nll(logits, generator)
+
+    return model, loss_fn, generator
+
+
+# -- 1. exact Fisher of a linear softmax layer -----------------------------------------------
+def test_dense_factors_equal_the_exact_sampled_fisher_for_one_input() -> None:
+    rng = np.random.default_rng(0)
+    d, c, n = 4, 3, 64
+    layer = Dense(d, c, name="softmax", rng=rng, dtype=F64)
+    layer.bias.assign(rng.normal(size=c))
+    x = rng.normal(size=d)
+    p = softmax_np(x @ layer.kernel.numpy() + layer.bias.numpy())
+    samples = rng.choice(c, size=n, p=p)  # targets from the model's own predictive distribution
+    xs, ys = tf.constant(np.tile(x, (n, 1))), tf.constant(samples)
+
+    def loss_fn() -> tuple[tf.Tensor, tf.Tensor]:
+        nll = cross_entropy(layer(xs), ys)
+        return nll, nll
+
+    # cold_iter large: after one update the statistics are exactly this batch's.
+    opt = KfacOptimizer([layer.kernel, layer.bias], [layer], learning_rate=0.1, cold_iter=100)
+    x_bar = np.append(x, 1.0)
+    per_example = [np.outer(x_bar, p - np.eye(c)[y]).ravel() for y in samples]
+
+    # The explicit formula is the gradient TF computes, in the block's layout.
+    with tf.GradientTape() as tape:
+        first = cross_entropy(layer(xs[:1]), ys[:1])
+    kernel_grad, bias_grad = tape.gradient(first, [layer.kernel, layer.bias])
+    block = opt.blocks[0]
+    np.testing.assert_allclose(
+        block.gradient_matrix(kernel_grad, bias_grad).numpy().ravel(), per_example[0], atol=1e-14
+    )
+
+    opt.minimize(loss_fn)
+    a, g = block.input_factor.numpy(), block.gradient_factor.numpy()
+    empirical_fisher = np.mean([np.outer(v, v) for v in per_example], axis=0)
+    np.testing.assert_allclose(np.kron(a, g), empirical_fisher, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(a, np.outer(x_bar, x_bar), atol=1e-12)
+
+    # Exact (expected) Fisher: summing over every class weighted by p_y gives kron(āāᵀ, diag(p) - ppᵀ).
+    exact_g = np.diag(p) - np.outer(p, p)
+    exact_fisher = sum(p[y] * np.outer(gy, gy) for y in range(c) for gy in [np.outer(x_bar, p - np.eye(c)[y]).ravel()])
+    np.testing.assert_allclose(np.kron(np.outer(x_bar, x_bar), exact_g), exact_fisher, atol=1e-12)
+
+    # ... and the block's sampled G converges to it (many samples, one fixed seed).
+    many = rng.choice(c, size=20000, p=p)
+    many_x = tf.constant(np.tile(x, (many.size, 1)))
+    with tf.GradientTape() as tape, capture() as recorded:
+        nll = cross_entropy(layer(many_x), tf.constant(many))
+    uses = recorded.uses_of(layer)
+    grads = tape.gradient(nll, [u.preactivations for u in uses])
+    _, big_g = block.batch_statistics(uses, grads)
+    np.testing.assert_allclose(big_g.numpy(), exact_g, atol=0.02)
+    assert not np.allclose(big_g.numpy(), exact_g / many.size, atol=0.02)  # scale is per example
+
+
+# -- 2. preconditioning equals a dense solve -------------------------------------------------
+@pytest.mark.parametrize("damping", [1e-2, 1e-4])
+def test_multiply_inverse_equals_dense_damped_solve(damping: float) -> None:
+    model, loss_fn, _ = mlp_problem(seed=1)
+    opt = KfacOptimizer(
+        model.variables, model.layers, learning_rate=0.1, cold_iter=2, eigen_epsilon=0.0, damping=damping
+    )
+    for _ in range(4):
+        opt.minimize(loss_fn)
+    rng = np.random.default_rng(2)
+    for block in opt.blocks:
+        assert bool(block.refresh_inverse(0.0))
+        m = rng.normal(size=(block.input_dim, block.output_dim))
+        got = block.multiply_inverse(tf.constant(m), damping).numpy()
+        want = np.linalg.solve(dense_fisher(block, damping), m.ravel()).reshape(m.shape)
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12 * np.abs(want).max())
+        # The damping matters here: the undamped-ish solve is clearly different.
+        other = np.linalg.solve(dense_fisher(block, 10 * damping), m.ravel()).reshape(m.shape)
+        assert not np.allclose(got, other, rtol=1e-3)
+
+
+# -- 3. convolution factors from explicit patches --------------------------------------------
+def explicit_patches(x: np.ndarray, k: int, stride: int, padding: str) -> np.ndarray:
+    """``[B, Oh, Ow, k·k·C]`` patches built with loops, rows ordered (di, dj, channel)."""
+    b, h, w, c = x.shape
+    if padding == "VALID":
+        oh, ow, top, left = (h - k) // stride + 1, (w - k) // stride + 1, 0, 0
+    else:
+        oh, ow = -(-h // stride), -(-w // stride)
+        top = max((oh - 1) * stride + k - h, 0) // 2
+        left = max((ow - 1) * stride + k - w, 0) // 2
+    out = np.zeros((b, oh, ow, k * k * c))
+    for n in range(b):
+        for i in range(oh):
+            for j in range(ow):
+                row = []
+                for di in range(k):
+                    for dj in range(k):
+                        for ch in range(c):
+                            r, s = i * stride + di - top, j * stride + dj - left
+                            inside = 0 <= r < h and 0 <= s < w
+                            row.append(x[n, r, s, ch] if inside else 0.0)
+                out[n, i, j] = row
+    return out
+
+
+@pytest.mark.parametrize("padding", ["VALID", "SAME"])
+def test_conv_factors_equal_direct_computation_over_explicit_patches(padding: str) -> None:
+    rng = np.random.default_rng(3)
+    batch, k, stride, cin, cout = 3, 3, 2, 2, 4
+    layer = Conv2D(cin, cout, k, strides=stride, padding=padding, name="conv", rng=rng, dtype=F64)
+    layer.bias.assign(rng.normal(size=cout))
+    x = rng.normal(size=(batch, 7, 7, cin))
+    patches = explicit_patches(x, k, stride, padding)
+    oh, ow = patches.shape[1:3]
+    assert (oh, ow) == ((3, 3) if padding == "VALID" else (4, 4))
+
+    # Forward: the conv equals patches · W reshaped to [k·k·cin, cout], plus b.
+    forward = layer(tf.constant(x)).numpy()
+    np.testing.assert_allclose(
+        forward, patches @ layer.kernel.numpy().reshape(-1, cout) + layer.bias.numpy(), atol=1e-12
+    )
+
+    # A fisher loss linear in the pre-activations: mean_b Σ_{t,c} s·R, so B·∂L/∂s = R exactly.
+    r = rng.normal(size=(batch, oh, ow, cout))
+    xt, rt = tf.constant(x), tf.constant(r)
+
+    def loss_fn() -> tuple[tf.Tensor, tf.Tensor]:
+        s = layer(xt)
+        fisher = tf.reduce_sum(s * rt) / batch
+        return tf.reduce_mean(tf.square(s)), fisher
+
+    opt = KfacOptimizer([layer.kernel, layer.bias], [layer], learning_rate=0.01, cold_iter=100)
+    assert isinstance(opt.blocks[0], Conv2DBlock)
+    opt.minimize(loss_fn)
+    rows = np.concatenate([patches.reshape(-1, k * k * cin), np.ones((batch * oh * ow, 1))], axis=1)
+    want_a = rows.T @ rows / batch  # sum over positions, mean over examples
+    grads = r.reshape(-1, cout)
+    want_g = grads.T @ grads / (batch * oh * ow)  # mean over positions and examples
+    np.testing.assert_allclose(opt.blocks[0].input_factor.numpy(), want_a, atol=1e-12)
+    np.testing.assert_allclose(opt.blocks[0].gradient_factor.numpy(), want_g, atol=1e-12)
+
+
+# -- 4. trust region ---------------------------------------------------------------------------
+@pytest.mark.parametrize(("learning_rate", "clipped"), [(2.0, True), (1e-4, False)])
+def test_trust_region_bounds_the_step_in_the_damped_fisher_norm(learning_rate: float, clipped: bool) -> None:
+    model, _, _ = mlp_problem(seed=4)
+    x, y = classification_data(64, 5, 3, seed=4)
+    xt, yt = tf.constant(x), tf.constant(y)
+    shift = tf.Variable(tf.constant([0.1, -0.2, 0.05], F64), name="unregistered_shift")
+    generator = tf.random.Generator.from_seed(5)
+
+    def loss_fn() -> tuple[tf.Tensor, tf.Tensor]:
+        logits = model(xt) + shift
+        return cross_entropy(logits, yt), sampled_nll(logits, generator)
+
+    variables = [*model.variables, shift]
+    damping, clip, momentum, cold = 0.01, 0.001, 0.9, 2
+    opt = KfacOptimizer(
+        variables,
+        model.layers,
+        learning_rate=learning_rate,
+        momentum=momentum,
+        damping=damping,
+        kfac_clip=clip,
+        cold_iter=cold,
+        eigen_epsilon=0.0,
+    )
+    opt.set_hyperparameters(learning_rate=1e-3)  # gentle cold start, same for both cases
+    for _ in range(cold):
+        assert not opt.minimize(loss_fn)["kfac_step"]
+    opt.set_hyperparameters(learning_rate=learning_rate)
+
+    with tf.GradientTape() as tape:
+        loss = loss_fn()[0]
+    grads = [g.numpy() for g in tape.gradient(loss, variables)]
+    before = numpy_params(variables)
+    metrics = opt.minimize(loss_fn)  # first K-FAC step: momentum restarts at zero
+    assert metrics["kfac_step"] and metrics["inverse_refreshed"]
+
+    # V = F̂⁻¹∇ per block with F̂ = kron(A, G) + δI from the block's (just updated) factors; identity elsewhere.
+    directions: list[np.ndarray] = []
+    fisher_norm = 0.0
+    gfg = 0.0
+    for block, (kernel_grad, bias_grad) in zip(opt.blocks, [grads[0:2], grads[2:4]]):
+        fisher = dense_fisher(block, damping)
+        v = np.linalg.solve(fisher, gradient_vector(kernel_grad, bias_grad)).reshape(block.input_dim, -1)
+        directions += [v[:-1].reshape(kernel_grad.shape), v[-1]]
+        fisher_norm += v.ravel() @ fisher @ v.ravel()
+        gfg += v.ravel() @ gradient_vector(kernel_grad, bias_grad)
+    directions.append(grads[4])
+    fisher_norm += grads[4] @ grads[4]
+    gfg += grads[4] @ grads[4]
+    np.testing.assert_allclose(metrics["gfg"], gfg, rtol=1e-8)
+
+    precondition = opt.precondition([tf.constant(g) for g in grads])
+    for got, want in zip(precondition, directions):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-7, atol=1e-12)
+
+    scale = min(1.0, np.sqrt(clip / (learning_rate**2 * fisher_norm)))
+    np.testing.assert_allclose(metrics["trust_region_scale"], scale, rtol=1e-8)
+    step_norm = learning_rate**2 * scale**2 * fisher_norm  # lr² uᵀF̂u with u = scale·V
+    assert step_norm <= clip * (1 + 1e-9)
+    if clipped:
+        assert metrics["trust_region_scale"] < 0.5
+        np.testing.assert_allclose(step_norm, clip, rtol=1e-8)  # the region's boundary
+    else:
+        assert metrics["trust_region_scale"] == 1.0
+        assert step_norm < clip
+
+    # The parameters moved by exactly lr·(1 - momentum)·scale·V.
+    for old, new, v in zip(before, numpy_params(variables), directions):
+        np.testing.assert_allclose(new, old - learning_rate * (1 - momentum) * scale * v, rtol=1e-9, atol=1e-13)
+
+
+# -- 5. cold start -----------------------------------------------------------------------------
+def test_cold_start_is_clipped_momentum_sgd() -> None:
+    rng = np.random.default_rng(6)
+    n, d, c = 32, 4, 3
+    x, y = classification_data(n, d, c, seed=6)
+    layer = Dense(d, c, name="softmax", rng=rng, dtype=F64)
+    xt, yt = tf.constant(x), tf.constant(y)
+    generator = tf.random.Generator.from_seed(7)
+
+    def loss_fn() -> tuple[tf.Tensor, tf.Tensor]:
+        logits = layer(xt)
+        return cross_entropy(logits, yt), sampled_nll(logits, generator)
+
+    lr, momentum, max_norm = 0.5, 0.9, 0.05
+    opt = KfacOptimizer(
+        [layer.kernel, layer.bias], [layer], learning_rate=lr, momentum=momentum, max_grad_norm=max_norm, cold_iter=3
+    )
+    w, b = layer.kernel.numpy().copy(), layer.bias.numpy().copy()
+    vel_w, vel_b = np.zeros_like(w), np.zeros_like(b)
+    onehot = np.eye(c)[y]
+    for _ in range(2):
+        residual = (softmax_np(x @ w + b) - onehot) / n
+        grad_w, grad_b = x.T @ residual, residual.sum(axis=0)
+        norm = np.sqrt(np.sum(grad_w**2) + np.sum(grad_b**2))
+        assert norm > max_norm  # the clipping is exercised
+        factor = max_norm / max(norm, max_norm)
+        vel_w, vel_b = momentum * vel_w + factor * grad_w, momentum * vel_b + factor * grad_b
+        w, b = w - lr * vel_w, b - lr * vel_b
+        metrics = opt.minimize(loss_fn)
+        assert not metrics["kfac_step"]
+        np.testing.assert_allclose(metrics["grad_norm"], norm, rtol=1e-10)
+        np.testing.assert_allclose(layer.kernel.numpy(), w, rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(layer.bias.numpy(), b, rtol=1e-10, atol=1e-14)
+
+
+def test_statistics_are_a_running_mean_then_an_exponential_average() -> None:
+    model, loss_fn, generator = mlp_problem(seed=8)
+    cold, decay, steps = 3, 0.8, 7
+    opt = KfacOptimizer(model.variables, model.layers, learning_rate=0.05, cold_iter=cold, stats_decay=decay)
+    expected = [(np.zeros((b.input_dim,) * 2), np.zeros((b.output_dim,) * 2)) for b in opt.blocks]
+    kfac_steps = []
+    for k in range(steps):
+        # This step's batch statistics at the current parameters, from the samples the update will draw.
+        saved = generator.state.numpy().copy()
+        with tf.GradientTape(persistent=True) as tape, capture() as recorded:
+            _, fisher = loss_fn()
+        generator.state.assign(saved)
+        batch = []
+        for block in opt.blocks:
+            uses = recorded.uses_of(block.layer)
+            grads = tape.gradient(fisher, [u.preactivations for u in uses])
+            batch.append(tuple(m.numpy() for m in block.batch_statistics(uses, grads)))
+        weight = k / (k + 1) if k < cold else decay
+        expected = [
+            (weight * ea + (1 - weight) * ba, weight * eg + (1 - weight) * bg)
+            for (ea, eg), (ba, bg) in zip(expected, batch)
+        ]
+        kfac_steps.append(bool(opt.minimize(loss_fn)["kfac_step"]))
+        for block, (ea, eg) in zip(opt.blocks, expected):
+            np.testing.assert_allclose(block.input_factor.numpy(), ea, rtol=1e-10, atol=1e-13)
+            np.testing.assert_allclose(block.gradient_factor.numpy(), eg, rtol=1e-10, atol=1e-13)
+    assert kfac_steps == [False] * cold + [True] * (steps - cold)
+    # The samples differ from step to step, so a wrong weighting would show.
+    assert not np.allclose(expected[1][1], batch[1][1], rtol=1e-3)
+
+
+# -- 6. K-FAC beats tuned SGD on an ill-conditioned classifier ---------------------------------
+def test_kfac_reaches_a_target_loss_in_far_fewer_steps_than_tuned_sgd() -> None:
+    rng = np.random.default_rng(9)
+    n, d, c, hidden = 512, 8, 4, 16
+    scales = np.logspace(-1, 1, d)  # feature scales 0.1 … 10: curvature spread over 10⁴
+    x = rng.normal(size=(n, d)) * scales
+    y = np.argmax(x @ (rng.normal(size=(d, c)) / scales[:, None]) + 0.5 * rng.gumbel(size=(n, c)), axis=1)
+    xt, yt = tf.constant(x), tf.constant(y)
+    target = 0.3  # from ≈ 1.4 at the (shared) initialisation
+
+    model = Mlp((d, hidden, c), seed=10)
+    initial = numpy_params(model.variables)
+    generator = tf.random.Generator.from_seed(11)
+
+    def loss_fn() -> tuple[tf.Tensor, tf.Tensor]:
+        logits = model(xt)
+        return cross_entropy(logits, yt), sampled_nll(logits, generator)
+
+    opt = KfacOptimizer(
+        model.variables, model.layers, learning_rate=0.5, kfac_clip=0.01, damping=1e-3, max_grad_norm=10.0, cold_iter=5
+    )
+    kfac_steps = None
+    for step in range(1, 301):
+        if opt.minimize(loss_fn)["loss"] < target:  # loss before the update
+            kfac_steps = step - 1
+            break
+    assert kfac_steps is not None, "K-FAC did not reach the target loss in 300 updates"
+
+    # Plain (momentum) SGD from the same initialisation, best of a grid; budget: twice K-FAC's count.
+    learning_rate = tf.Variable(0.0, dtype=F64)
+    momentum = tf.Variable(0.0, dtype=F64)
+    velocities = [tf.Variable(tf.zeros_like(v)) for v in model.variables]
+
+    @tf.function
+    def sgd_step() -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            loss = cross_entropy(model(xt), yt)
+        for var, vel, grad in zip(model.variables, velocities, tape.gradient(loss, model.variables)):
+            vel.assign(momentum * vel + grad)
+            var.assign_sub(learning_rate * vel)
+        return loss
+
+    best: dict[tuple[float, float], float] = {}
+    for mom in (0.0, 0.9):
+        for lr in (0.01, 0.03, 0.1, 0.3, 1.0, 3.0):
+            for var, value in zip(model.variables, initial):
+                var.assign(value)
+            for vel in velocities:
+                vel.assign(tf.zeros_like(vel))
+            learning_rate.assign(lr)
+            momentum.assign(mom)
+            losses = [float(sgd_step()) for _ in range(2 * kfac_steps + 1)]
+            best[(lr, mom)] = min(losses)
+            sgd_steps = next((i for i, loss in enumerate(losses) if loss < target), None)
+            assert sgd_steps is None or sgd_steps >= 2 * kfac_steps, (kfac_steps, lr, mom, sgd_steps)
+    print(f"K-FAC reached loss {target} after {kfac_steps} updates; best SGD loss in {2 * kfac_steps + 1}: {best}")
+    # SGD did make progress at its best setting (the grid is not uniformly hopeless).
+    assert min(best.values()) < 0.8, best
+
+
+# -- 7. asynchronous eigendecomposition --------------------------------------------------------
+def test_async_with_frozen_statistics_matches_sync() -> None:
+    params = []
+    for async_eigen in (False, True):
+        model, loss_fn, _ = mlp_problem(seed=12)
+        opt = KfacOptimizer(
+            model.variables,
+            model.layers,
+            learning_rate=0.3,
+            kfac_clip=0.01,
+            cold_iter=3,
+            stats_decay=1.0,  # statistics frozen after the cold start
+            eigen_epsilon=0.0,
+            async_eigen_decomp=async_eigen,
+        )
+        refreshed = []
+        for _ in range(10):
+            metrics = opt.minimize(loss_fn)
+            waited = opt.wait_for_inverse(timeout=30)  # no-op (False) for the sync optimizer
+            refreshed.append(bool(metrics["inverse_refreshed"]) or waited)
+        assert refreshed[3:] == [True] * 7, refreshed
+        params.append(numpy_params(model.variables))
+    moved = max(np.abs(a - b).max() for a, b in zip(params[0], numpy_params(Mlp((5, 8, 3), 12).variables)))
+    assert moved > 1e-2  # the K-FAC steps did something
+    for sync_param, async_param in zip(*params):
+        np.testing.assert_allclose(async_param, sync_param, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.timeout(120)
+def test_async_does_not_hang_and_refreshes() -> None:
+    model, loss_fn, _ = mlp_problem(seed=13, n=256)
+    opt = KfacOptimizer(
+        model.variables, model.layers, learning_rate=0.1, kfac_update=1, cold_iter=10, async_eigen_decomp=True
+    )
+    start = time.perf_counter()
+    refreshes = sum(bool(opt.minimize(loss_fn)["inverse_refreshed"]) for _ in range(150))
+    elapsed = time.perf_counter() - start
+    assert refreshes >= 2, refreshes  # the synchronous first one, then at least one from the worker
+    assert int(opt.iterations.numpy()) == 150
+    assert all(np.all(np.isfinite(p)) for p in numpy_params(model.variables))
+    assert elapsed < 100
+
+
+# -- 8. bad numbers and bad arguments ----------------------------------------------------------
+@pytest.mark.parametrize("where", ["input", "loss_only"])
+def test_non_finite_batch_skips_the_update_and_training_continues(where: str) -> None:
+    model, _, generator = mlp_problem(seed=14)
+    x, y = classification_data(64, 5, 3, seed=14)
+    inputs = tf.Variable(x)
+    yt = tf.constant(y)
+    offset = tf.Variable(1.0, dtype=F64)  # log(offset) = -inf poisons the loss only, not gradients or statistics
+
+    def loss_fn() -> tuple[tf.Tensor, tf.Tensor]:
+        logits = model(inputs)
+        return cross_entropy(logits, yt) + tf.math.log(offset), sampled_nll(logits, generator)
+
+    opt = KfacOptimizer(model.variables, model.layers, learning_rate=0.1, cold_iter=2)
+    for _ in range(3):
+        opt.minimize(loss_fn)
+    state = {name: v.numpy().copy() for name, v in opt.state_variables().items()}
+    params = numpy_params(model.variables)
+
+    if where == "input":
+        bad = x.copy()
+        bad[5, 2] = np.nan
+        inputs.assign(bad)
+    else:
+        offset.assign(0.0)
+    with pytest.warns(RuntimeWarning, match="skipped"):
+        metrics = opt.minimize(loss_fn)
+    assert metrics["skipped"] and not metrics["kfac_step"]
+    assert int(opt.skipped_updates.numpy()) == 1
+    for before, after in zip(params, numpy_params(model.variables)):
+        np.testing.assert_array_equal(after, before)
+    for name, variable in opt.state_variables().items():
+        if name != "skipped_updates":
+            np.testing.assert_array_equal(variable.numpy(), state[name], err_msg=name)
+        assert np.all(np.isfinite(variable.numpy())), name
+
+    inputs.assign(x)
+    offset.assign(1.0)
+    metrics = opt.minimize(loss_fn)
+    assert not metrics["skipped"] and metrics["kfac_step"]
+    assert int(opt.iterations.numpy()) == 4
+    assert any(not np.array_equal(a, b) for a, b in zip(params, numpy_params(model.variables)))
+    assert all(np.all(np.isfinite(p)) for p in numpy_params(model.variables))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"kfac_update": 0}, "kfac_update"),
+        ({"momentum": 1.0}, "momentum"),
+        ({"damping": -0.1}, "damping"),
+        ({"kfac_clip": 0.0}, "kfac_clip"),
+        ({"stats_decay": 0.0}, "stats_decay"),
+        ({"learning_rate": float("nan")}, "learning_rate"),
+    ],
+)
+def test_invalid_hyperparameters_are_rejected_by_name(kwargs: dict[str, float], name: str) -> None:
+    layer = Dense(2, 2, name="d", rng=np.random.default_rng(0), dtype=F64)
+    with pytest.raises(ValueError, match=name):
+        KfacOptimizer([layer.kernel, layer.bias], [layer], **kwargs)  # type: ignore[arg-type]
+
+
+def test_set_hyperparameters_validates_before_assigning() -> None:
+    layer = Dense(2, 2, name="d", rng=np.random.default_rng(0), dtype=F64)
+    opt = KfacOptimizer([layer.kernel, layer.bias], [layer], damping=0.01)
+    with pytest.raises(ValueError, match="warp_speed"):
+        opt.set_hyperparameters(warp_speed=9.0)
+    with pytest.raises(ValueError, match="momentum"):
+        opt.set_hyperparameters(damping=0.5, momentum=1.0)
+    assert opt.get_hyperparameters()["damping"] == 0.01  # nothing half-applied
+    opt.set_hyperparameters(damping=0.5)
+    assert opt.hyperparameters["damping"].numpy() == 0.5
+
+
+def test_registering_a_layer_whose_variables_are_not_trained_is_an_error() -> None:
+    rng = np.random.default_rng(0)
+    trained = Dense(2, 3, name="trained", rng=rng, dtype=F64)
+    stranger = Dense(3, 2, name="stranger", rng=rng, dtype=F64)
+    with pytest.raises(ValueError, match="stranger"):
+        KfacOptimizer([trained.kernel, trained.bias, stranger.kernel], [trained, stranger])
+
+
+def test_non_finite_factor_keeps_the_previous_eigendecomposition() -> None:
+    model, loss_fn, _ = mlp_problem(seed=15)
+    opt = KfacOptimizer(model.variables, model.layers, learning_rate=0.1, cold_iter=1)
+    for _ in range(3):
+        opt.minimize(loss_fn)
+    block = opt.blocks[0]
+    previous = [v.numpy().copy() for v in (block.input_eigenvalues, block.input_eigenvectors)]
+    previous += [v.numpy().copy() for v in (block.gradient_eigenvalues, block.gradient_eigenvectors)]
+    assert not np.allclose(previous[1], np.eye(block.input_dim))  # a real decomposition is installed
+    poisoned = block.input_factor.numpy()
+    poisoned[0, 1] = poisoned[1, 0] = np.nan
+    block.input_factor.assign(poisoned)
+    assert not bool(block.refresh_inverse(1e-6))
+    assert not bool(tf.function(lambda: block.refresh_inverse(1e-6))())  # compiled path too
+    current = [block.input_eigenvalues, block.input_eigenvectors, block.gradient_eigenvalues]
+    for before, after in zip(previous, [*current, block.gradient_eigenvectors]):
+        np.testing.assert_array_equal(after.numpy(), before)
+
+
+# -- 9. weights shared across uses -------------------------------------------------------------
+def test_shared_layer_statistics_pool_the_rows_of_every_use() -> None:
+    rng = np.random.default_rng(16)
+    batch, d_in, d_out = 4, 3, 2
+    layer = Dense(d_in, d_out, name="shared", rng=rng, dtype=F64)
+    x1, x2 = rng.normal(size=(batch, d_in)), rng.normal(loc=2.0, size=(batch, d_in))
+    r1, r2 = rng.normal(size=(batch, d_out)), rng.normal(size=(batch, d_out))
+    inputs = [tf.constant(x1), tf.constant(x2)]
+    weights = [tf.constant(r1), tf.constant(r2)]
+
+    def loss_fn() -> tuple[tf.Tensor, tf.Tensor]:
+        # Two "time steps"; the Fisher loss is a mean over all 2·batch rows, linear in s.
+        outputs = [layer(x) for x in inputs]
+        fisher = tf.add_n([tf.reduce_sum(s * w) for s, w in zip(outputs, weights)]) / (2 * batch)
+        return tf.add_n([tf.reduce_mean(tf.square(s)) for s in outputs]), fisher
+
+    opt = KfacOptimizer([layer.kernel, layer.bias], [layer], learning_rate=0.01, cold_iter=100)
+    opt.minimize(loss_fn)
+    rows = np.concatenate([np.concatenate([x1, x2]), np.ones((2 * batch, 1))], axis=1)
+    want_a = sum(np.outer(r, r) for r in rows) / (2 * batch)
+    per_row_grads = np.concatenate([r1, r2])  # N·∂L/∂s with N = 2·batch
+    want_g = sum(np.outer(g, g) for g in per_row_grads) / (2 * batch)
+    block = opt.blocks[0]
+    np.testing.assert_allclose(block.input_factor.numpy(), want_a, atol=1e-12)
+    np.testing.assert_allclose(block.gradient_factor.numpy(), want_g, atol=1e-12)
+    # Not just the statistics of the last (or first) use.
+    only_first = np.concatenate([x1, np.ones((batch, 1))], axis=1)
+    assert not np.allclose(block.input_factor.numpy(), only_first.T @ only_first / batch, atol=1e-3)
