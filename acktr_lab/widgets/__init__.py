@@ -6,5 +6,6 @@ from __future__ import annotations
 
 from acktr_lab.widgets.dashboard import LIVE_CONTROLS, Dashboard
 from acktr_lab.widgets.plots import TrainingPlots
+from acktr_lab.widgets.pretrain import PretrainDashboard
 
-__all__ = ["LIVE_CONTROLS", "Dashboard", "TrainingPlots"]
+__all__ = ["LIVE_CONTROLS", "Dashboard", "PretrainDashboard", "TrainingPlots"]

@@ -1,0 +1,895 @@
+"""The pretraining dashboard for Jupyter: behaviour cloning, evaluation, then ACKTR.
+
+:class:`PretrainDashboard` lets you pick an expert dataset (named
+:class:`~acktr_lab.expert.ExpertDataset` objects or ``.npz`` files, loaded when picked),
+set the number of epochs and Adam's learning rate, and **Pretrain**: the model's policy
+is cloned from the demonstrations (``model.pretrainer``, validation after every epoch)
+while the train and validation losses are drawn live. **Evaluate** runs deterministic
+episodes of the cloned policy and plots their mean ± std beside the expert's return.
+**Continue with ACKTR** builds ``model.trainer(total_timesteps)`` and shows a
+:class:`~acktr_lab.widgets.dashboard.Dashboard` below, in the same widget, whose
+behaviour-cloning panel already holds the pretraining losses.
+
+It works the way the training dashboard does (see the design notes, "Notebooks: what
+works on this stack"): **Pretrain** starts an asyncio task on the kernel's event loop that
+runs one epoch, hands its report to the plot and then ``await asyncio.sleep(0)``, so
+**Stop** and the other widgets' callbacks run between epochs. The plot is a plain
+matplotlib figure rendered to PNG into an ``ipywidgets.Image`` at most every
+``redraw_interval`` seconds. Errors (a file that is not a dataset, demonstrations that
+do not fit the model's spaces, a failure while training) are shown in the status line,
+with the traceback in an ``Output`` area when it helps; they never pass silently.
+
+For notebooks executed without clicks, and for tests, :meth:`PretrainDashboard.pretrain_blocking`,
+:meth:`PretrainDashboard.evaluate` and :meth:`PretrainDashboard.continue_training` do the
+same synchronously::
+
+    pretraining = PretrainDashboard(model, datasets={"expert": "runs/cartpole_expert.npz"})
+    pretraining.pretrain_blocking(n_epochs=20, learning_rate=1e-3)
+    pretraining.evaluate()
+    dashboard = pretraining.continue_training()
+    dashboard.run_blocking(max_updates=100)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import html
+import io
+import math
+import os
+import re
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import gymnasium as gym
+import ipywidgets as widgets
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from acktr_lab.expert import ExpertDataset
+from acktr_lab.report import PretrainReport
+from acktr_lab.widgets.dashboard import Dashboard
+from acktr_lab.widgets.plots import BoundedHistory
+
+__all__ = ["Evaluation", "PretrainDashboard", "run_episodes"]
+
+DatasetSource = ExpertDataset | str | os.PathLike[str]
+
+_STATE_COLORS = {
+    "ready": "#555",
+    "pretraining": "#1a7f37",
+    "stopped": "#9a6700",
+    "done": "#0969da",
+    "error": "#cf222e",
+    "training": "#8250df",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """Returns of deterministic episodes of the policy at one point of the session.
+
+    ``label`` says when (``"before pretraining"``, ``"after 20 BC epochs"``,
+    ``"ACKTR, 4,000 steps"``), ``short_label`` the same for the plot's axis (``"start"``,
+    ``"BC 20"``, ``"ACKTR 4k"``); ``seed`` is the seed of the first episode's reset
+    (episode i uses ``seed + i``).
+    """
+
+    returns: tuple[float, ...]
+    label: str
+    seed: int
+    short_label: str = ""
+
+    @property
+    def n_episodes(self) -> int:
+        """How many episodes were run."""
+        return len(self.returns)
+
+    @property
+    def mean(self) -> float:
+        """Mean episode return."""
+        return float(np.mean(self.returns))
+
+    @property
+    def std(self) -> float:
+        """Standard deviation of the episode returns."""
+        return float(np.std(self.returns))
+
+    def __str__(self) -> str:
+        return f"{self.label}: return {self.mean:.1f} ± {self.std:.1f} over {self.n_episodes} episodes"
+
+
+def _default_eval_env(model: Any) -> str | None:
+    """The env id of the model's (vector) env, if it has one."""
+    env = getattr(model, "env", None)
+    if env is None:
+        return None
+    spec = getattr(env, "spec", None)
+    if spec is None:
+        envs = getattr(getattr(env, "unwrapped", env), "envs", None)
+        if envs:
+            spec = getattr(envs[0], "spec", None)
+    env_id = getattr(spec, "id", None)
+    return env_id if isinstance(env_id, str) else None
+
+
+def _env_label(env: str | gym.Env | None) -> str:
+    if env is None:
+        return "none"
+    if isinstance(env, str):
+        return env
+    spec = getattr(env, "spec", None)
+    return getattr(spec, "id", None) or type(env).__name__
+
+
+def run_episodes(model: Any, env: str | gym.Env, n_episodes: int, seed: int) -> list[float]:
+    """Returns of ``n_episodes`` deterministic episodes of ``model.predict`` on ``env``.
+
+    ``env`` is an env id (made here and closed afterwards) or a gymnasium ``Env`` (used
+    as is and left open). Episode i starts with ``env.reset(seed=seed + i)``.
+    """
+    if int(n_episodes) < 1:
+        raise ValueError(f"n_episodes must be at least 1, got {n_episodes}")
+    created = isinstance(env, str)
+    environment = gym.make(env) if isinstance(env, str) else env
+    try:
+        returns = []
+        for episode in range(int(n_episodes)):
+            obs, _ = environment.reset(seed=int(seed) + episode)
+            total, done = 0.0, False
+            while not done:
+                action, _ = model.predict(obs, deterministic=True)
+                obs, reward, terminated, truncated, _ = environment.step(action)
+                total += float(reward)
+                done = bool(terminated or truncated)
+            returns.append(total)
+    finally:
+        if created:
+            environment.close()
+    return returns
+
+
+class PretrainDashboard:
+    """Pretrain a model by behaviour cloning from a notebook, evaluate it, then train it with ACKTR.
+
+    Args:
+        model: an :class:`acktr_lab.acktr.ACKTR` (anything with ``pretrainer``, ``predict``,
+            ``trainer``, ``observation_space`` and ``action_space``).
+        datasets: name → :class:`ExpertDataset` or path of an ``.npz`` archive; paths are
+            loaded when picked (with ``dataset_kwargs``). The first one is picked at once.
+            More can be added with the path box and **Load** (:meth:`load_path`).
+        eval_env: env id or gymnasium ``Env`` for **Evaluate**; default: the id of the
+            model's env, when it has one.
+        total_timesteps: the length of the ACKTR run that **Continue with ACKTR** starts.
+        redraw_interval: least time in seconds between two renders of the plot while
+            pretraining (it is always rendered at the end of a run and after an evaluation).
+        n_epochs, learning_rate: the initial values of the epochs and learning-rate controls.
+        n_eval_episodes: the initial number of episodes of an evaluation.
+        eval_seed: seed of the first evaluation episode's reset (episode i: ``eval_seed + i``).
+        dataset_kwargs: keyword arguments of ``ExpertDataset`` for the files loaded here
+            (default ``verbose=0, seed=0``).
+
+    Attributes for notebooks and tests: ``model``, ``datasets`` (name → source),
+    ``dataset`` / ``dataset_name`` (the picked one, or ``None``), ``reports`` (every
+    :class:`PretrainReport`, in order), ``history`` (a :class:`BoundedHistory` with
+    ``epoch`` counted over all runs, ``train_loss`` and ``val_loss``), ``evaluations`` and
+    ``last_evaluation`` (:class:`Evaluation`), ``state`` (``ready``/``pretraining``/
+    ``stopped``/``done``/``error``/``training``), ``error`` (the last exception, or
+    ``None``), ``task`` (the asyncio task of the last **Pretrain**), ``trainer`` and
+    ``dashboard`` (after :meth:`continue_training`), ``renders``, and the widgets:
+    ``dataset_dropdown``, ``path_text``, ``load_button``, ``dataset_info``,
+    ``epochs_input``, ``learning_rate_slider``, ``eval_episodes_input``,
+    ``pretrain_button``, ``stop_button``, ``evaluate_button``, ``continue_button``,
+    ``status``, ``image``, ``error_output`` and ``training_area`` (the box that receives
+    the training dashboard).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        datasets: Mapping[str, DatasetSource] | None = None,
+        eval_env: str | gym.Env | None = None,
+        total_timesteps: int = 100_000,
+        redraw_interval: float = 0.5,
+        n_epochs: int = 10,
+        learning_rate: float = 1e-3,
+        n_eval_episodes: int = 5,
+        eval_seed: int = 0,
+        dataset_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        if redraw_interval < 0:
+            raise ValueError(f"redraw_interval must be ≥ 0, got {redraw_interval}")
+        if int(total_timesteps) < 1:
+            raise ValueError(f"total_timesteps must be at least 1, got {total_timesteps}")
+        if not learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {learning_rate}")
+        self.model = model
+        self.datasets: dict[str, DatasetSource] = dict(datasets or {})
+        self.eval_env: str | gym.Env | None = eval_env if eval_env is not None else _default_eval_env(model)
+        self.total_timesteps = int(total_timesteps)
+        self.redraw_interval = float(redraw_interval)
+        self.eval_seed = int(eval_seed)
+        self.dataset_kwargs: dict[str, Any] = {"verbose": 0, "seed": 0, **dict(dataset_kwargs or {})}
+        self.dataset: ExpertDataset | None = None
+        self.dataset_name: str | None = None
+        self._loaded: dict[str, ExpertDataset] = {}
+        self.reports: list[PretrainReport] = []
+        self.history = BoundedHistory(("epoch", "train_loss", "val_loss"))
+        self.run_starts: list[int] = []  # cumulative epoch before each pretraining run
+        self.evaluations: list[Evaluation] = []
+        self.last_evaluation: Evaluation | None = None
+        self.state = "ready"
+        self.error: BaseException | None = None
+        self.task: asyncio.Future[None] | None = None
+        self.trainer: Any = None
+        self.dashboard: Dashboard | None = None
+        self.renders = 0
+        self.render_seconds = 0.0
+        self._stop_requested = False
+        self._syncing = False
+        self._message = ""
+        self._message_is_error = False
+        self._last_draw = -math.inf
+        self._version = 0
+        self._rendered_version = -1
+        self._drawn_runs = 0
+        self._drawn_eval_key: tuple[int, str | None] | None = None
+        self._build_widgets(int(n_epochs), float(learning_rate), int(n_eval_episodes))
+        self._build_figure()
+        if self.datasets:
+            self.select_dataset(next(iter(self.datasets)))
+        else:
+            self._say("no dataset yet: give the path of an .npz archive and press Load")
+        self._update_buttons()
+        self._update_status()
+
+    # -- widgets ----------------------------------------------------------------------
+    def _build_widgets(self, n_epochs: int, learning_rate: float, n_eval_episodes: int) -> None:
+        style = {"description_width": "90px"}
+        self.dataset_dropdown = widgets.Dropdown(
+            options=list(self.datasets),
+            value=None,
+            description="dataset",
+            style=style,
+            layout=widgets.Layout(width="320px"),
+        )
+        self.dataset_dropdown.observe(self._dropdown_changed, names="value")
+        self.path_text = widgets.Text(placeholder="path/to/expert.npz", layout=widgets.Layout(width="300px"))
+        self.load_button = self._button(
+            "Load", "folder-open", "load the .npz archive at this path", lambda: self.load_path(self.path_text.value)
+        )
+        self.dataset_info = widgets.HTML()
+        self.epochs_input = widgets.BoundedIntText(
+            value=max(1, n_epochs),
+            min=1,
+            max=100_000,
+            description="epochs",
+            style=style,
+            layout=widgets.Layout(width="180px"),
+        )
+        low = min(-5, math.floor(math.log10(learning_rate)))
+        high = max(-1, math.ceil(math.log10(learning_rate)))
+        self.learning_rate_slider = widgets.FloatLogSlider(
+            value=learning_rate,
+            base=10,
+            min=low,
+            max=high,
+            step=0.1,
+            description="learning rate",
+            readout_format=".1e",
+            continuous_update=False,
+            style=style,
+            layout=widgets.Layout(width="340px"),
+        )
+        self.eval_episodes_input = widgets.BoundedIntText(
+            value=max(1, n_eval_episodes),
+            min=1,
+            max=10_000,
+            description="eval episodes",
+            style=style,
+            layout=widgets.Layout(width="180px"),
+        )
+        self.pretrain_button = self._button(
+            "Pretrain", "graduation-cap", "behaviour cloning on the dataset", self.start_pretraining
+        )
+        self.stop_button = self._button("Stop", "stop", "stop after the current epoch", self.stop)
+        self.evaluate_button = self._button(
+            "Evaluate", "check", "deterministic episodes of the policy", lambda: self.evaluate()
+        )
+        self.continue_button = self._button(
+            "Continue with ACKTR",
+            "forward",
+            "train the model with ACKTR in a dashboard below",
+            lambda: self.continue_training(),
+            width="170px",
+        )
+        self.status = widgets.HTML()
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
+        self.error_output = widgets.Output(layout=widgets.Layout(max_height="240px", overflow="auto"))
+        self.training_area = widgets.VBox()
+        self._box = widgets.VBox(
+            [
+                widgets.HTML("<b>Behaviour cloning</b>"),
+                widgets.HBox([self.dataset_dropdown, self.path_text, self.load_button]),
+                self.dataset_info,
+                widgets.HBox([self.epochs_input, self.learning_rate_slider, self.eval_episodes_input]),
+                widgets.HBox([self.pretrain_button, self.stop_button, self.evaluate_button, self.continue_button]),
+                self.status,
+                self.image,
+                self.error_output,
+                self.training_area,
+            ]
+        )
+        for widget, hook in (  # CSS classes: stable handles for browser tests
+            (self.dataset_dropdown, "dataset"),
+            (self.path_text, "dataset-path"),
+            (self.dataset_info, "dataset-info"),
+            (self.status, "status"),
+            (self.image, "image"),
+            (self.error_output, "errors"),
+            (self.training_area, "training-area"),
+            (self._box, "dashboard"),
+        ):
+            widget.add_class(f"acktr-pretrain-{hook}")
+
+    def _button(
+        self, label: str, icon: str, tip: str, action: Callable[[], Any], width: str = "100px"
+    ) -> widgets.Button:
+        button = widgets.Button(description=label, icon=icon, tooltip=tip, layout=widgets.Layout(width=width))
+
+        def clicked(_: widgets.Button) -> None:
+            try:
+                action()
+            except Exception as exc:
+                if exc is not self.error:  # the actions show their own errors; never drop one
+                    self._show_exception(exc, f"{label} failed")
+                    self._update_status()
+
+        button.on_click(clicked)
+        return button
+
+    @property
+    def widget(self) -> widgets.VBox:
+        """The top-level widget (the plot is rendered if it never was)."""
+        if self._rendered_version < 0:
+            self._redraw(force=True)
+        return self._box
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    # -- datasets ---------------------------------------------------------------------
+    def _dropdown_changed(self, change: dict[str, Any]) -> None:
+        if self._syncing or change["new"] is None or change["new"] == self.dataset_name:
+            return
+        self.select_dataset(change["new"])
+
+    def _open(self, name: str, source: DatasetSource) -> ExpertDataset:
+        """The dataset of ``source``, loaded if a path; ``ValueError`` if it does not fit the model."""
+        if isinstance(source, ExpertDataset):
+            dataset = source
+        elif isinstance(source, str | os.PathLike):
+            dataset = ExpertDataset(expert_path=source, **self.dataset_kwargs)
+        else:
+            raise TypeError(f"a dataset must be an ExpertDataset or the path of an .npz archive, got {source!r}")
+        try:
+            dataset.check_spaces(self.model.observation_space, self.model.action_space)
+        except ValueError as error:
+            raise ValueError(f"dataset {name!r} does not fit the model: {error}") from error
+        return dataset
+
+    def select_dataset(self, name: str) -> ExpertDataset | None:
+        """Pick the dataset ``name`` (loading it if it is a path) for the next pretraining.
+
+        A dataset that cannot be read or does not fit the model's spaces is refused: the
+        status line says why, and the previous dataset stays picked. Returns the dataset,
+        or ``None`` when refused.
+        """
+        if self.state == "pretraining":
+            self._say("wait for the pretraining to finish (or Stop it) before changing the dataset", error=True)
+            self._show_selection()
+            return None
+        if name not in self.datasets:
+            self._say(f"unknown dataset {name!r}; known: {sorted(self.datasets)}", error=True)
+            self._show_selection()
+            return None
+        dataset = self._loaded.get(name)
+        if dataset is None:
+            try:
+                dataset = self._open(name, self.datasets[name])
+            except Exception as exc:
+                self._refuse(name, exc)
+                return None
+            self._loaded[name] = dataset
+        self.dataset, self.dataset_name = dataset, name
+        self._say(f"dataset {name!r} picked")
+        self._show_selection()
+        self._version += 1
+        self._redraw(force=True)
+        return dataset
+
+    def load_path(self, path: str | os.PathLike[str], name: str | None = None) -> ExpertDataset | None:
+        """Load the ``.npz`` archive at ``path``, add it to the datasets and pick it.
+
+        ``name`` defaults to the file name. A file that cannot be read, or whose
+        demonstrations do not fit the model, is refused with the reason in the status
+        line, and the previous dataset stays picked. Returns the dataset or ``None``.
+        """
+        text = os.fspath(path).strip()
+        if not text:
+            self._say("give the path of an .npz archive to load", error=True)
+            self._update_status()
+            return None
+        for known, source in self.datasets.items():
+            if isinstance(source, str | os.PathLike) and os.path.abspath(os.fspath(source)) == os.path.abspath(text):
+                return self.select_dataset(known)
+        label = name or os.path.basename(text) or text
+        candidate, n = label, 2
+        while candidate in self.datasets:
+            candidate, n = f"{label} ({n})", n + 1
+        try:
+            dataset = self._open(candidate, text)
+        except Exception as exc:
+            self._refuse(text, exc)
+            return None
+        self.datasets[candidate] = text
+        self._loaded[candidate] = dataset
+        return self.select_dataset(candidate)
+
+    def _refuse(self, name: str, exc: BaseException) -> None:
+        """Show why a dataset was refused; keep the previous one."""
+        if isinstance(exc, ValueError):
+            message = str(exc)
+            if name not in message and not message.startswith("dataset "):
+                message = f"could not use dataset {name!r}: {message}"
+            self.error = exc
+            self._say(message + (f" (still using {self.dataset_name!r})" if self.dataset_name else ""), error=True)
+        else:
+            self._show_exception(exc, f"could not load dataset {name!r}")
+        self._show_selection()
+
+    def _show_selection(self) -> None:
+        """Put the dropdown and the dataset line in line with the picked dataset."""
+        self._syncing = True
+        try:
+            options = list(self.datasets)
+            if list(self.dataset_dropdown.options) != options:
+                self.dataset_dropdown.options = options
+            self.dataset_dropdown.value = self.dataset_name
+        finally:
+            self._syncing = False
+        self.dataset_info.value = self._dataset_html()
+        self._update_buttons()
+        self._update_status()
+
+    def _dataset_html(self) -> str:
+        dataset = self.dataset
+        if dataset is None:
+            return '<span style="color:#555;font-size:12px">no dataset picked</span>'
+        source = self.datasets.get(self.dataset_name or "")
+        where = f" from {os.fspath(source)}" if isinstance(source, str | os.PathLike) else ""
+        text = (
+            f"{dataset.n_episodes} episodes ({len(dataset.train_episodes)} train, {len(dataset.val_episodes)} "
+            f"validation), {dataset.n_transitions:,} transitions, mean return {dataset.mean_return:.1f} "
+            f"± {dataset.std_return:.1f}{where}"
+        )
+        return f'<span style="font-family:monospace;font-size:12px">{html.escape(text)}</span>'
+
+    # -- pretraining ------------------------------------------------------------------
+    def _begin(self) -> Iterator[PretrainReport]:
+        """Check the settings and start a behaviour-cloning run (``model.pretrainer``)."""
+        if self.dashboard is not None:
+            raise RuntimeError("training has been handed over to ACKTR; pretraining is over")
+        if self.dataset is None:
+            raise ValueError("pick a dataset first (or load an .npz archive)")
+        n_epochs = int(self.epochs_input.value)
+        learning_rate = float(self.learning_rate_slider.value)
+        if n_epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {n_epochs}")
+        if not learning_rate > 0:
+            raise ValueError(f"the learning rate must be positive, got {learning_rate}")
+        iterator = self.model.pretrainer(self.dataset, n_epochs=n_epochs, learning_rate=learning_rate, val_interval=1)
+        self.run_starts.append(len(self.reports))
+        self._stop_requested = False
+        self._say(f"behaviour cloning on {self.dataset_name!r}: {n_epochs} epochs, learning rate {learning_rate:.3g}")
+        self._version += 1
+        self._set_state("pretraining")
+        return iterator
+
+    def _on_report(self, report: PretrainReport) -> None:
+        self.reports.append(report)
+        self.history.append(
+            epoch=float(len(self.reports)),
+            train_loss=float(report.train_loss),
+            val_loss=math.nan if report.val_loss is None else float(report.val_loss),
+        )
+        self._version += 1
+        self._redraw()
+
+    def _finish(self, iterator: Iterator[PretrainReport], completed: bool) -> None:
+        close = getattr(iterator, "close", None)
+        if callable(close):
+            close()
+        last = self.reports[-1] if self.reports else None
+        if completed:
+            self._say(f"pretraining done: {self._losses_text(last)}" if last else "pretraining done")
+            self._set_state("done")
+        else:
+            self._say(f"stopped after epoch {last.epoch}: {self._losses_text(last)}" if last else "stopped")
+            self._set_state("stopped")
+        self._redraw(force=True)
+
+    @staticmethod
+    def _losses_text(report: PretrainReport | None) -> str:
+        if report is None:
+            return ""
+        text = f"train loss {report.train_loss:.4g}"
+        if report.val_loss is not None:
+            text += f", validation loss {report.val_loss:.4g}"
+        return text
+
+    def start_pretraining(self) -> asyncio.Future[None] | None:
+        """Start behaviour cloning in an asyncio task on the running event loop (the Pretrain button).
+
+        Returns the task (also kept as ``task``), or ``None`` when it could not start; the
+        reason is then in the status line.
+        """
+        if self.state == "pretraining":
+            return self.task
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._say("no running asyncio event loop here: use pretrain_blocking()", error=True)
+            self._update_status()
+            return None
+        try:
+            iterator = self._begin()
+        except Exception as exc:
+            self._fail(exc, "pretraining could not start")
+            return None
+        self.task = loop.create_task(self._pretrain_loop(iterator))
+        self.task.add_done_callback(self._task_done)
+        return self.task
+
+    async def _pretrain_loop(self, iterator: Iterator[PretrainReport]) -> None:
+        try:
+            while not self._stop_requested:
+                report = next(iterator, None)
+                if report is None:
+                    self._finish(iterator, completed=True)
+                    return
+                self._on_report(report)
+                await asyncio.sleep(0)
+        except KeyboardInterrupt:
+            self._finish(iterator, completed=False)
+            return
+        except Exception as exc:
+            self._fail(exc, "pretraining stopped", keep_state=False)
+            return
+        self._finish(iterator, completed=False)
+
+    def _task_done(self, task: asyncio.Future[None]) -> None:
+        if task.cancelled():
+            if self.state == "pretraining":
+                self._say("the pretraining task was cancelled")
+                self._set_state("stopped")
+                self._redraw(force=True)
+            return
+        exc = task.exception()
+        if exc is not None and exc is not self.error:  # defensive: the loop surfaces its own
+            self._fail(exc, "pretraining stopped", keep_state=False)
+
+    def stop(self) -> None:
+        """Stop pretraining after the current epoch (the Stop button)."""
+        if self.state == "pretraining":
+            self._stop_requested = True
+            self._say("stopping after the current epoch")
+            self._update_status()
+
+    def pretrain_blocking(
+        self, n_epochs: int | None = None, learning_rate: float | None = None
+    ) -> list[PretrainReport]:
+        """Behaviour cloning, synchronously (for notebooks run without clicks, and tests).
+
+        ``n_epochs`` and ``learning_rate`` set the controls first (default: their
+        current values). The plot is re-rendered at the usual throttle and at the end.
+        Errors are shown in the status line and re-raised; a KeyboardInterrupt ends the
+        run (the epoch in progress is cut short; the minibatch steps already taken stay)
+        and is re-raised.
+
+        Returns:
+            This run's reports, one per epoch.
+        """
+        if self.state == "pretraining":
+            raise RuntimeError("pretraining is already running: Stop it first")
+        if n_epochs is not None:
+            if int(n_epochs) < 1:
+                error = ValueError(f"n_epochs must be at least 1, got {n_epochs}")
+                self._fail(error, "pretraining could not start")
+                raise error
+            self.epochs_input.max = max(self.epochs_input.max, int(n_epochs))
+            self.epochs_input.value = int(n_epochs)
+        if learning_rate is not None:
+            if not learning_rate > 0:
+                error = ValueError(f"learning_rate must be positive, got {learning_rate}")
+                self._fail(error, "pretraining could not start")
+                raise error
+            exponent = math.log10(float(learning_rate))
+            slider = self.learning_rate_slider
+            slider.min, slider.max = min(slider.min, math.floor(exponent)), max(slider.max, math.ceil(exponent))
+            slider.value = float(learning_rate)
+        try:
+            iterator = self._begin()
+        except Exception as exc:
+            self._fail(exc, "pretraining could not start")
+            raise
+        first = len(self.reports)
+        try:
+            for report in iterator:
+                self._on_report(report)
+        except KeyboardInterrupt:
+            self._finish(iterator, completed=False)
+            raise
+        except Exception as exc:
+            self._fail(exc, "pretraining stopped", keep_state=False)
+            raise
+        self._finish(iterator, completed=True)
+        return self.reports[first:]
+
+    # -- evaluation -------------------------------------------------------------------
+    def _stage(self) -> tuple[str, str]:
+        """When an evaluation happens: a label and a short one."""
+        if self.dashboard is not None and self.trainer is not None:
+            steps = int(self.trainer.num_timesteps)
+            short = f"{steps / 1000:.3g}k" if steps >= 1000 else str(steps)
+            return f"ACKTR, {steps:,} steps", f"ACKTR {short}"
+        if not self.reports:
+            return "before pretraining", "start"
+        return f"after {len(self.reports)} BC epochs", f"BC {len(self.reports)}"
+
+    def evaluate(self, n_episodes: int | None = None, seed: int | None = None) -> Evaluation:
+        """Run deterministic episodes of the policy on ``eval_env`` (the Evaluate button).
+
+        The result is shown (status line and plot), appended to ``evaluations`` and kept
+        as ``last_evaluation``. Errors are shown and re-raised.
+        """
+        try:
+            if self.state == "pretraining":
+                raise RuntimeError("wait for the pretraining to finish (or Stop it) before evaluating")
+            if self.eval_env is None:
+                raise ValueError("no env to evaluate on: pass eval_env= (an env id or a gymnasium Env)")
+            episodes = int(n_episodes) if n_episodes is not None else int(self.eval_episodes_input.value)
+            first_seed = int(seed) if seed is not None else self.eval_seed
+            returns = run_episodes(self.model, self.eval_env, episodes, first_seed)
+        except Exception as exc:
+            self._fail(exc, "evaluation failed")
+            raise
+        label, short_label = self._stage()
+        evaluation = Evaluation(returns=tuple(returns), label=label, seed=first_seed, short_label=short_label)
+        self.evaluations.append(evaluation)
+        self.last_evaluation = evaluation
+        self._say(f"evaluation on {_env_label(self.eval_env)}, {evaluation}")
+        self._version += 1
+        self._redraw(force=True)
+        return evaluation
+
+    # -- hand-over to ACKTR -----------------------------------------------------------
+    def continue_training(self, total_timesteps: int | None = None) -> Dashboard:
+        """Build ``model.trainer(total_timesteps)`` and a training :class:`Dashboard` for it,
+        shown below the pretraining plot (the Continue with ACKTR button).
+
+        The dashboard's behaviour-cloning panel holds the pretraining losses (epochs
+        counted over all runs). Pretraining is over afterwards; Evaluate still works.
+        Calling it again returns the same dashboard. Errors are shown and re-raised.
+        """
+        if self.dashboard is not None:
+            return self.dashboard
+        try:
+            if self.state == "pretraining":
+                raise RuntimeError("wait for the pretraining to finish (or Stop it) before training with ACKTR")
+            steps = int(total_timesteps) if total_timesteps is not None else self.total_timesteps
+            trainer = self.model.trainer(steps)
+            dashboard = Dashboard(trainer, redraw_interval=self.redraw_interval, pretrain=())
+            total = len(self.reports)
+            dashboard.plots.extend(
+                dataclasses.replace(report, epoch=i, n_epochs=total) for i, report in enumerate(self.reports, 1)
+            )
+        except Exception as exc:
+            self._fail(exc, "could not start ACKTR training")
+            raise
+        self.trainer, self.dashboard = trainer, dashboard
+        self.training_area.children = (
+            widgets.HTML(f"<b>ACKTR training</b> ({steps:,} timesteps, after {total} behaviour-cloning epochs)"),
+            dashboard.widget,
+        )
+        self._say("handed over to ACKTR: train with Run or Step in the dashboard below")
+        self._set_state("training")
+        return dashboard
+
+    # -- errors -----------------------------------------------------------------------
+    def _fail(self, exc: BaseException, context: str, *, keep_state: bool = True) -> None:
+        """Show ``exc`` (status line; traceback in the error area unless it is a refusal
+        whose message says it all). ``keep_state=False``: a pretraining run died, the state
+        becomes ``error``."""
+        if isinstance(exc, ValueError | RuntimeError) and "could not" in context:
+            self.error = exc  # a refused setting, dataset or action
+            self._say(f"{context}: {exc}", error=True)
+        else:
+            self._show_exception(exc, context)
+        if keep_state:
+            self._update_buttons()
+            self._update_status()
+        else:
+            self._set_state("error")
+        self._redraw(force=True)
+
+    def _show_exception(self, exc: BaseException, context: str) -> None:
+        self.error = exc
+        self._say(f"{context}: {type(exc).__name__}: {exc}", error=True)
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        self.error_output.append_stderr(f"{context}:\n{text}")
+
+    # -- display ----------------------------------------------------------------------
+    def _say(self, message: str, *, error: bool = False) -> None:
+        self._message = message
+        self._message_is_error = error
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self._update_buttons()
+        self._update_status()
+
+    def _update_buttons(self) -> None:
+        running = self.state == "pretraining"
+        handed_over = self.dashboard is not None
+        self.pretrain_button.disabled = running or handed_over or self.dataset is None
+        self.stop_button.disabled = not running
+        self.evaluate_button.disabled = running or self.eval_env is None
+        self.continue_button.disabled = running or handed_over
+        for control in (
+            self.dataset_dropdown,
+            self.path_text,
+            self.load_button,
+            self.epochs_input,
+            self.learning_rate_slider,
+        ):
+            control.disabled = running or handed_over
+
+    def _update_status(self) -> None:
+        color = _STATE_COLORS.get(self.state, "#555")
+        parts = [f'<b style="color:{color}">{self.state}</b>']
+        parts.append(f"dataset {html.escape(repr(self.dataset_name)) if self.dataset_name else 'none'}")
+        if self.reports:
+            last = self.reports[-1]
+            parts.append(f"epoch {last.epoch}/{last.n_epochs} ({len(self.reports)} in all)")
+            parts.append(html.escape(self._losses_text(last)))
+        if self.last_evaluation is not None:
+            parts.append(html.escape(str(self.last_evaluation)))
+        line = " &nbsp;·&nbsp; ".join(parts)
+        if self._message:
+            style = "color:#cf222e" if self._message_is_error else "color:#555"
+            line += f'<br><span style="{style}">{html.escape(self._message)}</span>'
+        self.status.value = f'<div style="font-family:monospace;font-size:12px">{line}</div>'
+
+    @property
+    def status_text(self) -> str:
+        """The status line as plain text."""
+        return _strip_tags(self.status.value)
+
+    # -- the plot ---------------------------------------------------------------------
+    def _build_figure(self) -> None:
+        self.figure = Figure(figsize=(11.0, 3.4), dpi=80)
+        self.canvas = FigureCanvasAgg(self.figure)
+        self.figure.subplots_adjust(left=0.06, right=0.99, bottom=0.14, top=0.84, wspace=0.22)
+        self.loss_axes, self.eval_axes = self.figure.subplots(1, 2, gridspec_kw={"width_ratios": (3, 2)})
+        for axes in (self.loss_axes, self.eval_axes):
+            axes.tick_params(labelsize=8)
+            axes.grid(True, alpha=0.3, linewidth=0.5)
+        self.loss_axes.set_title("behaviour cloning loss", fontsize=10, y=1.0, pad=3)
+        self.loss_axes.set_xlabel("epoch (over all runs)", fontsize=8)
+        self.loss_axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        (self.train_line,) = self.loss_axes.plot([], [], ".-", lw=1.3, ms=4, color="C0", label="train")
+        (self.val_line,) = self.loss_axes.plot([], [], ".-", lw=1.3, ms=4, color="C1", label="validation")
+        self.loss_axes.legend(fontsize=8, loc="upper right")
+        self.title = self.figure.suptitle("", fontsize=11, x=0.01, ha="left")
+
+    def _draw(self) -> None:
+        epochs = self.history.array("epoch")
+        self.train_line.set_data(epochs, self.history.array("train_loss"))
+        val = self.history.array("val_loss")
+        finite = np.isfinite(val)
+        self.val_line.set_data(epochs[finite], val[finite])
+        for start in self.run_starts[max(1, self._drawn_runs) :]:  # the first run needs no separator
+            self.loss_axes.axvline(start + 0.5, color="0.6", lw=0.8, ls="--")
+        self._drawn_runs = len(self.run_starts)
+        self.loss_axes.relim()
+        self.loss_axes.autoscale_view()
+        if len(epochs):
+            self.loss_axes.set_xlim(0.5, max(epochs[-1], 1) + 0.5)
+        key = (len(self.evaluations), self.dataset_name)
+        if key != self._drawn_eval_key:
+            self._draw_evaluations()
+            self._drawn_eval_key = key
+        self.title.set_text(self._headline())
+
+    def _draw_evaluations(self) -> None:
+        axes = self.eval_axes
+        axes.clear()
+        axes.grid(True, alpha=0.3, linewidth=0.5)
+        axes.tick_params(labelsize=8)
+        axes.set_title(f"evaluation on {_env_label(self.eval_env)} (deterministic)", fontsize=10, y=1.0, pad=3)
+        axes.set_ylabel("episode return", fontsize=8)
+        if self.dataset is not None:
+            axes.axhline(
+                self.dataset.mean_return, color="C2", lw=1.2, ls="--", label=f"expert {self.dataset.mean_return:.1f}"
+            )
+        if self.evaluations:
+            x = np.arange(len(self.evaluations))
+            for i, evaluation in enumerate(self.evaluations):
+                axes.plot(np.full(evaluation.n_episodes, i), evaluation.returns, ".", color="C0", alpha=0.35, ms=4)
+            axes.errorbar(
+                x,
+                [e.mean for e in self.evaluations],
+                yerr=[e.std for e in self.evaluations],
+                fmt="o",
+                color="C3",
+                capsize=4,
+                label="mean ± std",
+            )
+            every = max(1, math.ceil(len(x) / 5))  # at most 5 tick labels: they must not overlap
+            axes.set_xticks(x[::every], [e.short_label or e.label for e in self.evaluations][::every], fontsize=7)
+            axes.set_xlim(-0.5, len(self.evaluations) - 0.5)
+        else:
+            axes.set_xticks([])
+            axes.text(0.5, 0.5, "press Evaluate", transform=axes.transAxes, ha="center", va="center", color="0.5")
+        if self.dataset is not None or self.evaluations:
+            axes.legend(fontsize=8, loc="best")
+
+    def _headline(self) -> str:
+        if not self.reports:
+            return f"behaviour cloning on {self.dataset_name!r}: no epoch yet" if self.dataset_name else ""
+        last = self.reports[-1]
+        return f"{self.dataset_name!r}: epoch {last.epoch}/{last.n_epochs}   ·   {self._losses_text(last)}"
+
+    def render_png(self) -> bytes:
+        """Draw the plot and render it; PNG bytes."""
+        self._draw()
+        buffer = io.BytesIO()
+        self.canvas.print_png(buffer, pil_kwargs={"compress_level": 1})
+        return buffer.getvalue()
+
+    def _repr_png_(self) -> bytes:
+        return self.render_png()
+
+    def _redraw(self, force: bool = False) -> None:
+        """Render the plot into the image, at most every redraw interval unless forced."""
+        now = time.perf_counter()
+        interval = max(self.redraw_interval, self.render_seconds / 0.1)
+        if not force and now - self._last_draw < interval:
+            return
+        if self._rendered_version != self._version:
+            started = time.perf_counter()
+            self.image.value = self.render_png()
+            self.render_seconds = time.perf_counter() - started
+            self.renders += 1
+            self._rendered_version = self._version
+        self._last_draw = time.perf_counter()
+        self._update_status()
+
+
+def _strip_tags(markup: str) -> str:
+    """Plain text of the status HTML."""
+    text = re.sub(r"<br\s*/?>", "\n", markup)
+    text = re.sub(r"<[^>]+>", "", text)
+    return html.unescape(text).replace("\xa0", " ")
