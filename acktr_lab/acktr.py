@@ -334,7 +334,9 @@ class ACKTR:
         for name, value in values.items():
             variable = params[name]
             array = np.asarray(value)
-            if array.size != int(np.prod(variable.shape)):
+            # Only size-1 axes may differ (Stable Baselines 2 stores some biases as [1, n, 1, 1]);
+            # a same-size array of another layout (e.g. a transposed kernel) is an error.
+            if _squeezed(array.shape) != _squeezed(tuple(variable.shape)):
                 raise ValueError(f"parameter {name} has shape {array.shape}, the model expects {tuple(variable.shape)}")
             if not np.all(np.isfinite(array)):
                 raise ValueError(f"parameter {name} holds non-finite values")
@@ -560,3 +562,7 @@ def _first(value: Any) -> Any:
 
 def _log_prob(distribution: Distribution, actions: np.ndarray) -> np.ndarray:
     return distribution.log_prob(tf.convert_to_tensor(actions)).numpy().astype(np.float64)
+
+
+def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(int(d) for d in shape if d != 1)

@@ -1,0 +1,139 @@
+"""ACKTR learns: identity envs for the four action spaces, CartPole-v1 and Pendulum-v1.
+
+Budgets and hyperparameters were measured on 2 shared cores and checked on several seeds
+(see each test); every test uses a fixed seed and evaluates deterministically on a fresh
+env after training.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from acktr_lab import ACKTR, DummyVecEnv, make_vec_env
+
+sys.path.insert(0, str(Path(__file__).parent))
+import identity_envs
+
+pytestmark = pytest.mark.slow
+
+
+def evaluate(model: ACKTR, env: gym.Env, n_episodes: int, seed: int = 1000) -> list[float]:
+    """Returns of ``n_episodes`` deterministic episodes on ``env``."""
+    returns = []
+    for episode in range(n_episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        total, done = 0.0, False
+        while not done:
+            action, _ = model.predict(obs, deterministic=True)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    return returns
+
+
+# -- identity envs --------------------------------------------------------------------
+# The identity envs are bandits (the reward does not depend on later steps), so gamma=0;
+# constant learning rate. Measured: seeds 0, 1, 2 all evaluate at 20/20 (Discrete,
+# MultiDiscrete, MultiBinary) and 19-20/20 (Box) with these budgets.
+
+IDENTITY_CASES: dict[str, tuple[Callable[[], gym.Env], int, dict[str, Any]]] = {
+    "discrete": (lambda: identity_envs.discrete(4), 3_000, {"learning_rate": 0.25}),
+    "multi_discrete": (identity_envs.multi_discrete, 6_000, {"learning_rate": 0.25}),
+    "multi_binary": (identity_envs.multi_binary, 6_000, {"learning_rate": 0.25}),
+    # Box (reward 1 when |action - target| < 0.05): with ACKTR's kfac_clip=0.001 the
+    # policy oscillates once its std gets small (the Fisher grows faster than K-FAC's
+    # exponential averages follow, so real KL steps exceed the trust region many times);
+    # a tighter trust region converges reliably.
+    "box": (identity_envs.IdentityEnvBox, 48_000, {"learning_rate": 0.03, "kfac_clip": 1e-4}),
+}
+
+
+@pytest.mark.parametrize("case", list(IDENTITY_CASES))
+def test_identity(case: str) -> None:
+    make_env, budget, kwargs = IDENTITY_CASES[case]
+    env = DummyVecEnv([make_env for _ in range(4)])
+    model = ACKTR("MlpPolicy", env, gamma=0.0, ent_coef=0.0, lr_schedule="constant", seed=0, **kwargs)
+    model.learn(budget)
+    eval_env = make_env()
+    returns = evaluate(model, eval_env, n_episodes=20)
+    ep_length = eval_env.ep_length
+    assert np.mean(returns) >= 0.9 * ep_length, (case, returns)
+
+
+# -- CartPole -------------------------------------------------------------------------
+
+
+def test_cartpole_reaches_475() -> None:
+    """CartPole-v1, the rl-baselines-zoo settings (n_envs=8, ent_coef=0.0), every other
+    hyperparameter ACKTR's default (lr 0.25 linear over the 200k budget, n_steps 20,
+    kfac_clip 0.001, ...), seed 0: deterministic evaluation over 10 episodes reaches a
+    mean return of 475 within 200k steps.
+
+    Training stops early once the mean of the last 20 training episodes is ≥ 475 *and* a
+    deterministic evaluation confirms it (a stochastic running mean alone can be ahead
+    of the greedy policy). Measured: seed 0 stops at ~94k steps (evaluation 500). Not every
+    seed gets there: seeds 1, 2, 4, 5, 6 also evaluate at 500 within 200k, seed 3 stays
+    at ≈ 130 (seed 7 was not run to a conclusion).
+    """
+    model = ACKTR("MlpPolicy", "CartPole-v1", n_envs=8, ent_coef=0.0, seed=0)
+    eval_env = gym.make("CartPole-v1")
+    episode_returns: list[float] = []
+    evaluation: list[float] = []
+    last_check = -(10**9)
+    for report in model.trainer(200_000):
+        episode_returns += report.episode_returns
+        recent = episode_returns[-20:]
+        if len(recent) == 20 and np.mean(recent) >= 475 and report.update - last_check >= 20:
+            last_check = report.update
+            evaluation = evaluate(model, eval_env, n_episodes=10)
+            if np.mean(evaluation) >= 475:
+                break
+    else:
+        evaluation = evaluate(model, eval_env, n_episodes=10)
+    assert np.mean(evaluation) >= 475, (model.num_timesteps, evaluation, episode_returns[-20:])
+    assert model.num_timesteps <= 200_000
+
+
+# -- Pendulum -------------------------------------------------------------------------
+
+
+def test_pendulum_improves() -> None:
+    """Pendulum-v1 with the zoo settings (4 envs, n_steps 16, learning_rate 0.06 constant,
+    ent_coef 0, gamma 0.99) and rewards scaled by 0.01.
+
+    Why the scaling: with raw rewards the returns are ≈ -600, and the critic's steps are
+    bounded by the KL trust region (kfac_clip=0.001, value head modelled as a unit-variance
+    Gaussian): V moves ≈ sqrt(0.001 / 4) ≈ 0.016 per update. Measured (seed 0, raw
+    rewards): V reaches its targets only after ~1.45M steps, the policy then learns and
+    the last episodes average ≈ -190 at 2M steps (the zoo budget; published -213.8), but
+    nothing improves within the first 1.4M steps — far beyond a test's budget. Scaling the
+    rewards removes exactly that bottleneck. Measured with scaling: seeds 0, 1, 2 go from
+    ≈ -1200..-1500 to ≈ -130..-220 within 100k steps.
+    """
+    scale = 0.01
+    env = make_vec_env(
+        "Pendulum-v1",
+        n_envs=4,
+        seed=0,
+        wrapper_class=lambda e: gym.wrappers.TransformReward(e, lambda r: scale * r),
+    )
+    model = ACKTR(
+        "MlpPolicy", env, n_steps=16, learning_rate=0.06, lr_schedule="constant", ent_coef=0.0, gamma=0.99, seed=0
+    )
+    returns: list[float] = []
+    for report in model.trainer(120_000):
+        returns += [r / scale for r in report.episode_returns]
+    first, last = float(np.mean(returns[:20])), float(np.mean(returns[-20:]))
+    assert last - first > 500, (first, last)
+    assert last > -500, (first, last)
+    # And the deterministic policy on the real (unscaled) env.
+    evaluation = evaluate(model, gym.make("Pendulum-v1"), n_episodes=10)
+    assert np.mean(evaluation) > -500, evaluation
