@@ -125,17 +125,20 @@ class Dashboard:
 
     Attributes for notebooks and tests: ``plots`` (:class:`TrainingPlots`), ``controls``
     (name → value widget), ``gae_enabled``, ``run_button``, ``pause_button``,
-    ``step_button``, ``save_button``, ``save_path``, ``status`` (HTML), ``image``,
-    ``error_output`` (``Output``), ``state`` (``ready``/``running``/``paused``/``done``/
-    ``error``), ``error`` (the last exception, or ``None``), ``updates`` (training
-    updates made through this dashboard), ``renders`` and ``render_seconds`` (how many
-    renders, how long the last took), ``task`` (the asyncio task of the last Run) and
-    ``last_report``.
+    ``step_button``, ``save_button``, ``save_path``, ``status`` (HTML; ``status_text`` is the
+    same line as plain text), ``image``, ``error_output`` (``Output``), ``state``
+    (``ready``/``running``/``paused``/``done``/``error``), ``error`` (the last exception, or
+    ``None``), ``updates`` (training updates made through this dashboard), ``renders`` and
+    ``render_seconds`` (how many renders, how long the last took), ``task`` (the asyncio
+    task of the last Run) and ``last_report``. In the page, the widgets carry stable CSS
+    classes: ``acktr-dashboard``, ``acktr-status``, ``acktr-image``, ``acktr-controls``, ``acktr-errors``,
+    ``acktr-run``/``-pause``/``-step``/``-save``, ``acktr-save-path`` and
+    ``acktr-control-<name>`` (``acktr-control-gae_enabled`` for the GAE checkbox).
     """
 
     #: Most of the time rendering may take while running; the redraw interval grows with
     #: the measured render time to stay below it.
-    render_budget = 0.1
+    render_budget = 0.05
 
     def __init__(
         self,
@@ -175,7 +178,7 @@ class Dashboard:
         self.controls: dict[str, widgets.ValueWidget] = {}
         rows: list[widgets.Widget] = []
         style = {"description_width": "110px"}
-        slider_layout = widgets.Layout(width="340px")
+        slider_layout = widgets.Layout(width="auto", flex="1 1 auto")  # fill the grid cell
         for name, spec in LIVE_CONTROLS.items():
             value = current.get(name)
             kind = spec["kind"]
@@ -203,6 +206,7 @@ class Dashboard:
             control.style = style
             control.layout = slider_layout
             control.observe(self._control_observer(name), names="value")
+            control.add_class(f"acktr-control-{name}")  # stable hooks for browser tests and custom CSS
             self.controls[name] = control
             if kind == "optional":
                 self.gae_enabled = widgets.Checkbox(
@@ -210,16 +214,18 @@ class Dashboard:
                     layout=widgets.Layout(width="24px"),
                 )
                 self.gae_enabled.observe(self._gae_toggled, names="value")
+                self.gae_enabled.add_class("acktr-control-gae_enabled")
                 rows.append(widgets.HBox([self.gae_enabled, control]))
             else:
                 rows.append(control)
-        self.controls_box = widgets.GridBox(
-            rows, layout=widgets.Layout(grid_template_columns="repeat(3, 370px)", grid_gap="2px 8px")
-        )
+        # as many columns as fit: fixed columns wider than the notebook would scroll sideways
+        grid = widgets.Layout(grid_template_columns="repeat(auto-fill, minmax(330px, 1fr))", grid_gap="2px 8px")
+        self.controls_box = widgets.GridBox(rows, layout=grid)
 
         def button(label: str, icon: str, tip: str, handler: Callable[[widgets.Button], None]) -> widgets.Button:
             b = widgets.Button(description=label, icon=icon, tooltip=tip, layout=widgets.Layout(width="90px"))
             b.on_click(handler)
+            b.add_class(f"acktr-{label.lower()}")
             return b
 
         self.run_button = button("Run", "play", "train until done (or Pause)", lambda _: self.run())
@@ -234,6 +240,9 @@ class Dashboard:
         toolbar = widgets.HBox([self.run_button, self.pause_button, self.step_button, self.save_button,
                                 self.save_path])
         self._box = widgets.VBox([toolbar, self.status, self.controls_box, self.image, self.error_output])
+        for widget, hook in ((self.save_path, "save-path"), (self.status, "status"), (self.image, "image"),
+                             (self.controls_box, "controls"), (self.error_output, "errors"), (self._box, "dashboard")):
+            widget.add_class(f"acktr-{hook}")
         self._update_buttons()
 
     @property
@@ -528,10 +537,17 @@ class Dashboard:
         self._last_draw = time.perf_counter()
         self._update_status()
 
-    def _update_status(self) -> None:
+    @property
+    def status_text(self) -> str:
+        """The status line as plain text: state, progress, fps, mean return, and the last
+        message (a change applied, a save, an error) on a second line."""
+        text = " · ".join([self.state, *self._status_parts()])
+        return f"{text}\n{self._message}" if self._message else text
+
+    def _status_parts(self) -> list[str]:
+        """The status line after the state, as plain text."""
         trainer = self.trainer
-        color = _STATE_COLORS.get(self.state, "#555")
-        parts = [f'<b style="color:{color}">{self.state}</b>']
+        parts: list[str] = []
         report = self.plots.last_report
         if isinstance(self.last_report, PretrainReport):
             r = self.last_report
@@ -543,6 +559,11 @@ class Dashboard:
         mean_return = self.plots.mean_return
         if mean_return is not None:
             parts.append(f"mean return {mean_return:.4g} (last {len(self.plots.recent_returns)} episodes)")
+        return parts
+
+    def _update_status(self) -> None:
+        color = _STATE_COLORS.get(self.state, "#555")
+        parts = [f'<b style="color:{color}">{self.state}</b>', *map(html.escape, self._status_parts())]
         line = " &nbsp;·&nbsp; ".join(parts)
         if self._message:
             style = "color:#cf222e" if self._message_is_error else "color:#555"
