@@ -18,7 +18,6 @@ import asyncio
 import html
 import math
 import time
-import traceback
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
@@ -26,6 +25,7 @@ import ipywidgets as widgets
 
 from acktr_lab.report import PretrainReport, UpdateReport
 from acktr_lab.schedules import SCHEDULES
+from acktr_lab.widgets.panel import WidgetPanel
 from acktr_lab.widgets.plots import TrainingPlots
 
 __all__ = ["LIVE_CONTROLS", "Dashboard", "TrainerLike"]
@@ -59,40 +59,83 @@ class TrainerLike(Protocol):
 #: ``choice`` a ``Dropdown``. A range is widened to include the trainer's current value.
 LIVE_CONTROLS: dict[str, dict[str, Any]] = {
     "learning_rate": {
-        "kind": "log", "min": 1e-4, "max": 10.0, "step": 0.02, "format": ".3g",
-        "label": "learning rate", "help": "initial learning rate; the schedule multiplies it",
+        "kind": "log",
+        "min": 1e-4,
+        "max": 10.0,
+        "step": 0.02,
+        "format": ".3g",
+        "label": "learning rate",
+        "help": "initial learning rate; the schedule multiplies it",
     },
     "lr_schedule": {
-        "kind": "choice", "options": tuple(SCHEDULES),
-        "label": "lr schedule", "help": "learning-rate schedule over the run",
+        "kind": "choice",
+        "options": tuple(SCHEDULES),
+        "label": "lr schedule",
+        "help": "learning-rate schedule over the run",
     },
     "kfac_clip": {
-        "kind": "log", "min": 1e-5, "max": 1.0, "step": 0.02, "format": ".3g",
-        "label": "kfac clip", "help": "trust-region radius: the update is scaled so lr²·gᵀF⁻¹g ≤ kfac_clip",
+        "kind": "log",
+        "min": 1e-5,
+        "max": 1.0,
+        "step": 0.02,
+        "format": ".3g",
+        "label": "kfac clip",
+        "help": "trust-region radius: the update is scaled so lr²·gᵀF⁻¹g ≤ kfac_clip",
     },
     "max_grad_norm": {
-        "kind": "log", "min": 1e-2, "max": 100.0, "step": 0.02, "format": ".3g",
-        "label": "max grad norm", "help": "gradient clipping during the cold start",
+        "kind": "log",
+        "min": 1e-2,
+        "max": 100.0,
+        "step": 0.02,
+        "format": ".3g",
+        "label": "max grad norm",
+        "help": "gradient clipping during the cold start",
     },
     "ent_coef": {
-        "kind": "linear", "min": 0.0, "max": 0.1, "step": 0.0005, "format": ".4f",
-        "label": "entropy coef", "help": "weight of the entropy bonus",
+        "kind": "linear",
+        "min": 0.0,
+        "max": 0.1,
+        "step": 0.0005,
+        "format": ".4f",
+        "label": "entropy coef",
+        "help": "weight of the entropy bonus",
     },
     "vf_coef": {
-        "kind": "linear", "min": 0.0, "max": 2.0, "step": 0.01, "format": ".2f",
-        "label": "value coef", "help": "weight of the value loss",
+        "kind": "linear",
+        "min": 0.0,
+        "max": 2.0,
+        "step": 0.01,
+        "format": ".2f",
+        "label": "value coef",
+        "help": "weight of the value loss",
     },
     "vf_fisher_coef": {
-        "kind": "linear", "min": 0.0, "max": 2.0, "step": 0.01, "format": ".2f",
-        "label": "value Fisher coef", "help": "weight of the value head in the sampled Fisher",
+        "kind": "linear",
+        "min": 0.0,
+        "max": 2.0,
+        "step": 0.01,
+        "format": ".2f",
+        "label": "value Fisher coef",
+        "help": "weight of the value head in the sampled Fisher",
     },
     "gamma": {
-        "kind": "linear", "min": 0.8, "max": 1.0, "step": 0.0005, "format": ".4f",
-        "label": "gamma", "help": "discount factor",
+        "kind": "linear",
+        "min": 0.8,
+        "max": 1.0,
+        "step": 0.0005,
+        "format": ".4f",
+        "label": "gamma",
+        "help": "discount factor",
     },
     "gae_lambda": {
-        "kind": "optional", "min": 0.5, "max": 1.0, "step": 0.005, "format": ".3f", "default": 0.95,
-        "label": "GAE λ", "help": "GAE lambda; unticked = n-step returns (None)",
+        "kind": "optional",
+        "min": 0.5,
+        "max": 1.0,
+        "step": 0.005,
+        "format": ".3f",
+        "default": 0.95,
+        "label": "GAE λ",
+        "help": "GAE lambda; unticked = n-step returns (None)",
     },
 }
 
@@ -109,7 +152,7 @@ def _equal(a: Any, b: Any) -> bool:
         return a is b
 
 
-class Dashboard:
+class Dashboard(WidgetPanel):
     """Watch and steer a step-wise trainer from a notebook.
 
     Args:
@@ -188,14 +231,22 @@ class Dashboard:
                     low, high = min(low, float(value)), max(high, float(value))
                 control: widgets.ValueWidget = widgets.FloatLogSlider(
                     value=float(value) if isinstance(value, (int, float)) and value > 0 else spec["min"],
-                    min=math.floor(math.log10(low)), max=math.ceil(math.log10(high)), step=spec["step"], base=10,
-                    readout_format=spec["format"], continuous_update=False,
+                    min=math.floor(math.log10(low)),
+                    max=math.ceil(math.log10(high)),
+                    step=spec["step"],
+                    base=10,
+                    readout_format=spec["format"],
+                    continuous_update=False,
                 )
             elif kind in ("linear", "optional"):
                 start = value if isinstance(value, (int, float)) else spec.get("default", spec["min"])
                 control = widgets.FloatSlider(
-                    value=float(start), min=min(spec["min"], float(start)), max=max(spec["max"], float(start)),
-                    step=spec["step"], readout_format=spec["format"], continuous_update=False,
+                    value=float(start),
+                    min=min(spec["min"], float(start)),
+                    max=max(spec["max"], float(start)),
+                    step=spec["step"],
+                    readout_format=spec["format"],
+                    continuous_update=False,
                 )
             elif kind == "choice":
                 control = widgets.Dropdown(options=list(spec["options"]))
@@ -210,7 +261,10 @@ class Dashboard:
             self.controls[name] = control
             if kind == "optional":
                 self.gae_enabled = widgets.Checkbox(
-                    value=value is not None, description="", indent=False, tooltip=spec["help"],
+                    value=value is not None,
+                    description="",
+                    indent=False,
+                    tooltip=spec["help"],
                     layout=widgets.Layout(width="24px"),
                 )
                 self.gae_enabled.observe(self._gae_toggled, names="value")
@@ -232,33 +286,24 @@ class Dashboard:
         self.pause_button = button("Pause", "pause", "pause after the current update", lambda _: self.pause())
         self.step_button = button("Step", "step-forward", "exactly one update", lambda _: self.step())
         self.save_button = button("Save", "save", "model.save(path)", lambda _: self.save())
-        self.save_path = widgets.Text(value="acktr_model.zip", placeholder="path.zip",
-                                      layout=widgets.Layout(width="260px"))
+        self.save_path = widgets.Text(
+            value="acktr_model.zip", placeholder="path.zip", layout=widgets.Layout(width="260px")
+        )
         self.status = widgets.HTML()
         self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
         self.error_output = widgets.Output(layout=widgets.Layout(max_height="240px", overflow="auto"))
-        toolbar = widgets.HBox([self.run_button, self.pause_button, self.step_button, self.save_button,
-                                self.save_path])
+        toolbar = widgets.HBox([self.run_button, self.pause_button, self.step_button, self.save_button, self.save_path])
         self._box = widgets.VBox([toolbar, self.status, self.controls_box, self.image, self.error_output])
-        for widget, hook in ((self.save_path, "save-path"), (self.status, "status"), (self.image, "image"),
-                             (self.controls_box, "controls"), (self.error_output, "errors"), (self._box, "dashboard")):
+        for widget, hook in (
+            (self.save_path, "save-path"),
+            (self.status, "status"),
+            (self.image, "image"),
+            (self.controls_box, "controls"),
+            (self.error_output, "errors"),
+            (self._box, "dashboard"),
+        ):
             widget.add_class(f"acktr-{hook}")
         self._update_buttons()
-
-    @property
-    def widget(self) -> widgets.VBox:
-        """The top-level widget (the plots are rendered if they never were)."""
-        if self._rendered_version < 0:
-            self._redraw(force=True)
-        return self._box
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.widget)
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
 
     # -- hyperparameters --------------------------------------------------------------
     def _control_observer(self, name: str) -> Callable[[dict[str, Any]], None]:
@@ -498,22 +543,7 @@ class Dashboard:
         self._set_state("error")
         self._redraw(force=True)
 
-    def _show_exception(self, exc: BaseException, context: str) -> None:
-        self.error = exc
-        self._say(f"{context}: {type(exc).__name__}: {exc}", error=True)
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        self.error_output.append_stderr(f"{context}:\n{text}")
-
     # -- display ----------------------------------------------------------------------
-    def _say(self, message: str, *, error: bool = False) -> None:
-        self._message = message
-        self._message_is_error = error
-
-    def _set_state(self, state: str) -> None:
-        self.state = state
-        self._update_buttons()
-        self._update_status()
-
     def _update_buttons(self) -> None:
         running = self.state == "running"
         finished = self._finished()

@@ -410,8 +410,9 @@ class TrainingPlots:
         ):
             title(name, label)
             noisy = name != "fps"
-            (self.lines[name],) = ax[name].plot([], [], "-", lw=0.8 if noisy else 1.0, color=color,
-                                                alpha=_RAW_ALPHA if noisy else 1.0)
+            (self.lines[name],) = ax[name].plot(
+                [], [], "-", lw=0.8 if noisy else 1.0, color=color, alpha=_RAW_ALPHA if noisy else 1.0
+            )
             if noisy:
                 (self.lines[name + "_smooth"],) = ax[name].plot([], [], "-", lw=1.4, color=_darker(color))
         ax["value_loss"].set_yscale("log")
@@ -459,8 +460,14 @@ class TrainingPlots:
         self._extreme_lines: dict[str, tuple[Line2D, Line2D, Line2D, Line2D]] = {}
         self._empty_notes = {
             name: ax[name].text(
-                0.5, 0.5, "no Fisher eigenvalues yet", transform=ax[name].transAxes,
-                ha="center", va="center", fontsize=8, color="0.5",
+                0.5,
+                0.5,
+                "no Fisher eigenvalues yet",
+                transform=ax[name].transAxes,
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="0.5",
             )
             for name in ("spectrum_a", "spectrum_g", "extremes")
         }
@@ -531,8 +538,13 @@ class TrainingPlots:
             self._kfac_line.set_xdata([self.kfac_start, self.kfac_start])
             self._kfac_line.set_visible(True)
             ax["trust_region"].text(
-                self.kfac_start, 0.97, " K-FAC on", transform=ax["trust_region"].get_xaxis_transform(),
-                fontsize=6, color="0.4", va="top",
+                self.kfac_start,
+                0.97,
+                " K-FAC on",
+                transform=ax["trust_region"].get_xaxis_transform(),
+                fontsize=6,
+                color="0.4",
+                va="top",
             )
             self._drawn_kfac_start = self.kfac_start
         self._draw_learning_rate(steps)
@@ -545,9 +557,7 @@ class TrainingPlots:
             self.lines["bc_val"].set_data(epochs[validated], val_loss[validated])
         else:
             self.lines["len_raw"].set_data(self.episodes.array("timesteps"), self.episodes.array("length"))
-            self.lines["len_smooth"].set_data(
-                self.episodes.array("timesteps"), self.episodes.array("smoothed_length")
-            )
+            self.lines["len_smooth"].set_data(self.episodes.array("timesteps"), self.episodes.array("smoothed_length"))
         self._draw_changes()
         for name, axis in ax.items():
             if name == "explained_variance":
@@ -555,8 +565,10 @@ class TrainingPlots:
                 axis.autoscale_view(scaley=False)
             else:
                 self._autoscale(axis)
-            for which, limits, scale in ((axis.xaxis, axis.get_xlim(), axis.get_xscale()),
-                                         (axis.yaxis, axis.get_ylim(), axis.get_yscale())):
+            for which, limits, scale in (
+                (axis.xaxis, axis.get_xlim(), axis.get_xscale()),
+                (axis.yaxis, axis.get_ylim(), axis.get_yscale()),
+            ):
                 if scale == "log":
                     self._log_ticks(which, limits)
         self.title.set_text(self._headline())
@@ -595,8 +607,7 @@ class TrainingPlots:
             color = self._layer_color(layer)
             if layer not in self._extreme_lines:
                 self._extreme_lines[layer] = tuple(  # type: ignore[assignment]
-                    ax["extremes"].plot([], [], ls, lw=1.0, color=color)[0]
-                    for ls in ("-", "-", "--", "--")
+                    ax["extremes"].plot([], [], ls, lw=1.0, color=color)[0] for ls in ("-", "-", "--", "--")
                 )
             x = history.array("timesteps")
             for line, key in zip(self._extreme_lines[layer], ("a_max", "a_min", "g_max", "g_min")):
@@ -617,8 +628,16 @@ class TrainingPlots:
             )
             self._change_artists.append(
                 lr_axis.text(
-                    timesteps, 0.97 - 0.16 * (k % 4), label, transform=lr_axis.get_xaxis_transform(),
-                    fontsize=6, color="C3", ha="left", va="top", clip_on=True, linespacing=1.0,
+                    timesteps,
+                    0.97 - 0.16 * (k % 4),
+                    label,
+                    transform=lr_axis.get_xaxis_transform(),
+                    fontsize=6,
+                    color="C3",
+                    ha="left",
+                    va="top",
+                    clip_on=True,
+                    linespacing=1.0,
                 )
             )
         self._drawn_changes = len(self.changes)

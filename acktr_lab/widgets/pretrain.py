@@ -40,7 +40,6 @@ import math
 import os
 import re
 import time
-import traceback
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -54,6 +53,7 @@ from matplotlib.ticker import MaxNLocator
 from acktr_lab.expert import ExpertDataset
 from acktr_lab.report import PretrainReport
 from acktr_lab.widgets.dashboard import Dashboard
+from acktr_lab.widgets.panel import WidgetPanel
 from acktr_lab.widgets.plots import BoundedHistory
 
 __all__ = ["Evaluation", "PretrainDashboard", "run_episodes"]
@@ -154,7 +154,7 @@ def run_episodes(model: Any, env: str | gym.Env, n_episodes: int, seed: int) -> 
     return returns
 
 
-class PretrainDashboard:
+class PretrainDashboard(WidgetPanel):
     """Pretrain a model by behaviour cloning from a notebook, evaluate it, then train it with ACKTR.
 
     Args:
@@ -353,21 +353,6 @@ class PretrainDashboard:
 
         button.on_click(clicked)
         return button
-
-    @property
-    def widget(self) -> widgets.VBox:
-        """The top-level widget (the plot is rendered if it never was)."""
-        if self._rendered_version < 0:
-            self._redraw(force=True)
-        return self._box
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.widget)
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
 
     # -- datasets ---------------------------------------------------------------------
     def _dropdown_changed(self, change: dict[str, Any]) -> None:
@@ -734,22 +719,7 @@ class PretrainDashboard:
             self._set_state("error")
         self._redraw(force=True)
 
-    def _show_exception(self, exc: BaseException, context: str) -> None:
-        self.error = exc
-        self._say(f"{context}: {type(exc).__name__}: {exc}", error=True)
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        self.error_output.append_stderr(f"{context}:\n{text}")
-
     # -- display ----------------------------------------------------------------------
-    def _say(self, message: str, *, error: bool = False) -> None:
-        self._message = message
-        self._message_is_error = error
-
-    def _set_state(self, state: str) -> None:
-        self.state = state
-        self._update_buttons()
-        self._update_status()
-
     def _update_buttons(self) -> None:
         running = self.state == "pretraining"
         handed_over = self.dashboard is not None
