@@ -72,10 +72,10 @@ def test_identity(case: str) -> None:
 
 
 def test_cartpole_reaches_475() -> None:
-    """CartPole-v1, the rl-baselines-zoo settings (n_envs=8, ent_coef=0.0), every other
-    hyperparameter ACKTR's default (lr 0.25 linear over the 200k budget, n_steps 20,
-    kfac_clip 0.001, ...), seed 0: deterministic evaluation over 10 episodes reaches a
-    mean return of 475 within 200k steps.
+    """CartPole-v1 with every hyperparameter ACKTR's default (lr 0.25 linear over the 200k
+    budget, n_steps 20, ent_coef 0.01, kfac_clip 0.001, ...) on the rl-baselines-zoo's 8
+    envs, seed 0: deterministic evaluation over 10 episodes reaches a mean return of 475
+    within 200k steps. (With the zoo's ent_coef=0.0, seed 0 gets there at ~94k steps.)
 
     Training stops early once the mean of the last 20 training episodes is ≥ 475 *and* a
     deterministic evaluation confirms it (a stochastic running mean alone can be ahead
@@ -83,7 +83,7 @@ def test_cartpole_reaches_475() -> None:
     seed gets there: seeds 1, 2, 4, 5, 6 also evaluate at 500 within 200k, seed 3 stays
     at ≈ 130 (seed 7 was not run to a conclusion).
     """
-    model = ACKTR("MlpPolicy", "CartPole-v1", n_envs=8, ent_coef=0.0, seed=0)
+    model = ACKTR("MlpPolicy", "CartPole-v1", n_envs=8, seed=0)
     eval_env = gym.make("CartPole-v1")
     episode_returns: list[float] = []
     evaluation: list[float] = []
