@@ -1,10 +1,12 @@
 """What the notebook dashboard costs in training throughput, measured side by side.
 
-Two identical trainers (``ACKTR('MlpPolicy', 'CartPole-v1', seed=0)``) run in one process:
+Two identical trainers (``ACKTR('MlpPolicy', 'CartPole-v1', n_envs=8, seed=0)``, the
+tutorial notebook's setup) run in one process:
 one is iterated directly, the other is driven by ``Dashboard.run_blocking`` (plots
 rendered to PNG at the dashboard's throttle, status and controls kept in sync, exactly as
 in a notebook, minus the browser). After a warm-up (the K-FAC cold start, ``tf.function``
-tracing and the first render), segments of ``--updates`` updates alternate between the
+tracing and the first render), segments of ``--updates`` updates (default 600: one ``run_blocking`` call of the
+tutorial, about 10 s) alternate between the
 two, ``--repeats`` times each, in ABBA order so that drift in the machine's load cancels.
 Each segment's throughput is its timesteps over its wall time; the medians are compared.
 Every dashboard segment ends with the final render ``run_blocking`` always makes.
@@ -13,7 +15,7 @@ The last line is ``dashboard_overhead_ratio <x>`` with ``x = median throughput w
 the dashboard / median throughput with it``: 1.0 means no overhead, 1.10 that training
 under the dashboard takes 10 % longer.
 
-    python benchmarks/dashboard_overhead.py [--updates 500] [--repeats 5] [--png out.png]
+    python benchmarks/dashboard_overhead.py [--updates 600] [--repeats 5] [--png out.png]
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def batch_size(model: ACKTR) -> int:
 
 def make_trainer(total_updates: int, seed: int) -> Trainer:
     """A CartPole trainer long enough for ``total_updates`` updates."""
-    model = ACKTR("MlpPolicy", "CartPole-v1", seed=seed)
+    model = ACKTR("MlpPolicy", "CartPole-v1", n_envs=8, seed=seed)
     return model.trainer((total_updates + 1) * batch_size(model))
 
 
@@ -63,7 +65,7 @@ def dashboard_segment(dashboard: Dashboard, updates: int) -> float:
 
 def main(argv: list[str] | None = None) -> float:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--updates", type=int, default=500, help="updates per timed segment")
+    parser.add_argument("--updates", type=int, default=600, help="updates per timed segment")
     parser.add_argument("--repeats", type=int, default=5, help="timed segments per variant")
     parser.add_argument("--warmup", type=int, default=30, help="untimed updates first (cold start is 10)")
     parser.add_argument("--redraw-interval", type=float, default=0.5, help="Dashboard(redraw_interval=...)")
