@@ -86,7 +86,7 @@ def train(args: argparse.Namespace) -> int:
     print(f"Training ACKTR on {args.env_id}: {timesteps} steps, {n_envs} envs, seed {args.seed}, settings {settings}")
     model = ACKTR("MlpPolicy", args.env_id, n_envs=n_envs, seed=args.seed, verbose=args.verbose, **settings)
     trainer = model.trainer(timesteps)
-    plots = TrainingPlots(trainer)
+    plots = TrainingPlots(learning_rate_curve=trainer.learning_rate_curve)
     from tqdm.auto import tqdm
 
     with tqdm(total=timesteps, unit="step", dynamic_ncols=True) as bar:
