@@ -1,10 +1,12 @@
-"""The dashboard in a real browser: JupyterLab served locally, Debian's Chromium driven by Playwright.
+"""The dashboard in a real browser: JupyterLab 4 and Notebook 7 served locally, Debian's Chromium
+driven by Playwright.
 
 Notebook 01 (with ``ACKTR_LAB_QUICK=1`` and one extra cell that prints what the last
 update used) is run with all its cells the way a user would, then the test checks that
 the dashboard's plots arrive as a PNG ``<img>``, types a new ``kfac_clip`` into the
 slider's readout, clicks **Step**, and re-runs the extra cell to see that the update the
-click made used the new value. A screenshot is saved to ``test-artifacts/``.
+click made used the new value. A screenshot is saved to ``test-artifacts/``. The same
+scenario runs in both front ends (both expose the app as ``window.jupyterapp``).
 
 Recipe from the design notes ("Notebooks: what works on this stack"); never run
 ``playwright install`` (it downloads a browser): the test skips when Chromium or the
@@ -45,6 +47,7 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = REPO / "test-artifacts"
 SCREENSHOT = ARTIFACTS / "browser_dashboard.png"
+SCREENSHOT_NOTEBOOK7 = ARTIFACTS / "browser_dashboard_notebook7.png"
 NOTEBOOK = "dashboard.ipynb"
 NEW_KFAC_CLIP = 0.0123
 
@@ -94,9 +97,17 @@ def server_log_tail(lab: Lab, n: int = 60) -> str:
     return "(no server log)"
 
 
+#: How each front end is started: ``python -m jupyter <app>`` plus this flag for ``window.jupyterapp``.
+EXPOSE_APP = {
+    "lab": "--LabApp.expose_app_in_browser=True",
+    "notebook": "--JupyterNotebookApp.expose_app_in_browser=True",
+}
+
+
 @contextmanager
-def jupyter_lab(root: Path, home: Path) -> Iterator[Lab]:
-    """JupyterLab on 127.0.0.1 serving ``root``; config, runtime and settings in ``home``."""
+def jupyter_lab(root: Path, home: Path, app: str = "lab") -> Iterator[Lab]:
+    """JupyterLab (or Notebook 7, ``app="notebook"``) on 127.0.0.1 serving ``root``;
+    config, runtime and settings in ``home``."""
     port, token = free_port(), os.urandom(16).hex()
     config_dir, runtime_dir = home / "config", home / "runtime"
     write_settings(config_dir)
@@ -109,10 +120,10 @@ def jupyter_lab(root: Path, home: Path) -> Iterator[Lab]:
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
     command = [
-        sys.executable, "-m", "jupyter", "lab", "--no-browser",
+        sys.executable, "-m", "jupyter", app, "--no-browser",
         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-        "--LabApp.expose_app_in_browser=True", "--ServerApp.allow_root=True",
+        EXPOSE_APP[app], "--ServerApp.allow_root=True",
     ]  # fmt: skip
     log = home / "server.log"
     with log.open("wb") as sink:
@@ -131,7 +142,7 @@ def wait_until_serving(lab: Lab, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if lab.process.poll() is not None:
-            raise RuntimeError(f"jupyter lab exited with {lab.process.returncode}:\n{server_log_tail(lab)}")
+            raise RuntimeError(f"the jupyter server exited with {lab.process.returncode}:\n{server_log_tail(lab)}")
         with (
             suppress(OSError, urllib.error.URLError),
             urllib.request.urlopen(f"{lab.url}/api/status?token={lab.token}", timeout=5) as response,
@@ -139,7 +150,7 @@ def wait_until_serving(lab: Lab, timeout: float) -> None:
             if response.status == 200:
                 return
         time.sleep(0.5)
-    raise RuntimeError(f"jupyter lab did not answer in {timeout:.0f} s:\n{server_log_tail(lab)}")
+    raise RuntimeError(f"the jupyter server did not answer in {timeout:.0f} s:\n{server_log_tail(lab)}")
 
 
 def stop(lab: Lab) -> None:
@@ -192,7 +203,9 @@ def dashboard_image(page: Any) -> dict[str, Any]:
     )
 
 
-def test_dashboard_in_jupyterlab(tmp_path: Path) -> None:
+def run_dashboard_scenario(tmp_path: Path, app: str, path: str, screenshot: Path, prefix: str) -> None:
+    """Open ``path`` (``{notebook}`` filled in) in ``jupyter <app>``, run all cells, drive the
+    dashboard and save ``screenshot``; on failure leave ``<prefix>_failure.png`` and logs behind."""
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
@@ -205,12 +218,12 @@ def test_dashboard_in_jupyterlab(tmp_path: Path) -> None:
     console: list[str] = []
     started = time.monotonic()
 
-    with jupyter_lab(root, home) as lab, sync_api.sync_playwright() as playwright:
+    with jupyter_lab(root, home, app) as lab, sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1500, "height": 1250})
         page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
         try:
-            page.goto(f"{lab.url}/lab/tree/{NOTEBOOK}?token={lab.token}", timeout=2 * MINUTE)
+            page.goto(f"{lab.url}/{path.format(notebook=NOTEBOOK)}?token={lab.token}", timeout=2 * MINUTE)
             page.wait_for_function(
                 "() => window.jupyterapp?.shell?.currentWidget?.sessionContext?.session?.kernel",
                 timeout=2 * MINUTE,
@@ -276,16 +289,24 @@ def test_dashboard_in_jupyterlab(tmp_path: Path) -> None:
             assert page.locator(".acktr-control-kfac_clip .widget-readout").inner_text().startswith("0.0123")
 
             dashboard.scroll_into_view_if_needed()
-            page.screenshot(path=str(SCREENSHOT))
+            page.screenshot(path=str(screenshot))
             assert not [line for line in console if "Error" in line and "widget" in line.lower()], console
         except BaseException:
             with suppress(Exception):
-                page.screenshot(path=str(ARTIFACTS / "browser_failure.png"))
-            (ARTIFACTS / "browser_server.log").write_text(server_log_tail(lab, 400))
-            (ARTIFACTS / "browser_console.log").write_text("\n".join(console))
+                page.screenshot(path=str(ARTIFACTS / f"{prefix}_failure.png"))
+            (ARTIFACTS / f"{prefix}_server.log").write_text(server_log_tail(lab, 400))
+            (ARTIFACTS / f"{prefix}_console.log").write_text("\n".join(console))
             print(f"--- server log (tail) ---\n{server_log_tail(lab)}\n--- browser console ---")
             print("\n".join(console[-60:]))
             raise
         finally:
             browser.close()
-    print(f"browser test: {time.monotonic() - started:.0f} s; screenshot {SCREENSHOT}")
+    print(f"browser test ({app}): {time.monotonic() - started:.0f} s; screenshot {screenshot}")
+
+
+def test_dashboard_in_jupyterlab(tmp_path: Path) -> None:
+    run_dashboard_scenario(tmp_path, "lab", "lab/tree/{notebook}", SCREENSHOT, "browser")
+
+
+def test_dashboard_in_notebook7(tmp_path: Path) -> None:
+    run_dashboard_scenario(tmp_path, "notebook", "notebooks/{notebook}", SCREENSHOT_NOTEBOOK7, "browser_notebook7")
