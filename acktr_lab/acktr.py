@@ -259,10 +259,12 @@ class ACKTR:
         """Apply one update to a flat batch (used by the trainer); returns numpy metrics."""
         if self.is_box_action:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        self.optimizer.set_hyperparameters(learning_rate=learning_rate)
+        # The live values go into variables: changing them never retraces the step.
+        self.optimizer.set_hyperparameters(
+            learning_rate=learning_rate, kfac_clip=self.kfac_clip, max_grad_norm=self.max_grad_norm
+        )
         for name, variable in self.loss_coefficients.items():
             variable.assign(getattr(self, name))
-        self.optimizer.set_hyperparameters(kfac_clip=self.kfac_clip, max_grad_norm=self.max_grad_norm)
         metrics = self._train_step(
             tf.convert_to_tensor(observations),
             tf.convert_to_tensor(actions),
