@@ -154,6 +154,7 @@ class ACKTR:
             **self.kfac_kwargs,
         )
         self._act = tf.function(self._act_graph, reduce_retracing=True)
+        self._value = tf.function(self.policy.value, reduce_retracing=True)
         self._train_step = tf.function(self._train_step_graph, reduce_retracing=True)
         self.collector = (
             RolloutCollector(self.env, self.seed, self.policy.distribution_factory.to_env_actions)
@@ -279,7 +280,8 @@ class ACKTR:
         return actions.numpy(), values.numpy()
 
     def value(self, observations: np.ndarray) -> np.ndarray:
-        return self.policy.value(tf.convert_to_tensor(observations)).numpy()
+        """Batched V(obs), compiled: the rollout calls it every update (bootstrap values)."""
+        return self._value(tf.convert_to_tensor(observations)).numpy()
 
     # -- Stable Baselines API -----------------------------------------------------------
     def get_env(self) -> gym.vector.VectorEnv | None:
