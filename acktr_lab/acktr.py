@@ -473,10 +473,7 @@ class ACKTR:
             )
         kwargs.pop("policy_kwargs", None)
         hyper.update(kwargs)
-        model = cls(policy_name, None, policy_kwargs=policy_kwargs, _init_setup_model=False, **hyper)
-        model.observation_space, model.action_space = observation_space, action_space
-        model.setup_model()
-        model.load_parameters(file.parameters)
+        model = _model_from_file(cls, policy_name, policy_kwargs, hyper, observation_space, action_space, file)
         model._restore_optimizer(file.optimizer)
         if "generator_state" in file.extra:
             model.generator.reset(file.extra["generator_state"])
@@ -520,13 +517,34 @@ def _load_sb2(cls: type[ACKTR], file: ModelFile, env: EnvLike | None, kwargs: di
     )
     hyper: dict[str, Any] = {k: data[k] for k in keys if k in data and data[k] is not None}
     hyper.update(kwargs)
-    model = cls(policy_name, None, policy_kwargs=data.get("policy_kwargs") or None, _init_setup_model=False, **hyper)
-    model.observation_space = space_from_json(data["observation_space"])
-    model.action_space = space_from_json(data["action_space"])
-    model.setup_model()
-    model.load_parameters(file.parameters)
+    model = _model_from_file(
+        cls,
+        policy_name,
+        data.get("policy_kwargs") or None,
+        hyper,
+        space_from_json(data["observation_space"]),
+        space_from_json(data["action_space"]),
+        file,
+    )
     if env is not None:
         model.set_env(env)
+    return model
+
+
+def _model_from_file(
+    cls: type[ACKTR],
+    policy_name: str,
+    policy_kwargs: dict[str, Any] | None,
+    hyper: dict[str, Any],
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    file: ModelFile,
+) -> ACKTR:
+    """A model with no env, built for the stored spaces, holding the stored parameters."""
+    model = cls(policy_name, None, policy_kwargs=policy_kwargs, _init_setup_model=False, **hyper)
+    model.observation_space, model.action_space = observation_space, action_space
+    model.setup_model()
+    model.load_parameters(file.parameters)
     return model
 
 
