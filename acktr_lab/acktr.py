@@ -52,7 +52,9 @@ class ACKTR:
     ``nprocs``) sets TensorFlow's thread pools when still possible; ``full_tensorboard_log``
     adds parameter histograms to TensorBoard. Extra keyword-only arguments expose the K-FAC
     constants ACKTR fixes (``momentum``, ``damping``, ``stats_decay``, ``cold_iter``,
-    ``eigen_epsilon``) with ACKTR's values as defaults.
+    ``eigen_epsilon``) with ACKTR's values as defaults, and ``stats_update``: update the
+    curvature statistics every this many updates (1, ACKTR's behaviour; with 10 and
+    ``kfac_update=10`` an update costs about half as much, see ``benchmarks/kfac_overhead.py``).
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class ACKTR:
         stats_decay: float = 0.99,
         cold_iter: int = 10,
         eigen_epsilon: float = 1e-6,
+        stats_update: int = 1,
     ) -> None:
         self.policy_class = resolve_policy(policy)
         self.gamma = hp.validate("gamma", gamma)
@@ -110,6 +113,7 @@ class ACKTR:
             "stats_decay": stats_decay,
             "cold_iter": cold_iter,
             "eigen_epsilon": eigen_epsilon,
+            "stats_update": stats_update,
         }
         if nprocs is not None:
             warnings.warn(

@@ -168,6 +168,7 @@ class Config:
     optimizer: KfacOptimizer | None = None
     samples: list[float] = field(default_factory=list)
     refreshes: int = 0
+    stats_update: int = 1
 
     def sample(self) -> None:
         start = time.perf_counter()
@@ -199,13 +200,24 @@ def rmsprop_config(network: str, batch: Batch, n_actions: int) -> Config:
     return Config(network, "RMSprop (A2C)", None, False, run_block, lambda: step().numpy() and None)
 
 
-def kfac_config(network: str, batch: Batch, n_actions: int, kfac_update: int, async_eigen: bool, block: int) -> Config:
+def kfac_config(
+    network: str,
+    batch: Batch,
+    n_actions: int,
+    *,
+    kfac_update: int,
+    stats_update: int = 1,
+    async_eigen: bool = False,
+    block: int = 1,
+    label: str | None = None,
+) -> Config:
     model = make_model(network, n_actions)
     opt = KfacOptimizer(
         model.weights,
         model.layers,
         learning_rate=0.25,
         kfac_update=kfac_update,
+        stats_update=stats_update,
         cold_iter=1,
         async_eigen_decomp=async_eigen,
     )
@@ -213,11 +225,12 @@ def kfac_config(network: str, batch: Batch, n_actions: int, kfac_update: int, as
     def loss_fn() -> tuple[tf.Tensor, tf.Tensor]:
         return actor_critic_losses(model, batch)
 
-    mode = "async" if async_eigen else "sync"
-    label = f"K-FAC {mode}, kfac_update={kfac_update}"
-    if kfac_update >= NEVER:
-        label = "K-FAC sync, no eigh (diagnostic)"
+    if label is None:
+        label = f"K-FAC {'async' if async_eigen else 'sync'}, kfac_update={kfac_update}"
+        if stats_update > 1:
+            label += f", stats_update={stats_update}"
     config = Config(network, label, kfac_update, async_eigen, lambda: 0, lambda: opt.minimize(loss_fn) and None, opt)
+    config.stats_update = stats_update
 
     def run_block() -> int:
         for _ in range(block):
@@ -232,11 +245,12 @@ def kfac_config(network: str, batch: Batch, n_actions: int, kfac_update: int, as
 
 
 def warm_up(config: Config) -> None:
-    """Compile, pass the cold start, and run both branches (refresh and no refresh) once."""
+    """Compile, pass the cold start, and run every branch (statistics or not, refresh or not) once."""
     if config.kfac_update is None:
         updates = 3
     else:
-        updates = 2 + (2 if config.kfac_update >= NEVER else max(config.kfac_update, 2))
+        periods = [p for p in (config.kfac_update, config.stats_update) if p < NEVER]
+        updates = 2 + max([2, *periods])
     for _ in range(updates):
         config.warm_step()
     if config.optimizer is not None and config.optimizer.async_eigen_decomp:
@@ -265,6 +279,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=None, help="batch size (default 640; 64 with --quick)")
     parser.add_argument("--cnn-sync-kfac-update", type=int, default=10, help="amortisation of the sync CNN row")
     parser.add_argument(
+        "--period", type=int, default=10, help="kfac_update = stats_update of the amortised rows (default 10)"
+    )
+    parser.add_argument(
         "--networks", nargs="+", choices=["mlp", "cnn"], default=["mlp", "cnn"], help="networks to time"
     )
     args = parser.parse_args(argv)
@@ -272,6 +289,7 @@ def main(argv: list[str] | None = None) -> None:
     batch_size = args.batch or (64 if args.quick else 640)
     mlp_reps, cnn_reps = (20, 3) if args.quick else (200, 7)  # CNN async: cnn_reps blocks of async_block
     cnn_u = args.cnn_sync_kfac_update
+    period = args.period
     async_block = 3 if args.quick else 5
     n_actions_mlp, n_actions_cnn = 4, 6
     print(
@@ -283,18 +301,42 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     all_rows: list[Config] = []
-    ratios: dict[str, float] = {"mlp": float("nan"), "cnn": float("nan")}
+    ratios: dict[str, dict[str, float]] = {"default": {}, "amortised": {}}
     for network, reps in (("mlp", mlp_reps), ("cnn", cnn_reps)):
         if network not in args.networks:
             continue
         n_actions = n_actions_mlp if network == "mlp" else n_actions_cnn
         batch = make_batch(network, batch_size, n_actions, seed=1)
-        configs = [rmsprop_config(network, batch, n_actions), kfac_config(network, batch, n_actions, 1, False, 1)]
-        if network == "cnn":
-            configs.append(kfac_config(network, batch, n_actions, cnn_u, False, cnn_u))
-        configs.append(kfac_config(network, batch, n_actions, NEVER, False, 1))
-        if network == "cnn":
-            configs.append(kfac_config(network, batch, n_actions, 1, True, async_block))
+        rmsprop = rmsprop_config(network, batch, n_actions)
+        if network == "mlp":  # ACKTR's default for MlpPolicy: synchronous, kfac_update=1
+            default = kfac_config(network, batch, n_actions, kfac_update=1)
+            amortised = kfac_config(network, batch, n_actions, kfac_update=period, stats_update=period, block=period)
+            no_eigh_label = "K-FAC sync, no eigh (diagnostic)"
+            extra = [kfac_config(network, batch, n_actions, kfac_update=NEVER, label=no_eigh_label)]
+        else:  # OpenAI baselines' ACKTR on Atari: asynchronous eigendecomposition, kfac_update=1
+            default = kfac_config(network, batch, n_actions, kfac_update=1, async_eigen=True, block=async_block)
+            amortised = kfac_config(
+                network,
+                batch,
+                n_actions,
+                kfac_update=period,
+                stats_update=period,
+                async_eigen=True,
+                block=async_block * 2,
+            )
+            extra = [
+                kfac_config(network, batch, n_actions, kfac_update=cnn_u, block=cnn_u),
+                kfac_config(network, batch, n_actions, kfac_update=NEVER, label="K-FAC sync, no eigh (diagnostic)"),
+            ]
+        floor = kfac_config(
+            network,
+            batch,
+            n_actions,
+            kfac_update=NEVER,
+            stats_update=NEVER,
+            label="K-FAC, no stats, no eigh (floor)",
+        )
+        configs = [rmsprop, default, amortised, *extra, floor]
         print(f"{network}: warming up (compilation, cold start) ...", flush=True)
         for config in configs:
             warm_up(config)
@@ -305,14 +347,13 @@ def main(argv: list[str] | None = None) -> None:
             if config.async_eigen:
                 print(f"{network}: contiguous (background worker running), ms per update:", flush=True)
                 run_contiguous(config, reps)
-        base = configs[0].median_ms
-        headline = configs[1] if network == "mlp" else configs[-1]
-        ratios[network] = headline.median_ms / base
+        ratios["default"][network] = default.median_ms / rmsprop.median_ms
+        ratios["amortised"][network] = amortised.median_ms / rmsprop.median_ms
         all_rows += configs
 
     print()
     header = (
-        f"{'network':8s} {'update':34s} {'median ms/update':>17s} {'x RMSprop':>10s} {'samples':>8s} {'refreshes':>10s}"
+        f"{'network':8s} {'update':48s} {'median ms/update':>17s} {'x RMSprop':>10s} {'samples':>8s} {'refreshes':>10s}"
     )
     print(header)
     print("-" * len(header))
@@ -320,17 +361,24 @@ def main(argv: list[str] | None = None) -> None:
         base = next(c for c in all_rows if c.network == config.network and c.kfac_update is None).median_ms
         refreshes = "" if config.kfac_update is None else str(config.refreshes)
         print(
-            f"{config.network:8s} {config.label:34s} {config.median_ms:17.2f} {config.median_ms / base:10.2f} "
+            f"{config.network:8s} {config.label:48s} {config.median_ms:17.2f} {config.median_ms / base:10.2f} "
             f"{len(config.samples):8d} {refreshes:>10s}"
         )
     print(
         "\nnotes: sync kfac_update=N rows are amortised (a block of N updates / N), interleaved with RMSprop; "
-        f"async rows: contiguous blocks of {async_block} updates / {async_block} with the eigendecomposition "
-        "worker running; 'refreshes' = decompositions installed while timed; "
-        f"batch {batch_size} for both networks."
+        "async rows: contiguous blocks of updates with the eigendecomposition worker (LAPACK, one thread) running; "
+        "'refreshes' = decompositions installed while timed; the floor row does no statistics and no "
+        f"decomposition (forward, backward, preconditioning, trust region, momentum); batch {batch_size}."
     )
-    print("kfac_overhead_ratio columns: mlp = K-FAC sync kfac_update=1; cnn = K-FAC async kfac_update=1")
-    print(f"kfac_overhead_ratio {ratios['mlp']:.3f} {ratios['cnn']:.3f}")
+
+    def line(kind: str) -> str:
+        return f"{ratios[kind].get('mlp', float('nan')):.3f} {ratios[kind].get('cnn', float('nan')):.3f}"
+
+    print(
+        f"kfac_overhead_ratio_amortised: kfac_update=stats_update={period} (mlp sync, cnn async): " + line("amortised")
+    )
+    print("kfac_overhead_ratio columns: ACKTR's defaults, mlp = K-FAC sync kfac_update=1; cnn = async kfac_update=1")
+    print(f"kfac_overhead_ratio {line('default')}")
     sys.stdout.flush()
 
 

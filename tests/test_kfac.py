@@ -341,33 +341,42 @@ def test_cold_start_is_clipped_momentum_sgd() -> None:
         np.testing.assert_allclose(layer.bias.numpy(), b, rtol=1e-10, atol=1e-14)
 
 
-def test_statistics_are_a_running_mean_then_an_exponential_average() -> None:
+@pytest.mark.parametrize("stats_update", [1, 3])
+def test_statistics_are_a_running_mean_then_an_exponential_average(stats_update: int) -> None:
+    """Every update during the cold start, then every ``stats_update``-th update (EMA weight per statistics update)."""
     model, loss_fn, generator = mlp_problem(seed=8)
-    cold, decay, steps = 3, 0.8, 7
-    opt = KfacOptimizer(model.variables, model.layers, learning_rate=0.05, cold_iter=cold, stats_decay=decay)
+    cold, decay, steps = 3, 0.8, 10
+    opt = KfacOptimizer(
+        model.variables, model.layers, learning_rate=0.05, cold_iter=cold, stats_decay=decay, stats_update=stats_update
+    )
     expected = [(np.zeros((b.input_dim,) * 2), np.zeros((b.output_dim,) * 2)) for b in opt.blocks]
-    kfac_steps = []
+    kfac_steps, statistics_updates = [], []
     for k in range(steps):
-        # This step's batch statistics at the current parameters, from the samples the update will draw.
-        saved = generator.state.numpy().copy()
-        with tf.GradientTape(persistent=True) as tape, capture() as recorded:
-            _, fisher = loss_fn()
-        generator.state.assign(saved)
-        batch = []
-        for block in opt.blocks:
-            uses = recorded.uses_of(block.layer)
-            grads = tape.gradient(fisher, [u.preactivations for u in uses])
-            batch.append(tuple(m.numpy() for m in block.batch_statistics(uses, grads)))
-        weight = k / (k + 1) if k < cold else decay
-        expected = [
-            (weight * ea + (1 - weight) * ba, weight * eg + (1 - weight) * bg)
-            for (ea, eg), (ba, bg) in zip(expected, batch)
-        ]
+        due = k < cold or (k - cold) % stats_update == 0
+        if due:
+            # This step's batch statistics at the current parameters, from the samples the update will draw.
+            saved = generator.state.numpy().copy()
+            with tf.GradientTape(persistent=True) as tape, capture() as recorded:
+                _, fisher = loss_fn()
+            generator.state.assign(saved)
+            batch = []
+            for block in opt.blocks:
+                uses = recorded.uses_of(block.layer)
+                grads = tape.gradient(fisher, [u.preactivations for u in uses])
+                batch.append(tuple(m.numpy() for m in block.batch_statistics(uses, grads)))
+            weight = k / (k + 1) if k < cold else decay
+            expected = [
+                (weight * ea + (1 - weight) * ba, weight * eg + (1 - weight) * bg)
+                for (ea, eg), (ba, bg) in zip(expected, batch)
+            ]
+        before = opt.blocks[1].gradient_factor.numpy().copy()
         kfac_steps.append(bool(opt.minimize(loss_fn)["kfac_step"]))
+        statistics_updates.append(not np.array_equal(before, opt.blocks[1].gradient_factor.numpy()))
         for block, (ea, eg) in zip(opt.blocks, expected):
             np.testing.assert_allclose(block.input_factor.numpy(), ea, rtol=1e-10, atol=1e-13)
             np.testing.assert_allclose(block.gradient_factor.numpy(), eg, rtol=1e-10, atol=1e-13)
     assert kfac_steps == [False] * cold + [True] * (steps - cold)
+    assert statistics_updates == [k < cold or (k - cold) % stats_update == 0 for k in range(steps)]
     # The samples differ from step to step, so a wrong weighting would show.
     assert not np.allclose(expected[1][1], batch[1][1], rtol=1e-3)
 
@@ -524,6 +533,8 @@ def test_non_finite_batch_skips_the_update_and_training_continues(where: str) ->
     ("kwargs", "name"),
     [
         ({"kfac_update": 0}, "kfac_update"),
+        ({"stats_update": 0}, "stats_update"),
+        ({"stats_update": 2.5}, "stats_update"),
         ({"momentum": 1.0}, "momentum"),
         ({"damping": -0.1}, "damping"),
         ({"kfac_clip": 0.0}, "kfac_clip"),

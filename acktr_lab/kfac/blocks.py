@@ -66,9 +66,9 @@ class KroneckerBlock(tf.Module):
     def update_statistics(self, batch_input: tf.Tensor, batch_gradient: tf.Tensor, old_weight: tf.Tensor) -> None:
         """``A ← w·A + (1-w)·A_batch`` (and G alike): a running mean while ``w = k/(k+1)``,
         an exponential moving average once ``w = stats_decay``."""
-        w = tf.cast(old_weight, self.dtype)
-        self.input_factor.assign(w * self.input_factor + (1.0 - w) * batch_input)
-        self.gradient_factor.assign(w * self.gradient_factor + (1.0 - w) * batch_gradient)
+        step = tf.cast(1.0 - old_weight, self.dtype)  # A ← A + (1-w)·(A_batch - A), in place
+        self.input_factor.assign_add(step * (batch_input - self.input_factor))
+        self.gradient_factor.assign_add(step * (batch_gradient - self.gradient_factor))
 
     # -- inverse ----------------------------------------------------------------------
     def refresh_inverse(self, eigen_epsilon: float | tf.Tensor) -> tf.Tensor:
