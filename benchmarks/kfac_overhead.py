@@ -24,8 +24,14 @@ What one "update" includes:
     and updates use the newest finished one; one sample is a block of updates divided by
     its length. The worker shares the same CPU cores, so its cost shows up here.
     (The first decomposition after the cold start is synchronous; it is part of the warm-up.)
+  - ``kfac_update=N, stats_update=N`` (the amortised rows): statistics, with the backward
+    pass of the sampled-Fisher loss they need, and decompositions every N-th update only.
+  - ``no stats, no eigh (floor)``: what every K-FAC update costs however it is amortised:
+    forward, backward, preconditioning ``Q_A[(Q_Aᵀ∇Q_G)/(λ_Aλ_Gᵀ+δ)]Q_Gᵀ``, trust region,
+    momentum. For the Nature CNN's fc layer (3137×512) the two rotations by ``Q_A`` alone
+    are 2·3137²·512·2 ≈ 20 GFLOP (≈ 55 ms on 2 cores, half an RMSprop update).
 
-The last line is ``kfac_overhead_ratio <mlp> <cnn>`` (K-FAC time / RMSprop time) for the
+The line ``kfac_overhead_ratio_amortised`` gives the amortised rows' ratios. The last line is ``kfac_overhead_ratio <mlp> <cnn>`` (K-FAC time / RMSprop time) for the
 configurations named on the line above it: MLP sync kfac_update=1 (ACKTR's default), CNN
 async kfac_update=1 (what OpenAI baselines' ACKTR runs for Atari).
 
