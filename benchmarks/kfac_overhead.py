@@ -31,7 +31,8 @@ What one "update" includes:
     momentum. For the Nature CNN's fc layer (3137×512) the two rotations by ``Q_A`` alone
     are 2·3137²·512·2 ≈ 20 GFLOP (≈ 55 ms on 2 cores, half an RMSprop update).
 
-The line ``kfac_overhead_ratio_amortised`` gives the amortised rows' ratios. The last line is ``kfac_overhead_ratio <mlp> <cnn>`` (K-FAC time / RMSprop time) for the
+The line ``kfac_overhead_ratio_amortised`` gives the amortised rows' ratios. The last line is
+``kfac_overhead_ratio <mlp> <cnn>`` (K-FAC time / RMSprop time) for the
 configurations named on the line above it: MLP sync kfac_update=1 (ACKTR's default), CNN
 async kfac_update=1 (what OpenAI baselines' ACKTR runs for Atari).
 
