@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -48,6 +49,9 @@ def record_gif(model: object, env_id: str, path: Path, seed: int, max_frames: in
         from matplotlib.animation import PillowWriter
         from matplotlib.figure import Figure
 
+        # Off-screen frames need no display: keep SDL (pygame) from probing for one and
+        # printing "XDG_RUNTIME_DIR is invalid" on headless machines.
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         env = gym.make(env_id, render_mode="rgb_array")
         obs, _ = env.reset(seed=seed)
         frames = [env.render()]
