@@ -236,8 +236,16 @@ def kfac_config(
         label = f"K-FAC {'async' if async_eigen else 'sync'}, kfac_update={kfac_update}"
         if stats_update > 1:
             label += f", stats_update={stats_update}"
-    config = Config(network, label, kfac_update, async_eigen, lambda: 0, lambda: opt.minimize(loss_fn) and None, opt)
-    config.stats_update = stats_update
+    config = Config(
+        network,
+        label,
+        kfac_update,
+        async_eigen,
+        lambda: 0,
+        lambda: opt.minimize(loss_fn) and None,
+        opt,
+        stats_update=stats_update,
+    )
 
     def run_block() -> int:
         for _ in range(block):

@@ -246,12 +246,18 @@ class KfacOptimizer(tf.Module):
         cannot overflow) is finite iff every gradient is, and a batch factor ``XᵀX/n`` is
         finite iff its trace is (each off-diagonal ``|Σ xᵢxⱼ| ≤ (Σ xᵢ² + Σ xⱼ²)/2``).
         """
-        finite = [loss, fisher_loss, tf.add_n([tf.reduce_sum(tf.square(tf.cast(g, tf.float64))) for g in grads])]
+        grad_norm = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(tf.cast(g, F64))) for g in grads]))
+        finite = [loss, fisher_loss, grad_norm]
         finite += [tf.linalg.trace(m) for pair in batch_stats or [] for m in pair]
-        return self._update(grads, batch_stats, tf.reduce_all([tf.math.is_finite(tf.cast(x, F64)) for x in finite]))
+        all_finite = tf.reduce_all([tf.math.is_finite(tf.cast(x, F64)) for x in finite])
+        return self._update(grads, grad_norm, batch_stats, all_finite)
 
     def _update(
-        self, grads: list[tf.Tensor], batch_stats: list[tuple[tf.Tensor, tf.Tensor]] | None, finite: tf.Tensor
+        self,
+        grads: list[tf.Tensor],
+        grad_norm: tf.Tensor,
+        batch_stats: list[tuple[tf.Tensor, tf.Tensor]] | None,
+        finite: tf.Tensor,
     ) -> Metrics:
         """One update as straight-line code (no branches but the decomposition).
 
@@ -287,8 +293,9 @@ class KfacOptimizer(tf.Module):
         lr = hp["learning_rate"]
         vfv = lr * lr * gfg
         scale = tf.where(vfv > 0.0, tf.minimum(one, tf.sqrt(hp["kfac_clip"] / vfv)), one)
-        # Cold start: the gradient clipped to global norm max_grad_norm.
-        clipped, norm = tf.clip_by_global_norm(grads, tf.cast(hp["max_grad_norm"], grads[0].dtype))
+        # Cold start: the gradient clipped to global norm max_grad_norm (the norm computed once, above).
+        clip_factor = hp["max_grad_norm"] / tf.maximum(grad_norm, hp["max_grad_norm"])
+        clipped = [g * tf.cast(clip_factor, g.dtype) for g in grads]
 
         step_lr = tf.where(cold, lr, lr * (1.0 - hp["momentum"]))
         # K-FAC momentum starts afresh after the cold start, as with SB2's separate optimizer.
@@ -314,7 +321,7 @@ class KfacOptimizer(tf.Module):
             "learning_rate": tf.identity(lr),
             "trust_region_scale": tf.where(kfac_step, scale, nan),
             "gfg": tf.where(kfac_step, gfg, nan),
-            "grad_norm": tf.where(finite, tf.cast(norm, F64), nan),
+            "grad_norm": tf.where(finite, grad_norm, nan),
             "kfac_step": kfac_step,
             "inverse_refreshed": refreshed,
             "skipped": tf.logical_not(finite),
