@@ -17,6 +17,7 @@ the KL trust region (see :mod:`acktr_lab.kfac.optimizer`).
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import os
 import warnings
@@ -30,7 +31,7 @@ import tensorflow as tf
 from acktr_lab import hyperparameters as hp
 from acktr_lab.distributions import Distribution
 from acktr_lab.expert import ExpertDataset
-from acktr_lab.kfac import KfacOptimizer, capture
+from acktr_lab.kfac import KfacOptimizer, UpdatePlan, capture
 from acktr_lab.policies import ActorCriticPolicy, resolve_policy
 from acktr_lab.preprocessing import space_from_json, space_to_json, spaces_equal
 from acktr_lab.pretrain import behaviour_cloning
@@ -159,7 +160,7 @@ class ACKTR:
         )
         self._act = tf.function(self._act_graph, reduce_retracing=True)
         self._value = tf.function(self.policy.value, reduce_retracing=True)
-        self._train_step = tf.function(self._train_step_graph, reduce_retracing=True)
+        self._train_steps: dict[UpdatePlan, Any] = {}  # one compiled step per K-FAC update plan
         self.collector = (
             RolloutCollector(self.env, self.seed, self.policy.distribution_factory.to_env_actions)
             if self.env is not None
@@ -171,10 +172,26 @@ class ACKTR:
         actions = distribution.mode() if deterministic else distribution.sample(self.generator)
         return actions, values
 
+    def _train_step(self, plan: UpdatePlan) -> Any:
+        """The compiled update for ``plan`` (the plan is baked in: no per-call argument for it)."""
+        step = self._train_steps.get(plan)
+        if step is None:
+            step = tf.function(functools.partial(self._train_step_graph, plan=plan), reduce_retracing=True)
+            self._train_steps[plan] = step
+        return step
+
+    def train_step_traces(self) -> int:
+        """How many times the update has been traced (compiled) so far, over all plans."""
+        return sum(step.experimental_get_tracing_count() for step in self._train_steps.values())
+
     def _train_step_graph(
-        self, obs: tf.Tensor, actions: tf.Tensor, advantages: tf.Tensor, returns: tf.Tensor
+        self, obs: tf.Tensor, actions: tf.Tensor, advantages: tf.Tensor, returns: tf.Tensor, plan: UpdatePlan
     ) -> dict[str, tf.Tensor]:
-        """One ACKTR update: losses, sampled-Fisher loss, K-FAC step, KL of the change."""
+        """One ACKTR update: losses, sampled-Fisher loss, K-FAC step, KL of the change.
+
+        Traced once per K-FAC ``plan`` (cold start, with or without statistics, with or
+        without an eigendecomposition): each trace holds only the work it needs.
+        """
         c = self.loss_coefficients
         with tf.GradientTape(persistent=True) as tape, capture() as recorded:
             distribution, values = self.policy(obs)
@@ -187,7 +204,7 @@ class ACKTR:
             fisher_loss = -tf.reduce_mean(neglogp) - c["vf_fisher_coef"] * tf.reduce_mean(
                 tf.square(values - noisy_values)
             )
-        metrics = self.optimizer.apply_update(tape, loss, fisher_loss, recorded)
+        metrics = self.optimizer.apply_update(tape, loss, fisher_loss, recorded, plan)
         new_distribution, _ = self.policy(obs)
         metrics["kl"] = tf.cast(tf.reduce_mean(distribution.kl(new_distribution)), tf.float64)
         metrics["policy_loss"] = tf.cast(policy_loss, tf.float64)
@@ -270,7 +287,7 @@ class ACKTR:
         )
         for name, variable in self.loss_coefficients.items():
             variable.assign(getattr(self, name))
-        metrics = self._train_step(
+        metrics = self._train_step(self.optimizer.plan())(
             tf.convert_to_tensor(observations),
             tf.convert_to_tensor(actions),
             tf.convert_to_tensor(advantages, tf.float32),

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from acktr_lab.kfac import Conv2D, Conv2DBlock, Dense, KfacLayer, KfacOptimizer, capture
+from acktr_lab.kfac import Conv2D, Conv2DBlock, Dense, KfacLayer, KfacOptimizer, UpdatePlan, capture
 
 F64 = tf.float64
 LossFn = Callable[[], tuple[tf.Tensor, tf.Tensor]]
@@ -484,9 +484,68 @@ def test_async_does_not_hang_and_refreshes() -> None:
     assert elapsed < 100
 
 
+# -- 7b. update plans: one straight-line step per plan ------------------------------------------
+def _apply_update_step(opt: KfacOptimizer, loss_fn: LossFn) -> Callable[[UpdatePlan], dict[str, tf.Tensor]]:
+    @tf.function
+    def step(plan: UpdatePlan) -> dict[str, tf.Tensor]:
+        with tf.GradientTape(persistent=True) as tape, capture() as recorded:
+            loss, fisher_loss = loss_fn()
+        return opt.apply_update(tape, loss, fisher_loss, recorded, plan)
+
+    return step
+
+
+def test_update_plans_follow_the_iteration_count_and_compile_without_branches() -> None:
+    model, loss_fn, _ = mlp_problem(seed=17)
+    opt = KfacOptimizer(model.variables, model.layers, learning_rate=0.05, cold_iter=2, kfac_update=4, stats_update=2)
+    plans = []
+    for _ in range(9):
+        plans.append(tuple(opt.plan()))
+        opt.minimize(loss_fn)
+    cold, stats, refresh, neither = (True, True, False), (False, True, False), (False, True, True), (False,) * 3
+    #                  k: 0     1     2        3        4      5        6        7        8
+    assert plans == [cold, cold, refresh, neither, stats, neither, refresh, neither, stats]
+
+    # Each plan's graph holds only its own work, and no branch at all.
+    step = _apply_update_step(opt, loss_fn)
+    for plan, has_eigh, has_statistics in [(refresh, True, True), (stats, False, True), (neither, False, False)]:
+        ops = [op.type for op in step.get_concrete_function(UpdatePlan(*plan)).graph.get_operations()]
+        assert not set(ops) & {"If", "StatelessIf", "While", "StatelessWhile"}, plan
+        assert ops.count("SelfAdjointEigV2") == (2 * len(opt.blocks) if has_eigh else 0), plan
+        # In place: the iteration and skip counters, plus A and G of every block when statistics are due.
+        assert ops.count("AssignAddVariableOp") == 2 + (2 * len(opt.blocks) if has_statistics else 0), plan
+
+    async_opt = KfacOptimizer(model.variables, model.layers, cold_iter=0, async_eigen_decomp=True)
+    assert not async_opt.plan().refresh  # decompositions happen on the worker, never in the step
+
+
+def test_a_stale_update_plan_is_refused_before_anything_changes() -> None:
+    model, loss_fn, _ = mlp_problem(seed=18)
+    opt = KfacOptimizer(model.variables, model.layers, learning_rate=0.05, cold_iter=1)
+    opt.minimize(loss_fn)
+    stale = opt.plan()._replace(cold=True)  # the cold start is over
+    state = {name: v.numpy().copy() for name, v in opt.state_variables().items()}
+    params = numpy_params(model.variables)
+    step = _apply_update_step(opt, loss_fn)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="plan does not match the iteration count"):
+        step(stale)
+    for before, after in zip(params, numpy_params(model.variables)):
+        np.testing.assert_array_equal(after, before)
+    for name, variable in opt.state_variables().items():
+        np.testing.assert_array_equal(variable.numpy(), state[name], err_msg=name)
+    with pytest.raises(TypeError, match="UpdatePlan"):
+        step((False, True, True))
+    assert bool(step(opt.plan())["kfac_step"])  # the right plan works
+
+
 # -- 8. bad numbers and bad arguments ----------------------------------------------------------
 @pytest.mark.parametrize("where", ["input", "loss_only"])
-def test_non_finite_batch_skips_the_update_and_training_continues(where: str) -> None:
+@pytest.mark.parametrize(
+    ("warm", "kfac_update"),
+    [(1, 1), (3, 1), (3, 2)],
+    ids=["cold-start", "kfac-with-decomposition", "kfac-without-decomposition"],
+)
+def test_non_finite_batch_skips_the_update_and_training_continues(where: str, warm: int, kfac_update: int) -> None:
     model, _, generator = mlp_problem(seed=14)
     x, y = classification_data(64, 5, 3, seed=14)
     inputs = tf.Variable(x)
@@ -497,9 +556,11 @@ def test_non_finite_batch_skips_the_update_and_training_continues(where: str) ->
         logits = model(inputs)
         return cross_entropy(logits, yt) + tf.math.log(offset), sampled_nll(logits, generator)
 
-    opt = KfacOptimizer(model.variables, model.layers, learning_rate=0.1, cold_iter=2)
-    for _ in range(3):
+    opt = KfacOptimizer(model.variables, model.layers, learning_rate=0.1, cold_iter=2, kfac_update=kfac_update)
+    for _ in range(warm):
         opt.minimize(loss_fn)
+    plan = opt.plan()
+    assert (plan.cold, plan.refresh) == (warm < 2, warm >= 2 and kfac_update == 1)
     state = {name: v.numpy().copy() for name, v in opt.state_variables().items()}
     params = numpy_params(model.variables)
 
@@ -523,8 +584,8 @@ def test_non_finite_batch_skips_the_update_and_training_continues(where: str) ->
     inputs.assign(x)
     offset.assign(1.0)
     metrics = opt.minimize(loss_fn)
-    assert not metrics["skipped"] and metrics["kfac_step"]
-    assert int(opt.iterations.numpy()) == 4
+    assert not metrics["skipped"] and metrics["kfac_step"] == (not plan.cold)
+    assert int(opt.iterations.numpy()) == warm + 1
     assert any(not np.array_equal(a, b) for a, b in zip(params, numpy_params(model.variables)))
     assert all(np.all(np.isfinite(p)) for p in numpy_params(model.variables))
 

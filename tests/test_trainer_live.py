@@ -21,7 +21,7 @@ def test_set_takes_effect_from_the_next_update_without_retracing() -> None:
     trainer = model.trainer(2_000)
     first = trainer.step()
     assert first.hyperparameters["learning_rate"] == 0.25
-    traces = model._train_step.experimental_get_tracing_count()
+    traces = model.train_step_traces()
 
     trainer.set(
         learning_rate=0.1,
@@ -43,7 +43,7 @@ def test_set_takes_effect_from_the_next_update_without_retracing() -> None:
     assert float(model.loss_coefficients["vf_fisher_coef"].numpy()) == pytest.approx(0.5)
     assert model.optimizer.get_hyperparameters()["kfac_clip"] == pytest.approx(0.002)
     assert model.optimizer.get_hyperparameters()["max_grad_norm"] == pytest.approx(1.0)
-    assert model._train_step.experimental_get_tracing_count() == traces
+    assert model.train_step_traces() == traces
 
 
 def test_learning_rate_follows_the_schedule_after_a_change() -> None:

@@ -2,7 +2,7 @@
 
 from acktr_lab.kfac.blocks import Conv2DBlock, DenseBlock, KroneckerBlock, make_block
 from acktr_lab.kfac.layers import Capture, Conv2D, Dense, KfacLayer, capture, orthogonal_initializer
-from acktr_lab.kfac.optimizer import LIVE_HYPERPARAMETERS, KfacOptimizer, validate_hyperparameter
+from acktr_lab.kfac.optimizer import LIVE_HYPERPARAMETERS, KfacOptimizer, UpdatePlan, validate_hyperparameter
 
 __all__ = [
     "LIVE_HYPERPARAMETERS",
@@ -14,6 +14,7 @@ __all__ = [
     "KfacLayer",
     "KfacOptimizer",
     "KroneckerBlock",
+    "UpdatePlan",
     "capture",
     "make_block",
     "orthogonal_initializer",

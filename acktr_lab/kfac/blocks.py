@@ -63,19 +63,24 @@ class KroneckerBlock(tf.Module):
         """
         raise NotImplementedError
 
-    def update_statistics(self, batch_input: tf.Tensor, batch_gradient: tf.Tensor, old_weight: tf.Tensor) -> None:
-        """``A ← w·A + (1-w)·A_batch`` (and G alike): a running mean while ``w = k/(k+1)``,
-        an exponential moving average once ``w = stats_decay``."""
-        step = tf.cast(1.0 - old_weight, self.dtype)  # A ← A + (1-w)·(A_batch - A), in place
-        self.input_factor.assign_add(step * (batch_input - self.input_factor))
-        self.gradient_factor.assign_add(step * (batch_gradient - self.gradient_factor))
+    def update_statistics(self, batch_input: tf.Tensor, batch_gradient: tf.Tensor, new_weight: tf.Tensor) -> None:
+        """``A ← A + w·(A_batch - A)`` (G alike), in place: a running mean while ``w = 1/(k+1)``,
+        an exponential moving average once ``w = 1 - stats_decay``.
+
+        ``w = 0`` leaves the factors exactly as they are, even when the batch factors are
+        not finite (``multiply_no_nan``): a skipped update needs no branch.
+        """
+        w = tf.cast(new_weight, self.dtype)
+        self.input_factor.assign_add(tf.math.multiply_no_nan(batch_input - self.input_factor, w))
+        self.gradient_factor.assign_add(tf.math.multiply_no_nan(batch_gradient - self.gradient_factor, w))
 
     # -- inverse ----------------------------------------------------------------------
-    def refresh_inverse(self, eigen_epsilon: float | tf.Tensor) -> tf.Tensor:
+    def refresh_inverse(self, eigen_epsilon: float | tf.Tensor, accept: bool | tf.Tensor = True) -> tf.Tensor:
         """Eigendecompose A and G; eigenvalues below ``eigen_epsilon`` become 0.
 
-        Returns a boolean tensor: False when the decomposition was not finite, in which
-        case the previous decomposition is kept.
+        Returns a boolean tensor: False when ``accept`` is False or the decomposition was
+        not finite, in which case the previous decomposition is kept (straight-line code:
+        the new and the old values are chosen with ``tf.where``, no branch).
         """
         eps = tf.cast(tf.convert_to_tensor(eigen_epsilon, dtype_hint=self.dtype), self.dtype)
         # tf.linalg.eigh raises (rather than returning NaN) on a non-finite input: hand it an
@@ -90,18 +95,21 @@ class KroneckerBlock(tf.Module):
             tf.where(factors_finite, self.gradient_factor, tf.eye(self.output_dim, dtype=self.dtype))
         )
         outputs = (values_a, vectors_a, values_g, vectors_g)
-        ok = tf.logical_and(factors_finite, tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in outputs]))
+        ok = tf.reduce_all(
+            [tf.convert_to_tensor(accept), factors_finite, *[tf.reduce_all(tf.math.is_finite(t)) for t in outputs]]
+        )
+        new = (
+            tf.where(values_a > eps, values_a, tf.zeros_like(values_a)),
+            vectors_a,
+            tf.where(values_g > eps, values_g, tf.zeros_like(values_g)),
+            vectors_g,
+        )
+        for variable, value in zip(self._inverse_variables(), new):
+            variable.assign(tf.where(ok, value, variable))
+        return ok
 
-        def accept() -> tf.Tensor:
-            self.set_inverse(
-                tf.where(values_a > eps, values_a, tf.zeros_like(values_a)),
-                vectors_a,
-                tf.where(values_g > eps, values_g, tf.zeros_like(values_g)),
-                vectors_g,
-            )
-            return tf.constant(True)
-
-        return tf.cond(ok, accept, lambda: tf.constant(False))
+    def _inverse_variables(self) -> tuple[tf.Variable, tf.Variable, tf.Variable, tf.Variable]:
+        return self.input_eigenvalues, self.input_eigenvectors, self.gradient_eigenvalues, self.gradient_eigenvectors
 
     def set_inverse(
         self,
@@ -111,10 +119,9 @@ class KroneckerBlock(tf.Module):
         gradient_eigenvectors: tf.Tensor | np.ndarray,
     ) -> None:
         """Install a decomposition computed elsewhere (the asynchronous path)."""
-        self.input_eigenvalues.assign(tf.cast(input_eigenvalues, self.dtype))
-        self.input_eigenvectors.assign(tf.cast(input_eigenvectors, self.dtype))
-        self.gradient_eigenvalues.assign(tf.cast(gradient_eigenvalues, self.dtype))
-        self.gradient_eigenvectors.assign(tf.cast(gradient_eigenvectors, self.dtype))
+        values = (input_eigenvalues, input_eigenvectors, gradient_eigenvalues, gradient_eigenvectors)
+        for variable, value in zip(self._inverse_variables(), values):
+            variable.assign(tf.cast(value, self.dtype))
 
     def multiply_inverse(self, gradient: tf.Tensor, damping: float | tf.Tensor) -> tf.Tensor:
         """``Q_A [(Q_Aᵀ ∇ Q_G) / (λ_A λ_Gᵀ + δ)] Q_Gᵀ`` for ``∇`` of shape ``[d_in+1, d_out]``."""
@@ -131,12 +138,15 @@ class KroneckerBlock(tf.Module):
     # -- layout -----------------------------------------------------------------------
     def gradient_matrix(self, kernel_grad: tf.Tensor, bias_grad: tf.Tensor) -> tf.Tensor:
         """The layer's gradient as ``[d_in + 1, d_out]``: kernel rows, then the bias row."""
-        kernel_2d = tf.reshape(kernel_grad, [self.input_dim - 1, self.output_dim])
-        return tf.concat([kernel_2d, bias_grad[None, :]], axis=0)
+        if kernel_grad.shape.rank != 2:  # a convolution's [kh, kw, cin, cout]
+            kernel_grad = tf.reshape(kernel_grad, [self.input_dim - 1, self.output_dim])
+        return tf.concat([kernel_grad, bias_grad[None, :]], axis=0)
 
     def split_matrix(self, matrix: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Inverse of :meth:`gradient_matrix`: back to kernel and bias shapes."""
-        kernel = tf.reshape(matrix[:-1], tf.shape(self.layer.kernel))
+        kernel = matrix[:-1]
+        if self.layer.kernel.shape.rank != 2:
+            kernel = tf.reshape(kernel, self.layer.kernel.shape)
         return kernel, matrix[-1]
 
 

@@ -23,6 +23,13 @@ uses of the forward pass that produced both:
 
    then momentum SGD on ``scale · V`` with learning rate ``lr · (1 - momentum)``.
 
+Which of these an update does (cold or K-FAC step, statistics or not, decomposition or not)
+follows from the iteration count alone, so it is decided in Python before the update
+(:meth:`KfacOptimizer.plan`) and the compiled step is traced once per plan: each trace is
+straight-line code holding only its own work, with no ``tf.cond`` (whose untaken branch
+still costs time on every update). The step asserts that its plan matches the iteration
+count before it changes anything.
+
 A non-finite loss, gradient or statistic skips the whole update (parameters, statistics
 and momentum untouched) and is reported; a non-finite eigendecomposition keeps the
 previous one.
@@ -36,12 +43,13 @@ amortises.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -55,6 +63,14 @@ F64 = tf.float64
 
 #: Hyperparameters stored in ``tf.Variable``s: changing them never retraces a step.
 LIVE_HYPERPARAMETERS = ("learning_rate", "momentum", "damping", "kfac_clip", "stats_decay", "max_grad_norm")
+
+
+class UpdatePlan(NamedTuple):
+    """What one update does, decided in Python from the iteration count (:meth:`KfacOptimizer.plan`)."""
+
+    cold: bool  # cold start: momentum SGD on the clipped gradient (else a K-FAC step)
+    statistics: bool  # update the curvature statistics from this batch
+    refresh: bool  # eigendecompose A and G inside this update (the synchronous path)
 
 
 def _check(condition: bool, message: str) -> None:
@@ -175,7 +191,7 @@ class KfacOptimizer(tf.Module):
         self._pending: Future[list[tuple[np.ndarray, ...]]] | None = None
         self._has_inverse = False
         self._lock = threading.Lock()
-        self._compiled: dict[int, tuple[Callable[..., Any], Callable[[], Metrics]]] = {}
+        self._compiled: dict[int, tuple[Callable[..., Any], dict[UpdatePlan, Callable[[], Metrics]]]] = {}
 
     # -- live hyperparameters ---------------------------------------------------------
     def set_hyperparameters(self, **values: float) -> None:
@@ -190,27 +206,60 @@ class KfacOptimizer(tf.Module):
         return {k: float(v.numpy()) for k, v in self.hyperparameters.items()}
 
     # -- the compiled update ----------------------------------------------------------
+    def plan(self) -> UpdatePlan:
+        """What the next update does, from the iteration count (read here, in Python).
+
+        Pass it to :meth:`apply_update`: a compiled step traced once per plan holds only
+        the work that plan needs, with no branch in the graph.
+        """
+        k = int(self.iterations.numpy())
+        cold = k < self.cold_iter
+        since = k - self.cold_iter
+        return UpdatePlan(
+            cold=cold,
+            statistics=cold or since % self.stats_update == 0,
+            refresh=not cold and not self.async_eigen_decomp and since % self.kfac_update == 0,
+        )
+
     def apply_update(
-        self, tape: tf.GradientTape, loss: tf.Tensor, fisher_loss: tf.Tensor, recorded: Capture
+        self, tape: tf.GradientTape, loss: tf.Tensor, fisher_loss: tf.Tensor, recorded: Capture, plan: UpdatePlan
     ) -> Metrics:
         """Compute gradients and statistics from one forward pass and apply one update.
 
         Call inside a ``tf.function`` with a *persistent* tape that recorded the forward
-        pass, and the :func:`capture` of that pass. Returns a dict of metric tensors.
+        pass, the :func:`capture` of that pass, and the :meth:`plan` taken just before
+        (a Python value: the step is traced once per plan). Returns a dict of metric tensors.
         """
+        checked = self._assert_plan(plan)
         grads = [
             tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
             for g, v in zip(tape.gradient(loss, self.trainable), self.trainable)
         ]
+        batch_stats = self._batch_statistics(tape, fisher_loss, recorded) if plan.statistics else None
+        with tf.control_dependencies([checked]):  # nothing is assigned unless the plan is right
+            return self._checked_update(plan, loss, fisher_loss, grads, batch_stats)
 
-        def with_statistics() -> Metrics:
-            return self._checked_update(loss, fisher_loss, grads, self._batch_statistics(tape, fisher_loss, recorded))
-
-        if self.stats_update == 1:
-            return with_statistics()
+    def _assert_plan(self, plan: UpdatePlan) -> tf.Operation:
+        """Fail the step (rather than run the wrong one) when ``plan`` is not this iteration's."""
+        if not isinstance(plan, UpdatePlan):
+            raise TypeError(f"apply_update needs the UpdatePlan from optimizer.plan(), got {plan!r}")
         k = self.iterations.read_value()
-        due = tf.logical_or(k < self.cold_iter, tf.equal((k - self.cold_iter) % self.stats_update, 0))
-        return tf.cond(due, with_statistics, lambda: self._checked_update(loss, fisher_loss, grads, None))
+        since = k - self.cold_iter
+        cold = k < self.cold_iter
+
+        def every(period: int) -> tf.Tensor | bool:
+            return True if period == 1 else tf.equal(since % period, 0)
+
+        statistics = True if self.stats_update == 1 else tf.logical_or(cold, every(self.stats_update))
+        refresh = False if self.async_eigen_decomp else tf.logical_and(tf.logical_not(cold), every(self.kfac_update))
+        # String data only: a bare Assert op (assert_equal would add a guarding cond).
+        return tf.debugging.Assert(
+            tf.reduce_all(tf.equal(tf.stack([cold, statistics, refresh]), tf.constant(tuple(plan)))),
+            [
+                "K-FAC update plan does not match the iteration count: take optimizer.plan() right before each "
+                f"update (got {plan})"
+            ],
+        )
 
     def _batch_statistics(
         self, tape: tf.GradientTape, fisher_loss: tf.Tensor, recorded: Capture
@@ -235,6 +284,7 @@ class KfacOptimizer(tf.Module):
 
     def _checked_update(
         self,
+        plan: UpdatePlan,
         loss: tf.Tensor,
         fisher_loss: tf.Tensor,
         grads: list[tf.Tensor],
@@ -245,80 +295,88 @@ class KfacOptimizer(tf.Module):
         Scalar checks suffice: ``Σ ∇²`` (in float64, where squares of float32 numbers
         cannot overflow) is finite iff every gradient is, and a batch factor ``XᵀX/n`` is
         finite iff its trace is (each off-diagonal ``|Σ xᵢxⱼ| ≤ (Σ xᵢ² + Σ xⱼ²)/2``).
+        Each block's gradient is taken as one ``[d_in + 1, d_out]`` matrix here, once.
         """
-        grad_norm = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(tf.cast(g, F64))) for g in grads]))
+        matrices = [
+            block.gradient_matrix(tf.cast(grads[ki], block.dtype), tf.cast(grads[bi], block.dtype))
+            for block, (ki, bi) in zip(self.blocks, self._block_slots)
+        ]
+        others = [grads[i] for i in self._unregistered]
+        grad_norm = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(tf.cast(g, F64))) for g in matrices + others]))
         finite = [loss, fisher_loss, grad_norm]
         finite += [tf.linalg.trace(m) for pair in batch_stats or [] for m in pair]
         all_finite = tf.reduce_all([tf.math.is_finite(tf.cast(x, F64)) for x in finite])
-        return self._update(grads, grad_norm, batch_stats, all_finite)
+        return self._update(plan, grads, matrices, grad_norm, batch_stats, all_finite)
 
     def _update(
         self,
+        plan: UpdatePlan,
         grads: list[tf.Tensor],
+        matrices: list[tf.Tensor],
         grad_norm: tf.Tensor,
         batch_stats: list[tuple[tf.Tensor, tf.Tensor]] | None,
         finite: tf.Tensor,
     ) -> Metrics:
-        """One update as straight-line code (no branches but the decomposition).
+        """One update as straight-line code, specialised to ``plan`` (no branch in the graph).
 
-        Cold start and K-FAC step differ only in the direction and the momentum
-        coefficients, chosen per update with ``tf.where``; a skipped update is the same
-        update with a zero step (``v ← 1·v + 0``, ``θ ← θ - 0·v``, ``A ← 1·A + 0``), which
-        leaves every variable exactly as it was.
+        A skipped update is the same update with a zero step: ``v ← 1·v + 0``,
+        ``θ ← θ - 0·v``, ``A ← A + 0``, the zeros taken with ``multiply_no_nan`` so that
+        non-finite numbers cannot leak in; it leaves every variable exactly as it was.
         """
-        hp = self.hyperparameters
+        hp = {name: variable.read_value() for name, variable in self.hyperparameters.items()}
         k = self.iterations.read_value()
-        cold = k < self.cold_iter
-        k_float = tf.cast(k, F64)
         zero, one = tf.constant(0.0, F64), tf.constant(1.0, F64)
-        if batch_stats is not None:
-            old_weight = tf.where(finite, tf.where(cold, k_float / (k_float + 1.0), hp["stats_decay"]), one)
-            for block, (batch_input, batch_gradient) in zip(self.blocks, batch_stats):
-                block.update_statistics(
-                    tf.where(finite, batch_input, tf.zeros_like(batch_input)),
-                    tf.where(finite, batch_gradient, tf.zeros_like(batch_gradient)),
-                    old_weight,
-                )
-        if self.async_eigen_decomp:
-            refreshed = tf.constant(False)
-        else:
-            due = tf.logical_and(
-                tf.logical_and(finite, tf.logical_not(cold)), tf.equal((k - self.cold_iter) % self.kfac_update, 0)
-            )
-            refreshed = tf.cond(due, self._refresh_all, lambda: tf.constant(False))
-
-        # K-FAC: natural-gradient direction inside the KL trust region.
-        natural = self.precondition(grads)
-        gfg = tf.add_n([tf.reduce_sum(tf.cast(d * g, F64)) for d, g in zip(natural, grads)])
         lr = hp["learning_rate"]
-        vfv = lr * lr * gfg
-        scale = tf.where(vfv > 0.0, tf.minimum(one, tf.sqrt(hp["kfac_clip"] / vfv)), one)
-        # Cold start: the gradient clipped to global norm max_grad_norm (the norm computed once, above).
-        clip_factor = hp["max_grad_norm"] / tf.maximum(grad_norm, hp["max_grad_norm"])
-        clipped = [g * tf.cast(clip_factor, g.dtype) for g in grads]
+        if batch_stats is not None:
+            # Running mean while cold (weight 1/(k+1) for the new batch), then the moving average.
+            new_weight = 1.0 / (tf.cast(k, F64) + 1.0) if plan.cold else 1.0 - hp["stats_decay"]
+            new_weight = tf.where(finite, new_weight, zero)
+            for block, (batch_input, batch_gradient) in zip(self.blocks, batch_stats):
+                block.update_statistics(batch_input, batch_gradient, new_weight)
+        refreshed = self._refresh_all(finite) if plan.refresh else tf.constant(False)
 
-        step_lr = tf.where(cold, lr, lr * (1.0 - hp["momentum"]))
-        # K-FAC momentum starts afresh after the cold start, as with SB2's separate optimizer.
-        momentum = tf.where(tf.equal(k, self.cold_iter), zero, hp["momentum"])
+        if plan.cold:  # momentum SGD on the gradient clipped to global norm max_grad_norm
+            directions = grads
+            coefficient = hp["max_grad_norm"] / tf.maximum(grad_norm, hp["max_grad_norm"])
+            step_lr, momentum = lr, hp["momentum"]
+            scale = gfg = tf.constant(math.nan, F64)
+        else:  # K-FAC: natural-gradient direction inside the KL trust region
+            naturals = [block.multiply_inverse(m, hp["damping"]) for block, m in zip(self.blocks, matrices)]
+            others = [grads[i] for i in self._unregistered]
+            gfg = tf.add_n(
+                [tf.reduce_sum(tf.cast(v * m, F64)) for v, m in zip(naturals, matrices)]
+                + [tf.reduce_sum(tf.square(tf.cast(g, F64))) for g in others]
+            )
+            vfv = lr * lr * gfg
+            scale = tf.where(vfv > 0.0, tf.minimum(one, tf.sqrt(hp["kfac_clip"] / vfv)), one)
+            directions = self._unflatten(naturals, grads)
+            coefficient = scale
+            step_lr = lr * (1.0 - hp["momentum"])
+            # K-FAC momentum starts afresh after the cold start, as with SB2's separate optimizer.
+            momentum = tf.where(tf.equal(k, self.cold_iter), zero, hp["momentum"])
+        coefficient = tf.where(finite, coefficient, zero)
         step_lr, momentum = tf.where(finite, step_lr, zero), tf.where(finite, momentum, one)
-        for var, velocity, cold_dir, kfac_dir in zip(self.trainable, self.velocities, clipped, natural):
-            direction = tf.where(cold, cold_dir, tf.cast(scale, kfac_dir.dtype) * kfac_dir)
+        as_dtype: dict[tf.DType, tuple[tf.Tensor, tf.Tensor, tf.Tensor]] = {}
+        for var, velocity, direction in zip(self.trainable, self.velocities, directions):
+            if var.dtype not in as_dtype:
+                as_dtype[var.dtype] = tuple(tf.cast(x, var.dtype) for x in (step_lr, coefficient, momentum))
+            var_lr, var_coefficient, var_momentum = as_dtype[var.dtype]
             tf.raw_ops.ResourceApplyMomentum(
                 var=var.handle,
                 accum=velocity.handle,
-                lr=tf.cast(step_lr, var.dtype),
-                grad=tf.where(finite, tf.cast(direction, var.dtype), tf.zeros_like(var)),
-                momentum=tf.cast(momentum, var.dtype),
+                lr=var_lr,
+                grad=tf.math.multiply_no_nan(tf.cast(direction, var.dtype), var_coefficient),
+                momentum=var_momentum,
                 use_locking=False,
                 use_nesterov=False,
             )
         self.iterations.assign_add(tf.where(finite, tf.constant(1, tf.int64), 0))
         self.skipped_updates.assign_add(tf.where(finite, tf.constant(0, tf.int64), 1))
 
-        kfac_step = tf.logical_and(finite, tf.logical_not(cold))
+        kfac_step = tf.logical_and(finite, not plan.cold)
         nan = tf.constant(math.nan, F64)
         return {
-            "learning_rate": tf.identity(lr),
+            "learning_rate": lr,
             "trust_region_scale": tf.where(kfac_step, scale, nan),
             "gfg": tf.where(kfac_step, gfg, nan),
             "grad_norm": tf.where(finite, grad_norm, nan),
@@ -327,21 +385,27 @@ class KfacOptimizer(tf.Module):
             "skipped": tf.logical_not(finite),
         }
 
-    def _refresh_all(self) -> tf.Tensor:
-        ok = [block.refresh_inverse(self.eigen_epsilon) for block in self.blocks]
+    def _unflatten(self, naturals: Sequence[tf.Tensor], grads: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+        """Per variable: its block's preconditioned matrix split back; the gradient if unregistered."""
+        directions = list(grads)
+        for block, (ki, bi), natural in zip(self.blocks, self._block_slots, naturals):
+            directions[ki], directions[bi] = block.split_matrix(natural)
+        return directions
+
+    def _refresh_all(self, accept: tf.Tensor) -> tf.Tensor:
+        ok = [block.refresh_inverse(self.eigen_epsilon, accept) for block in self.blocks]
         return tf.reduce_all(ok) if ok else tf.constant(True)
 
     def precondition(self, grads: Sequence[tf.Tensor]) -> list[tf.Tensor]:
         """``V = (A ⊗ G + δI)⁻¹ ∇`` per registered layer; the plain gradient elsewhere."""
         damping = self.hyperparameters["damping"]
-        directions: list[tf.Tensor | None] = [None] * len(self.trainable)
-        for block, (ki, bi) in zip(self.blocks, self._block_slots):
-            matrix = block.gradient_matrix(tf.cast(grads[ki], block.dtype), tf.cast(grads[bi], block.dtype))
-            kernel, bias = block.split_matrix(block.multiply_inverse(matrix, damping))
-            directions[ki], directions[bi] = kernel, bias
-        for i in self._unregistered:
-            directions[i] = grads[i]
-        return [d for d in directions if d is not None]
+        naturals = [
+            block.multiply_inverse(
+                block.gradient_matrix(tf.cast(grads[ki], block.dtype), tf.cast(grads[bi], block.dtype)), damping
+            )
+            for block, (ki, bi) in zip(self.blocks, self._block_slots)
+        ]
+        return self._unflatten(naturals, grads)
 
     # -- Python bookkeeping between updates -------------------------------------------
     def after_update(self, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -450,23 +514,25 @@ class KfacOptimizer(tf.Module):
 
     # -- convenience for standalone use -----------------------------------------------
     def minimize(self, loss_fn: Callable[[], tuple[tf.Tensor, tf.Tensor]]) -> dict[str, Any]:
-        """One update of ``loss_fn() -> (loss, fisher_loss)``; compiled once per ``loss_fn``."""
+        """One update of ``loss_fn() -> (loss, fisher_loss)``; compiled once per ``loss_fn`` and plan."""
         cached = self._compiled.get(id(loss_fn))
-        if cached is not None and cached[0] is loss_fn:
-            step = cached[1]
-        else:
-
-            @tf.function
-            def step() -> Metrics:
-                with tf.GradientTape(persistent=True) as tape, capture() as recorded:
-                    loss, fisher_loss = loss_fn()
-                metrics = self.apply_update(tape, loss, fisher_loss, recorded)
-                metrics["loss"] = tf.cast(loss, tf.float64)
-                return metrics
-
-            self._compiled[id(loss_fn)] = (loss_fn, step)
-        metrics = {k: v.numpy() for k, v in step().items()}
+        if cached is None or cached[0] is not loss_fn:
+            cached = self._compiled[id(loss_fn)] = (loss_fn, {})
+        steps = cached[1]
+        plan = self.plan()
+        if plan not in steps:
+            # The plan is baked in and the step takes no argument: its concrete function is
+            # called directly, with no per-call argument binding.
+            steps[plan] = tf.function(functools.partial(self._minimize_step, loss_fn, plan)).get_concrete_function()
+        metrics = {k: v.numpy() for k, v in steps[plan]().items()}
         return self.after_update(metrics)
+
+    def _minimize_step(self, loss_fn: Callable[[], tuple[tf.Tensor, tf.Tensor]], plan: UpdatePlan) -> Metrics:
+        with tf.GradientTape(persistent=True) as tape, capture() as recorded:
+            loss, fisher_loss = loss_fn()
+        metrics = self.apply_update(tape, loss, fisher_loss, recorded, plan)
+        metrics["loss"] = tf.cast(loss, tf.float64)
+        return metrics
 
 
 def _eigendecompose_all(
