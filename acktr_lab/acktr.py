@@ -287,12 +287,17 @@ class ACKTR:
         )
         for name, variable in self.loss_coefficients.items():
             variable.assign(getattr(self, name))
-        metrics = self._train_step(self.optimizer.plan())(
+        batch = (
             tf.convert_to_tensor(observations),
             tf.convert_to_tensor(actions),
             tf.convert_to_tensor(advantages, tf.float32),
             tf.convert_to_tensor(returns, tf.float32),
         )
+        if not self._train_steps:
+            # Compile every plan now, so that no update later (the first K-FAC step, say) pauses to trace.
+            for plan in self.optimizer.possible_plans():
+                self._train_step(plan).get_concrete_function(*batch)
+        metrics = self._train_step(self.optimizer.plan())(*batch)
         return self.optimizer.after_update({k: v.numpy() for k, v in metrics.items()})
 
     def act(self, observations: np.ndarray, deterministic: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -505,6 +505,7 @@ def test_update_plans_follow_the_iteration_count_and_compile_without_branches() 
     cold, stats, refresh, neither = (True, True, False), (False, True, False), (False, True, True), (False,) * 3
     #                  k: 0     1     2        3        4      5        6        7        8
     assert plans == [cold, cold, refresh, neither, stats, neither, refresh, neither, stats]
+    assert opt.possible_plans() == [cold, refresh, neither, stats]  # what to compile ahead of time
 
     # Each plan's graph holds only its own work, and no branch at all.
     step = _apply_update_step(opt, loss_fn)

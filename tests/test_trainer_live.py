@@ -46,6 +46,20 @@ def test_set_takes_effect_from_the_next_update_without_retracing() -> None:
     assert model.train_step_traces() == traces
 
 
+@pytest.mark.parametrize("kfac_kwargs", [{}, {"kfac_update": 3, "stats_update": 3}, {"async_eigen_decomp": True}])
+def test_every_update_plan_is_compiled_at_the_first_update(kfac_kwargs: dict) -> None:
+    """No pause to trace later on (e.g. at the first K-FAC step, after the cold start)."""
+    model = _model(**kfac_kwargs)
+    plans = model.optimizer.possible_plans()
+    assert len(plans) == len(set(plans)) >= 2  # the cold start and at least one K-FAC plan
+    trainer = model.trainer(16 * 20)
+    trainer.step()
+    assert model.train_step_traces() == len(plans)
+    reports = [trainer.step() for _ in range(15)]
+    assert any(r.kfac_step for r in reports)
+    assert model.train_step_traces() == len(plans)
+
+
 def test_learning_rate_follows_the_schedule_after_a_change() -> None:
     model = _model()
     trainer = model.trainer(1_600)

@@ -212,7 +212,14 @@ class KfacOptimizer(tf.Module):
         Pass it to :meth:`apply_update`: a compiled step traced once per plan holds only
         the work that plan needs, with no branch in the graph.
         """
-        k = int(self.iterations.numpy())
+        return self._plan_at(int(self.iterations.numpy()))
+
+    def possible_plans(self) -> list[UpdatePlan]:
+        """Every plan this optimizer's updates will use (to compile them all ahead of time)."""
+        period = math.lcm(self.stats_update, self.kfac_update)
+        return list(dict.fromkeys(self._plan_at(k) for k in range(self.cold_iter + period)))
+
+    def _plan_at(self, k: int) -> UpdatePlan:
         cold = k < self.cold_iter
         since = k - self.cold_iter
         return UpdatePlan(
