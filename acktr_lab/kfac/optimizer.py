@@ -557,7 +557,7 @@ def _eigendecompose_all(
             decomposition: list[np.ndarray] = []
             for factor in (input_factor, gradient_factor):
                 matrix = np.asarray(factor, dtype=np.float64)
-                values, vectors = np.linalg.eigh(0.5 * (matrix + matrix.T))
+                values, vectors = np.linalg.eigh(matrix, UPLO="L")  # the lower triangle, as tf.linalg.eigh
                 decomposition += [np.where(values > eigen_epsilon, values, 0.0), vectors]
             out.append(tuple(decomposition))
     return out
