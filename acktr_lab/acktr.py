@@ -200,10 +200,12 @@ class ACKTR:
             policy_loss = tf.reduce_mean(advantages * neglogp) - c["ent_coef"] * entropy
             value_loss = tf.reduce_mean(tf.square(values - returns))
             loss = policy_loss + c["vf_coef"] * value_loss
-            noisy_values = tf.stop_gradient(values + self.generator.normal(tf.shape(values), dtype=values.dtype))
-            fisher_loss = -tf.reduce_mean(neglogp) - c["vf_fisher_coef"] * tf.reduce_mean(
-                tf.square(values - noisy_values)
-            )
+            fisher_loss = None  # needed (and its value noise drawn) only by updates that take statistics
+            if plan.statistics:
+                noisy_values = tf.stop_gradient(values + self.generator.normal(tf.shape(values), dtype=values.dtype))
+                fisher_loss = -tf.reduce_mean(neglogp) - c["vf_fisher_coef"] * tf.reduce_mean(
+                    tf.square(values - noisy_values)
+                )
         metrics = self.optimizer.apply_update(tape, loss, fisher_loss, recorded, plan)
         new_distribution, _ = self.policy(obs)
         metrics["kl"] = tf.cast(tf.reduce_mean(distribution.kl(new_distribution)), tf.float64)

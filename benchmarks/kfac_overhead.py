@@ -59,7 +59,6 @@ import tensorflow as tf
 from acktr_lab.kfac import Conv2D, Dense, KfacLayer, KfacOptimizer
 
 Batch = dict[str, tf.Tensor]
-LossFn = Callable[[], tuple[tf.Tensor, tf.Tensor]]
 
 ENT_COEF, VF_COEF, VF_FISHER_COEF, MAX_GRAD_NORM = 0.01, 0.25, 1.0, 0.5
 #: kfac_update so large that, after the warm-up's first decomposition, no update eigendecomposes:
@@ -131,8 +130,9 @@ class NatureCnn(ActorCritic):
 
 
 # -- losses ----------------------------------------------------------------------------------
-def actor_critic_losses(model: ActorCritic, batch: Batch) -> tuple[tf.Tensor, tf.Tensor]:
-    """ACKTR's training loss and sampled-Fisher loss from one forward pass."""
+def actor_critic_losses(model: ActorCritic, batch: Batch) -> tuple[tf.Tensor, Callable[[], tf.Tensor]]:
+    """ACKTR's training loss and (lazily, for updates that take statistics) its sampled-Fisher loss,
+    from one forward pass."""
     logits, values = model(batch["obs"])
     neglogp = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=batch["actions"], logits=logits)
     probs = tf.nn.softmax(logits)
@@ -140,11 +140,14 @@ def actor_critic_losses(model: ActorCritic, batch: Batch) -> tuple[tf.Tensor, tf
     pg_loss = tf.reduce_mean(batch["advantages"] * neglogp) - ENT_COEF * entropy
     vf_loss = tf.reduce_mean(tf.square(values - batch["returns"]))
     loss = pg_loss + VF_COEF * vf_loss
-    sampled = tf.stop_gradient(tf.random.categorical(logits, 1)[:, 0])
-    pg_fisher = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=sampled, logits=logits))
-    noisy_values = tf.stop_gradient(values + tf.random.normal(tf.shape(values)))
-    vf_fisher = VF_FISHER_COEF * tf.reduce_mean(tf.square(values - noisy_values))
-    return loss, pg_fisher + vf_fisher
+
+    def fisher_loss() -> tf.Tensor:
+        sampled = tf.stop_gradient(tf.random.categorical(logits, 1)[:, 0])
+        pg_fisher = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=sampled, logits=logits))
+        noisy_values = tf.stop_gradient(values + tf.random.normal(tf.shape(values)))
+        return pg_fisher + VF_FISHER_COEF * tf.reduce_mean(tf.square(values - noisy_values))
+
+    return loss, fisher_loss
 
 
 def make_batch(network: str, batch_size: int, n_actions: int, seed: int) -> Batch:
@@ -233,7 +236,7 @@ def kfac_config(
         async_eigen_decomp=async_eigen,
     )
 
-    def loss_fn() -> tuple[tf.Tensor, tf.Tensor]:
+    def loss_fn() -> tuple[tf.Tensor, Callable[[], tf.Tensor]]:
         return actor_critic_losses(model, batch)
 
     if label is None:

@@ -19,6 +19,7 @@ from acktr_lab.kfac import Conv2D, Conv2DBlock, Dense, KfacLayer, KfacOptimizer,
 
 F64 = tf.float64
 LossFn = Callable[[], tuple[tf.Tensor, tf.Tensor]]
+Metrics = dict[str, tf.Tensor]
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -485,9 +486,9 @@ def test_async_does_not_hang_and_refreshes() -> None:
 
 
 # -- 7b. update plans: one straight-line step per plan ------------------------------------------
-def _apply_update_step(opt: KfacOptimizer, loss_fn: LossFn) -> Callable[[UpdatePlan], dict[str, tf.Tensor]]:
+def _apply_update_step(opt: KfacOptimizer, loss_fn: LossFn) -> Callable[[UpdatePlan], Metrics]:
     @tf.function
-    def step(plan: UpdatePlan) -> dict[str, tf.Tensor]:
+    def step(plan: UpdatePlan) -> Metrics:
         with tf.GradientTape(persistent=True) as tape, capture() as recorded:
             loss, fisher_loss = loss_fn()
         return opt.apply_update(tape, loss, fisher_loss, recorded, plan)
@@ -518,6 +519,40 @@ def test_update_plans_follow_the_iteration_count_and_compile_without_branches() 
 
     async_opt = KfacOptimizer(model.variables, model.layers, cold_iter=0, async_eigen_decomp=True)
     assert not async_opt.plan().refresh  # decompositions happen on the worker, never in the step
+
+
+def test_a_lazy_fisher_loss_is_computed_only_by_updates_that_take_statistics() -> None:
+    model, loss_fn, _ = mlp_problem(seed=19)
+    traced_with_fisher = []
+
+    def lazy_loss_fn() -> tuple[tf.Tensor, Callable[[], tf.Tensor]]:
+        loss, fisher_loss = loss_fn()
+
+        def fisher() -> tf.Tensor:
+            traced_with_fisher.append(True)  # runs when a step is traced, not per update
+            return fisher_loss
+
+        return loss, fisher
+
+    opt = KfacOptimizer(model.variables, model.layers, learning_rate=0.05, cold_iter=1, kfac_update=3, stats_update=3)
+    for _ in range(7):
+        opt.minimize(lazy_loss_fn)
+    assert len(traced_with_fisher) == sum(plan.statistics for plan in opt.possible_plans()) == 2
+    assert int(opt.iterations.numpy()) == 7
+
+    step = _apply_update_step_without_fisher(opt, loss_fn)
+    with pytest.raises(ValueError, match="sampled-Fisher loss"):
+        step(UpdatePlan(cold=False, statistics=True, refresh=False))
+
+
+def _apply_update_step_without_fisher(opt: KfacOptimizer, loss_fn: LossFn) -> Callable[[UpdatePlan], Metrics]:
+    @tf.function
+    def step(plan: UpdatePlan) -> Metrics:
+        with tf.GradientTape(persistent=True) as tape, capture() as recorded:
+            loss, _ = loss_fn()
+        return opt.apply_update(tape, loss, None, recorded, plan)
+
+    return step
 
 
 def test_a_stale_update_plan_is_refused_before_anything_changes() -> None:

@@ -59,6 +59,8 @@ from acktr_lab.kfac.blocks import KroneckerBlock, make_block
 from acktr_lab.kfac.layers import Capture, KfacLayer, capture
 
 Metrics = dict[str, tf.Tensor]
+#: The sampled-Fisher loss, or a zero-argument callable that computes it when needed.
+FisherLoss = tf.Tensor | Callable[[], tf.Tensor]
 F64 = tf.float64
 
 #: Hyperparameters stored in ``tf.Variable``s: changing them never retraces a step.
@@ -229,15 +231,24 @@ class KfacOptimizer(tf.Module):
         )
 
     def apply_update(
-        self, tape: tf.GradientTape, loss: tf.Tensor, fisher_loss: tf.Tensor, recorded: Capture, plan: UpdatePlan
+        self,
+        tape: tf.GradientTape,
+        loss: tf.Tensor,
+        fisher_loss: tf.Tensor | None,
+        recorded: Capture,
+        plan: UpdatePlan,
     ) -> Metrics:
         """Compute gradients and statistics from one forward pass and apply one update.
 
         Call inside a ``tf.function`` with a *persistent* tape that recorded the forward
         pass, the :func:`capture` of that pass, and the :meth:`plan` taken just before
-        (a Python value: the step is traced once per plan). Returns a dict of metric tensors.
+        (a Python value: the step is traced once per plan). ``fisher_loss`` may be None
+        when ``plan.statistics`` is False (nothing needs it then; sampling it would be
+        wasted work). Returns a dict of metric tensors.
         """
         checked = self._assert_plan(plan)
+        if plan.statistics and fisher_loss is None:
+            raise ValueError("this update computes curvature statistics: it needs the sampled-Fisher loss")
         grads = [
             tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
             for g, v in zip(tape.gradient(loss, self.trainable), self.trainable)
@@ -269,7 +280,7 @@ class KfacOptimizer(tf.Module):
         )
 
     def _batch_statistics(
-        self, tape: tf.GradientTape, fisher_loss: tf.Tensor, recorded: Capture
+        self, tape: tf.GradientTape, fisher_loss: tf.Tensor | None, recorded: Capture
     ) -> list[tuple[tf.Tensor, tf.Tensor]]:
         """Every block's ``(A_batch, G_batch)``: one backward pass of ``L_F`` to the pre-activations."""
         uses = [recorded.uses_of(block.layer) for block in self.blocks]
@@ -293,7 +304,7 @@ class KfacOptimizer(tf.Module):
         self,
         plan: UpdatePlan,
         loss: tf.Tensor,
-        fisher_loss: tf.Tensor,
+        fisher_loss: tf.Tensor | None,
         grads: list[tf.Tensor],
         batch_stats: list[tuple[tf.Tensor, tf.Tensor]] | None,
     ) -> Metrics:
@@ -310,7 +321,7 @@ class KfacOptimizer(tf.Module):
         ]
         others = [grads[i] for i in self._unregistered]
         grad_norm = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(tf.cast(g, F64))) for g in matrices + others]))
-        finite = [loss, fisher_loss, grad_norm]
+        finite = [x for x in (loss, fisher_loss, grad_norm) if x is not None]
         finite += [tf.linalg.trace(m) for pair in batch_stats or [] for m in pair]
         all_finite = tf.reduce_all([tf.math.is_finite(tf.cast(x, F64)) for x in finite])
         return self._update(plan, grads, matrices, grad_norm, batch_stats, all_finite)
@@ -520,8 +531,12 @@ class KfacOptimizer(tf.Module):
         self._has_inverse = int(self.iterations.numpy()) > self.cold_iter
 
     # -- convenience for standalone use -----------------------------------------------
-    def minimize(self, loss_fn: Callable[[], tuple[tf.Tensor, tf.Tensor]]) -> dict[str, Any]:
-        """One update of ``loss_fn() -> (loss, fisher_loss)``; compiled once per ``loss_fn`` and plan."""
+    def minimize(self, loss_fn: Callable[[], tuple[tf.Tensor, FisherLoss]]) -> dict[str, Any]:
+        """One update of ``loss_fn() -> (loss, fisher_loss)``; compiled once per ``loss_fn`` and plan.
+
+        ``fisher_loss`` may be a zero-argument callable returning it: it is then called
+        (inside the tape) only by updates that compute curvature statistics.
+        """
         cached = self._compiled.get(id(loss_fn))
         if cached is None or cached[0] is not loss_fn:
             cached = self._compiled[id(loss_fn)] = (loss_fn, {})
@@ -534,9 +549,11 @@ class KfacOptimizer(tf.Module):
         metrics = {k: v.numpy() for k, v in steps[plan]().items()}
         return self.after_update(metrics)
 
-    def _minimize_step(self, loss_fn: Callable[[], tuple[tf.Tensor, tf.Tensor]], plan: UpdatePlan) -> Metrics:
+    def _minimize_step(self, loss_fn: Callable[[], tuple[tf.Tensor, FisherLoss]], plan: UpdatePlan) -> Metrics:
         with tf.GradientTape(persistent=True) as tape, capture() as recorded:
             loss, fisher_loss = loss_fn()
+            if callable(fisher_loss):
+                fisher_loss = fisher_loss() if plan.statistics else None
         metrics = self.apply_update(tape, loss, fisher_loss, recorded, plan)
         metrics["loss"] = tf.cast(loss, tf.float64)
         return metrics
