@@ -521,6 +521,26 @@ def test_update_plans_follow_the_iteration_count_and_compile_without_branches() 
     assert not async_opt.plan().refresh  # decompositions happen on the worker, never in the step
 
 
+@pytest.mark.parametrize("async_eigen", [False, True])
+@pytest.mark.parametrize(("cold_iter", "stats_update", "kfac_update"), [(0, 1, 1), (3, 1, 5), (2, 4, 6), (1, 6, 4)])
+def test_possible_plans_are_exactly_the_plans_updates_use(
+    cold_iter: int, stats_update: int, kfac_update: int, async_eigen: bool
+) -> None:
+    model = Mlp((5, 8, 3), seed=20)
+    opt = KfacOptimizer(
+        model.variables,
+        model.layers,
+        cold_iter=cold_iter,
+        stats_update=stats_update,
+        kfac_update=kfac_update,
+        async_eigen_decomp=async_eigen,
+    )
+    used = {opt._plan_at(k) for k in range(cold_iter + 3 * stats_update * kfac_update)}
+    assert sorted(opt.possible_plans()) == sorted(used)
+    huge = KfacOptimizer(model.variables, model.layers, kfac_update=10**9, stats_update=10**9 - 1)
+    assert len(huge.possible_plans()) == 5  # found without walking the periods
+
+
 def test_a_lazy_fisher_loss_is_computed_only_by_updates_that_take_statistics() -> None:
     model, loss_fn, _ = mlp_problem(seed=19)
     traced_with_fisher = []

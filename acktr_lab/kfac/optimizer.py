@@ -217,9 +217,16 @@ class KfacOptimizer(tf.Module):
         return self._plan_at(int(self.iterations.numpy()))
 
     def possible_plans(self) -> list[UpdatePlan]:
-        """Every plan this optimizer's updates will use (to compile them all ahead of time)."""
-        period = math.lcm(self.stats_update, self.kfac_update)
-        return list(dict.fromkeys(self._plan_at(k) for k in range(self.cold_iter + period)))
+        """Every plan this optimizer's updates will use (to compile them all ahead of time).
+
+        After the cold start a plan depends only on whether ``since = k - cold_iter`` is a
+        multiple of ``stats_update`` (s) and of ``kfac_update`` (u); each combination that
+        occurs at all first occurs at ``since`` ∈ {0, 1, s, u}, so these few iterations
+        (and the first, for the cold start) show every plan, however long the periods.
+        """
+        firsts = sorted({0, 1, self.stats_update, self.kfac_update})
+        iterations = [0] * min(self.cold_iter, 1) + [self.cold_iter + since for since in firsts]
+        return list(dict.fromkeys(self._plan_at(k) for k in iterations))
 
     def _plan_at(self, k: int) -> UpdatePlan:
         cold = k < self.cold_iter
