@@ -15,10 +15,11 @@ exactly as in training. The worker is drained before anything else is timed.
 What one "update" includes:
 
 * RMSprop: forward, backward, global-norm clipping (0.5), ``RMSprop.apply_gradients``.
-* K-FAC (``KfacOptimizer.minimize``): forward, backward of the loss, backward of the
-  sampled-Fisher loss to the pre-activations, the batch statistics and their moving average,
-  the preconditioning, the trust region, momentum, and the eigendecomposition of every
-  factor as the configuration amortises it:
+* K-FAC (``KfacOptimizer.minimize``): forward, backward of the loss, the sampled-Fisher
+  loss (sampling, and its backward pass to the pre-activations), the batch statistics and
+  their moving average, the preconditioning, the trust region, momentum, and the
+  eigendecomposition of every factor, each as the configuration amortises it (the Fisher
+  loss is given lazily, so only updates that take statistics compute it):
 
   - ``sync, kfac_update=N``: the eigendecomposition runs inside the update every N updates;
     one timing sample is a block of N consecutive updates divided by N (the amortised cost).
