@@ -486,12 +486,16 @@ def test_async_does_not_hang_and_refreshes() -> None:
 
 
 # -- 7b. update plans: one straight-line step per plan ------------------------------------------
-def _apply_update_step(opt: KfacOptimizer, loss_fn: LossFn) -> Callable[[UpdatePlan], Metrics]:
+def _apply_update_step(
+    opt: KfacOptimizer, loss_fn: LossFn, *, with_fisher: bool = True
+) -> Callable[[UpdatePlan], Metrics]:
+    """A compiled step calling ``apply_update`` with the plan given (its Fisher loss, or None)."""
+
     @tf.function
     def step(plan: UpdatePlan) -> Metrics:
         with tf.GradientTape(persistent=True) as tape, capture() as recorded:
             loss, fisher_loss = loss_fn()
-        return opt.apply_update(tape, loss, fisher_loss, recorded, plan)
+        return opt.apply_update(tape, loss, fisher_loss if with_fisher else None, recorded, plan)
 
     return step
 
@@ -560,19 +564,9 @@ def test_a_lazy_fisher_loss_is_computed_only_by_updates_that_take_statistics() -
     assert len(traced_with_fisher) == sum(plan.statistics for plan in opt.possible_plans()) == 2
     assert int(opt.iterations.numpy()) == 7
 
-    step = _apply_update_step_without_fisher(opt, loss_fn)
+    step = _apply_update_step(opt, loss_fn, with_fisher=False)
     with pytest.raises(ValueError, match="sampled-Fisher loss"):
         step(UpdatePlan(cold=False, statistics=True, refresh=False))
-
-
-def _apply_update_step_without_fisher(opt: KfacOptimizer, loss_fn: LossFn) -> Callable[[UpdatePlan], Metrics]:
-    @tf.function
-    def step(plan: UpdatePlan) -> Metrics:
-        with tf.GradientTape(persistent=True) as tape, capture() as recorded:
-            loss, _ = loss_fn()
-        return opt.apply_update(tape, loss, None, recorded, plan)
-
-    return step
 
 
 def test_a_stale_update_plan_is_refused_before_anything_changes() -> None:

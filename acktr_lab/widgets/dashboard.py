@@ -17,16 +17,15 @@ from __future__ import annotations
 import asyncio
 import html
 import math
-import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import ipywidgets as widgets
 
 from acktr_lab.report import PretrainReport, UpdateReport
 from acktr_lab.schedules import SCHEDULES
 from acktr_lab.widgets.panel import WidgetPanel
-from acktr_lab.widgets.plots import TrainingPlots
+from acktr_lab.widgets.plots import LR_SETTINGS, TrainingPlots, same_value
 
 __all__ = ["LIVE_CONTROLS", "Dashboard", "TrainerLike"]
 
@@ -139,19 +138,6 @@ LIVE_CONTROLS: dict[str, dict[str, Any]] = {
     },
 }
 
-_STATE_COLORS = {"ready": "#555", "running": "#1a7f37", "paused": "#9a6700", "done": "#0969da", "error": "#cf222e"}
-_LR_SETTINGS = ("learning_rate", "lr_schedule")
-
-
-def _equal(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, float):
-        return a == b or (math.isnan(a) and math.isnan(b))
-    try:
-        return bool(a == b)
-    except Exception:
-        return a is b
-
-
 class Dashboard(WidgetPanel):
     """Watch and steer a step-wise trainer from a notebook.
 
@@ -160,8 +146,8 @@ class Dashboard(WidgetPanel):
             following its protocol (:class:`TrainerLike`).
         redraw_interval: the least time between two renders of the plots while running
             (the plots are always rendered on pause, on finishing and after Step). When a
-            render itself is slow, the interval grows so that rendering stays under about
-            a tenth of the time.
+            render itself is slow, the interval grows so that rendering stays under
+            ``render_budget`` (5%) of the time.
         pretrain: an iterable of :class:`PretrainReport` (behaviour cloning) consumed, one
             epoch per step, before the first training update; the last panel then shows
             its loss.
@@ -179,9 +165,13 @@ class Dashboard(WidgetPanel):
     ``acktr-control-<name>`` (``acktr-control-gae_enabled`` for the GAE checkbox).
     """
 
-    #: Most of the time rendering may take while running; the redraw interval grows with
-    #: the measured render time to stay below it.
-    render_budget = 0.05
+    state_colors: ClassVar[dict[str, str]] = {
+        "ready": "#555",
+        "running": "#1a7f37",
+        "paused": "#9a6700",
+        "done": "#0969da",
+        "error": "#cf222e",
+    }
 
     def __init__(
         self,
@@ -190,27 +180,15 @@ class Dashboard(WidgetPanel):
         redraw_interval: float = 0.5,
         pretrain: Iterable[PretrainReport] | None = None,
     ) -> None:
-        if redraw_interval < 0:
-            raise ValueError(f"redraw_interval must be ≥ 0, got {redraw_interval}")
+        super().__init__(redraw_interval)
         self.trainer = trainer
-        self.redraw_interval = float(redraw_interval)
         self._pretrain: Iterator[PretrainReport] | None = iter(pretrain) if pretrain is not None else None
         self.plots = TrainingPlots(learning_rate_curve=trainer.learning_rate_curve, pretrain=pretrain is not None)
-        self.state = "ready"
-        self.error: BaseException | None = None
         self.updates = 0
         self.pretrain_epochs = 0
-        self.renders = 0
         self.task: asyncio.Future[None] | None = None
         self.last_report: UpdateReport | PretrainReport | None = None
         self._pause_requested = False
-        self._syncing = False
-        self._message = ""
-        self._message_is_error = False
-        self._last_draw = -math.inf
-        self._version = 0  # bumped whenever the plots' data changes
-        self._rendered_version = -1
-        self.render_seconds = 0.0
         self._build()
         self._sync_controls()
         self._update_status()  # the first render happens on display or on the first update
@@ -294,15 +272,17 @@ class Dashboard(WidgetPanel):
         self.error_output = widgets.Output(layout=widgets.Layout(max_height="240px", overflow="auto"))
         toolbar = widgets.HBox([self.run_button, self.pause_button, self.step_button, self.save_button, self.save_path])
         self._box = widgets.VBox([toolbar, self.status, self.controls_box, self.image, self.error_output])
-        for widget, hook in (
-            (self.save_path, "save-path"),
-            (self.status, "status"),
-            (self.image, "image"),
-            (self.controls_box, "controls"),
-            (self.error_output, "errors"),
-            (self._box, "dashboard"),
-        ):
-            widget.add_class(f"acktr-{hook}")
+        self._add_css_classes(
+            "acktr",
+            [
+                (self.save_path, "save-path"),
+                (self.status, "status"),
+                (self.image, "image"),
+                (self.controls_box, "controls"),
+                (self.error_output, "errors"),
+                (self._box, "dashboard"),
+            ],
+        )
         self._update_buttons()
 
     # -- hyperparameters --------------------------------------------------------------
@@ -332,7 +312,7 @@ class Dashboard(WidgetPanel):
             self._update_status()
             return
         self._say(f"{name} = {value!r} from the next update")
-        if name in _LR_SETTINGS:
+        if name in LR_SETTINGS:
             self.plots.refresh_learning_rate_curve()
             self._version += 1
         if self.state != "running":
@@ -351,7 +331,7 @@ class Dashboard(WidgetPanel):
                 if kind == "optional":
                     self.gae_enabled.value = value is not None
                     control.disabled = value is None
-                    if value is not None and not _equal(control.value, float(value)):
+                    if value is not None and not same_value(control.value, float(value)):
                         self._widen(control, float(value))
                         control.value = float(value)
                 elif kind == "choice":
@@ -366,7 +346,7 @@ class Dashboard(WidgetPanel):
                         control.disabled = True
                 elif isinstance(value, (int, float)) and not isinstance(value, bool):
                     control.disabled = False
-                    if not _equal(control.value, float(value)):
+                    if not same_value(control.value, float(value)):
                         self._widen(control, float(value))
                         control.value = float(value)
                 else:  # a callable learning rate: the schedule is the callable's business
@@ -551,21 +531,11 @@ class Dashboard(WidgetPanel):
         self.step_button.disabled = running or finished
         self.pause_button.disabled = not running
 
-    def _redraw(self, force: bool = False) -> None:
-        """Render the plots and the status, at most every redraw interval unless forced."""
-        now = time.perf_counter()
-        interval = max(self.redraw_interval, self.render_seconds / self.render_budget)
-        if not force and now - self._last_draw < interval:
-            return
-        self._sync_controls()
-        if self._rendered_version != self._version:  # nothing new to plot: skip the render
-            started = time.perf_counter()
-            self.image.value = self.plots.render_png()
-            self.render_seconds = time.perf_counter() - started
-            self.renders += 1
-            self._rendered_version = self._version
-        self._last_draw = time.perf_counter()
-        self._update_status()
+    def _before_redraw(self) -> None:
+        self._sync_controls()  # a change made in code shows on the sliders
+
+    def _plot_png(self) -> bytes:
+        return self.plots.render_png()
 
     @property
     def status_text(self) -> str:
@@ -592,10 +562,4 @@ class Dashboard(WidgetPanel):
         return parts
 
     def _update_status(self) -> None:
-        color = _STATE_COLORS.get(self.state, "#555")
-        parts = [f'<b style="color:{color}">{self.state}</b>', *map(html.escape, self._status_parts())]
-        line = " &nbsp;·&nbsp; ".join(parts)
-        if self._message:
-            style = "color:#cf222e" if self._message_is_error else "color:#555"
-            line += f'<br><span style="{style}">{html.escape(self._message)}</span>'
-        self.status.value = f'<div style="font-family:monospace;font-size:12px">{line}</div>'
+        self._show_status(map(html.escape, self._status_parts()))

@@ -1,24 +1,52 @@
-"""What every acktr_lab widget panel shares: display, a status line and an error area."""
+"""What every acktr_lab widget panel shares: display, a status line, an error area and a
+throttled render of its plot into an image."""
 
 from __future__ import annotations
 
+import html
+import math
+import time
 import traceback
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 import ipywidgets as widgets
 
 
 class WidgetPanel:
-    """Base of the dashboards: subclasses build ``_box`` and ``error_output`` and implement
-    ``_redraw``, ``_update_buttons`` and ``_update_status``."""
+    """Base of the dashboards: subclasses build ``_box``, ``status``, ``image`` and
+    ``error_output``, and implement ``_plot_png``, ``_update_buttons`` and ``_update_status``
+    (which calls :meth:`_show_status`).
+
+    Renders are throttled: at most one every ``redraw_interval`` seconds unless forced, the
+    interval growing so that rendering takes at most ``render_budget`` of the time, and
+    none at all when nothing new was plotted (``_version`` is bumped when the data change).
+    """
+
+    #: Most of the time rendering may take while running.
+    render_budget = 0.05
+    #: Colour of each state's name in the status line.
+    state_colors: ClassVar[dict[str, str]] = {}
 
     _box: widgets.VBox
+    status: widgets.HTML
+    image: widgets.Image
     error_output: widgets.Output
-    _rendered_version: int
-    state: str
-    error: BaseException | None
-    _message: str
-    _message_is_error: bool
+
+    def __init__(self, redraw_interval: float) -> None:
+        if redraw_interval < 0:
+            raise ValueError(f"redraw_interval must be ≥ 0, got {redraw_interval}")
+        self.redraw_interval = float(redraw_interval)
+        self.state = "ready"
+        self.error: BaseException | None = None
+        self.renders = 0
+        self.render_seconds = 0.0
+        self._message = ""
+        self._message_is_error = False
+        self._syncing = False  # True while widgets are set from code: their observers ignore it
+        self._last_draw = -math.inf
+        self._version = 0  # bumped whenever the plotted data change
+        self._rendered_version = -1
 
     @property
     def widget(self) -> widgets.VBox:
@@ -34,6 +62,12 @@ class WidgetPanel:
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
+
+    @staticmethod
+    def _add_css_classes(prefix: str, hooks: Iterable[tuple[widgets.Widget, str]]) -> None:
+        """Stable CSS classes ``<prefix>-<hook>``: handles for browser tests and custom CSS."""
+        for widget, hook in hooks:
+            widget.add_class(f"{prefix}-{hook}")
 
     def _show_exception(self, exc: BaseException, context: str) -> None:
         """Status line gets the message; the error area the whole traceback."""
@@ -52,6 +86,34 @@ class WidgetPanel:
         self._update_status()
 
     def _redraw(self, force: bool = False) -> None:
+        """Render the plot and the status, at most every redraw interval unless forced."""
+        now = time.perf_counter()
+        interval = max(self.redraw_interval, self.render_seconds / self.render_budget)
+        if not force and now - self._last_draw < interval:
+            return
+        self._before_redraw()
+        if self._rendered_version != self._version:  # nothing new to plot: skip the render
+            started = time.perf_counter()
+            self.image.value = self._plot_png()
+            self.render_seconds = time.perf_counter() - started
+            self.renders += 1
+            self._rendered_version = self._version
+        self._last_draw = time.perf_counter()
+        self._update_status()
+
+    def _show_status(self, parts: Iterable[str]) -> None:
+        """Status line: the state, then ``parts`` (HTML), then the last message below."""
+        color = self.state_colors.get(self.state, "#555")
+        line = " &nbsp;·&nbsp; ".join([f'<b style="color:{color}">{self.state}</b>', *parts])
+        if self._message:
+            style = "color:#cf222e" if self._message_is_error else "color:#555"
+            line += f'<br><span style="{style}">{html.escape(self._message)}</span>'
+        self.status.value = f'<div style="font-family:monospace;font-size:12px">{line}</div>'
+
+    def _before_redraw(self) -> None:
+        """Hook: bring the controls in line before a redraw (nothing by default)."""
+
+    def _plot_png(self) -> bytes:
         raise NotImplementedError
 
     def _update_buttons(self) -> None:

@@ -37,10 +37,10 @@ from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, NullLocator
 
 from acktr_lab.report import FactorEigenvalues, PretrainReport, UpdateReport
 
-__all__ = ["BoundedHistory", "TrainingPlots"]
+__all__ = ["LR_SETTINGS", "BoundedHistory", "TrainingPlots", "same_value"]
 
 #: Hyperparameters whose change alters the learning-rate curve.
-_LR_SETTINGS = frozenset({"learning_rate", "lr_schedule"})
+LR_SETTINGS = frozenset({"learning_rate", "lr_schedule"})
 
 #: How many manual-change markers are drawn (the newest ones; all stay in ``changes``).
 _MAX_CHANGE_MARKERS = 25
@@ -174,7 +174,8 @@ def _moving_average(values: np.ndarray, *, log: bool = False, fraction: float = 
     return np.exp(smooth) if log else smooth
 
 
-def _same(old: Any, new: Any) -> bool:
+def same_value(old: Any, new: Any) -> bool:
+    """Equal hyperparameter values (NaN equals NaN; uncomparable values by identity)."""
     if isinstance(old, float) and isinstance(new, float) and math.isnan(old) and math.isnan(new):
         return True
     try:
@@ -284,27 +285,13 @@ class TrainingPlots:
             changed = {
                 name: (previous.hyperparameters.get(name), report.hyperparameters.get(name))
                 for name in sorted(set(previous.hyperparameters) | set(report.hyperparameters))
-                if not _same(previous.hyperparameters.get(name), report.hyperparameters.get(name))
+                if not same_value(previous.hyperparameters.get(name), report.hyperparameters.get(name))
             }
             if changed:
                 self.changes.append((previous.timesteps, changed))
-                if _LR_SETTINGS & set(changed) and self._lr_curve_source is not None:
+                if LR_SETTINGS & set(changed) and self._lr_curve_source is not None:
                     self.refresh_learning_rate_curve()
-        self.history.append(
-            update=float(report.update),
-            timesteps=float(report.timesteps),
-            learning_rate=float(report.learning_rate),
-            policy_loss=float(report.policy_loss),
-            value_loss=float(report.value_loss),
-            entropy=float(report.entropy),
-            explained_variance=float(report.explained_variance),
-            kl=float(report.kl),
-            trust_region_scale=float(report.trust_region_scale),
-            gfg=float(report.gfg),
-            fps=float(report.fps),
-            kfac_step=float(report.kfac_step),
-            skipped=float(report.skipped),
-        )
+        self.history.append(**{name: float(getattr(report, name)) for name in _UPDATE_COLUMNS})
         if report.kfac_step and self.kfac_start is None:
             self.kfac_start = start
         n_episodes = len(report.episode_returns)

@@ -39,9 +39,8 @@ import io
 import math
 import os
 import re
-import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import ipywidgets as widgets
@@ -59,16 +58,6 @@ from acktr_lab.widgets.plots import BoundedHistory
 __all__ = ["Evaluation", "PretrainDashboard", "run_episodes"]
 
 DatasetSource = ExpertDataset | str | os.PathLike[str]
-
-_STATE_COLORS = {
-    "ready": "#555",
-    "pretraining": "#1a7f37",
-    "stopped": "#9a6700",
-    "done": "#0969da",
-    "error": "#cf222e",
-    "training": "#8250df",
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
@@ -189,6 +178,16 @@ class PretrainDashboard(WidgetPanel):
     the training dashboard).
     """
 
+    render_budget = 0.1
+    state_colors: ClassVar[dict[str, str]] = {
+        "ready": "#555",
+        "pretraining": "#1a7f37",
+        "stopped": "#9a6700",
+        "done": "#0969da",
+        "error": "#cf222e",
+        "training": "#8250df",
+    }
+
     def __init__(
         self,
         model: Any,
@@ -203,8 +202,7 @@ class PretrainDashboard(WidgetPanel):
         eval_seed: int = 0,
         dataset_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
-        if redraw_interval < 0:
-            raise ValueError(f"redraw_interval must be ≥ 0, got {redraw_interval}")
+        super().__init__(redraw_interval)
         if int(total_timesteps) < 1:
             raise ValueError(f"total_timesteps must be at least 1, got {total_timesteps}")
         if not learning_rate > 0:
@@ -213,7 +211,6 @@ class PretrainDashboard(WidgetPanel):
         self.datasets: dict[str, DatasetSource] = dict(datasets or {})
         self.eval_env: str | gym.Env | None = eval_env if eval_env is not None else _default_eval_env(model)
         self.total_timesteps = int(total_timesteps)
-        self.redraw_interval = float(redraw_interval)
         self.eval_seed = int(eval_seed)
         self.dataset_kwargs: dict[str, Any] = {"verbose": 0, "seed": 0, **dict(dataset_kwargs or {})}
         self.dataset: ExpertDataset | None = None
@@ -224,20 +221,10 @@ class PretrainDashboard(WidgetPanel):
         self.run_starts: list[int] = []  # cumulative epoch before each pretraining run
         self.evaluations: list[Evaluation] = []
         self.last_evaluation: Evaluation | None = None
-        self.state = "ready"
-        self.error: BaseException | None = None
         self.task: asyncio.Future[None] | None = None
         self.trainer: Any = None
         self.dashboard: Dashboard | None = None
-        self.renders = 0
-        self.render_seconds = 0.0
         self._stop_requested = False
-        self._syncing = False
-        self._message = ""
-        self._message_is_error = False
-        self._last_draw = -math.inf
-        self._version = 0
-        self._rendered_version = -1
         self._drawn_runs = 0
         self._drawn_eval_key: tuple[int, str | None] | None = None
         self._build_widgets(int(n_epochs), float(learning_rate), int(n_eval_episodes))
@@ -326,17 +313,19 @@ class PretrainDashboard(WidgetPanel):
                 self.training_area,
             ]
         )
-        for widget, hook in (  # CSS classes: stable handles for browser tests
-            (self.dataset_dropdown, "dataset"),
-            (self.path_text, "dataset-path"),
-            (self.dataset_info, "dataset-info"),
-            (self.status, "status"),
-            (self.image, "image"),
-            (self.error_output, "errors"),
-            (self.training_area, "training-area"),
-            (self._box, "dashboard"),
-        ):
-            widget.add_class(f"acktr-pretrain-{hook}")
+        self._add_css_classes(
+            "acktr-pretrain",
+            [
+                (self.dataset_dropdown, "dataset"),
+                (self.path_text, "dataset-path"),
+                (self.dataset_info, "dataset-info"),
+                (self.status, "status"),
+                (self.image, "image"),
+                (self.error_output, "errors"),
+                (self.training_area, "training-area"),
+                (self._box, "dashboard"),
+            ],
+        )
 
     def _button(
         self, label: str, icon: str, tip: str, action: Callable[[], Any], width: str = "100px"
@@ -737,20 +726,14 @@ class PretrainDashboard(WidgetPanel):
             control.disabled = running or handed_over
 
     def _update_status(self) -> None:
-        color = _STATE_COLORS.get(self.state, "#555")
-        parts = [f'<b style="color:{color}">{self.state}</b>']
-        parts.append(f"dataset {html.escape(repr(self.dataset_name)) if self.dataset_name else 'none'}")
+        parts = [f"dataset {html.escape(repr(self.dataset_name)) if self.dataset_name else 'none'}"]
         if self.reports:
             last = self.reports[-1]
             parts.append(f"epoch {last.epoch}/{last.n_epochs} ({len(self.reports)} in all)")
             parts.append(html.escape(self._losses_text(last)))
         if self.last_evaluation is not None:
             parts.append(html.escape(str(self.last_evaluation)))
-        line = " &nbsp;·&nbsp; ".join(parts)
-        if self._message:
-            style = "color:#cf222e" if self._message_is_error else "color:#555"
-            line += f'<br><span style="{style}">{html.escape(self._message)}</span>'
-        self.status.value = f'<div style="font-family:monospace;font-size:12px">{line}</div>'
+        self._show_status(parts)
 
     @property
     def status_text(self) -> str:
@@ -842,20 +825,8 @@ class PretrainDashboard(WidgetPanel):
     def _repr_png_(self) -> bytes:
         return self.render_png()
 
-    def _redraw(self, force: bool = False) -> None:
-        """Render the plot into the image, at most every redraw interval unless forced."""
-        now = time.perf_counter()
-        interval = max(self.redraw_interval, self.render_seconds / 0.1)
-        if not force and now - self._last_draw < interval:
-            return
-        if self._rendered_version != self._version:
-            started = time.perf_counter()
-            self.image.value = self.render_png()
-            self.render_seconds = time.perf_counter() - started
-            self.renders += 1
-            self._rendered_version = self._version
-        self._last_draw = time.perf_counter()
-        self._update_status()
+    def _plot_png(self) -> bytes:
+        return self.render_png()
 
 
 def _strip_tags(markup: str) -> str:
