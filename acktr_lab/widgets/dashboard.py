@@ -391,15 +391,12 @@ class Dashboard(WidgetPanel):
                     break
                 await asyncio.sleep(0)
         except KeyboardInterrupt:
-            self._say("interrupted: paused after the current update")
-            self._set_state("paused")
-            self._redraw(force=True)
+            self._interrupted()
             return
         except Exception as exc:
             self._fail(exc)
             return
-        self._set_state("done" if self._finished() else "paused")
-        self._redraw(force=True)
+        self._settle()
 
     def _task_done(self, task: asyncio.Future[None]) -> None:
         if task.cancelled():
@@ -428,8 +425,7 @@ class Dashboard(WidgetPanel):
         except Exception as exc:
             self._fail(exc)
             return None
-        self._set_state("done" if self._finished() else "paused")
-        self._redraw(force=True)
+        self._settle()
         return report
 
     def save(self, path: str | None = None) -> None:
@@ -475,15 +471,12 @@ class Dashboard(WidgetPanel):
                 if isinstance(report, UpdateReport):
                     done += 1
         except KeyboardInterrupt:
-            self._say("interrupted: paused after the current update")
-            self._set_state("paused")
-            self._redraw(force=True)
+            self._interrupted()
             raise
         except Exception as exc:
             self._fail(exc)
             raise
-        self._set_state("done" if self._finished() else "paused")
-        self._redraw(force=True)
+        self._settle()
         return done
 
     # -- the loop's pieces ------------------------------------------------------------
@@ -517,6 +510,16 @@ class Dashboard(WidgetPanel):
         self.last_report = report
         self._version += 1
         self._redraw()
+
+    def _settle(self) -> None:
+        """After a run or a step: ``done`` or ``paused``, and the plots rendered."""
+        self._set_state("done" if self._finished() else "paused")
+        self._redraw(force=True)
+
+    def _interrupted(self) -> None:
+        self._say("interrupted: paused after the current update")
+        self._set_state("paused")
+        self._redraw(force=True)
 
     def _fail(self, exc: BaseException) -> None:
         self._show_exception(exc, "training stopped")
