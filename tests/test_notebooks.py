@@ -22,11 +22,11 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbformat import NotebookNode
+from png_checks import PNG_SIGNATURE
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = REPO / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 #: Notebooks whose executed version must show a static PNG (kept where widgets do not render).

@@ -9,7 +9,6 @@ by a button click), Evaluate and the hand-over to the training dashboard.
 from __future__ import annotations
 
 import asyncio
-import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,16 +16,13 @@ from typing import Any
 import ipywidgets as widgets
 import numpy as np
 import pytest
-from PIL import Image
+from png_checks import QUIET, assert_png
 
 from acktr_lab import ACKTR
 from acktr_lab.expert import ExpertDataset, generate_expert_traj
 from acktr_lab.report import PretrainReport, UpdateReport
 from acktr_lab.widgets import Dashboard, PretrainDashboard
 from acktr_lab.widgets.pretrain import Evaluation
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-QUIET = 1e9  # a redraw interval long enough that only forced renders happen
 
 
 def controller(obs: np.ndarray) -> int:
@@ -64,11 +60,6 @@ def model() -> ACKTR:
 def make(model: ACKTR, datasets: dict[str, Any], **kwargs: Any) -> PretrainDashboard:
     kwargs.setdefault("redraw_interval", QUIET)
     return PretrainDashboard(model, datasets=datasets, **kwargs)
-
-
-def assert_png(data: bytes) -> None:
-    assert data[:8] == PNG_SIGNATURE
-    Image.open(io.BytesIO(data)).load()
 
 
 def test_selecting_a_dataset_reports_episodes_and_return(

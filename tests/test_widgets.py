@@ -10,35 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import io
 from pathlib import Path
 
 import ipywidgets as widgets
 import numpy as np
 import pytest
 from fake_trainer import FakeTrainer
-from PIL import Image
+from png_checks import QUIET, assert_png
 
 from acktr_lab.hyperparameters import LIVE_HYPERPARAMETERS
 from acktr_lab.report import FactorEigenvalues, PretrainReport, UpdateReport
 from acktr_lab.widgets import LIVE_CONTROLS, Dashboard, TrainingPlots
 from acktr_lab.widgets.plots import BoundedHistory
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-QUIET = 1e9  # a redraw interval long enough that only forced renders happen
-
 
 def make_dashboard(trainer: FakeTrainer | None = None, **kwargs: object) -> tuple[Dashboard, FakeTrainer]:
     trainer = trainer if trainer is not None else FakeTrainer(2000)
     kwargs.setdefault("redraw_interval", QUIET)
     return Dashboard(trainer, **kwargs), trainer  # type: ignore[arg-type]
-
-
-def assert_png(data: bytes) -> Image.Image:
-    assert data[:8] == PNG_SIGNATURE
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
 
 
 # -- controls ---------------------------------------------------------------------------
