@@ -10,6 +10,8 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from acktr_lab.evaluation import evaluate
+
 #: rl-baselines-zoo settings (Stable Baselines 2) for the classic tasks; anything else runs with defaults.
 ZOO_SETTINGS: dict[str, dict[str, object]] = {
     "CartPole-v1": {"n_envs": 8, "ent_coef": 0.0, "timesteps": 200_000},
@@ -24,23 +26,6 @@ ZOO_SETTINGS: dict[str, dict[str, object]] = {
     "Acrobot-v1": {"n_envs": 16, "ent_coef": 0.0, "timesteps": 500_000},
     "LunarLander-v3": {"n_envs": 8, "n_steps": 128, "lr_schedule": "constant", "timesteps": 1_000_000},
 }
-
-
-def evaluate(model: object, env_id: str, n_episodes: int, seed: int) -> list[float]:
-    """Deterministic returns of ``n_episodes`` episodes."""
-    env = gym.make(env_id)
-    returns = []
-    for episode in range(n_episodes):
-        obs, _ = env.reset(seed=seed + episode)
-        total, done = 0.0, False
-        while not done:
-            action, _ = model.predict(obs, deterministic=True)  # type: ignore[attr-defined]
-            obs, reward, terminated, truncated, _ = env.step(action)
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    env.close()
-    return returns
 
 
 def record_gif(model: object, env_id: str, path: Path, seed: int, max_frames: int = 300) -> bool:

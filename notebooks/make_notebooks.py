@@ -114,7 +114,7 @@ def save_load_compare() -> None:
                 "from IPython.display import Image\n"
                 "from matplotlib.figure import Figure\n\n"
                 "from acktr_lab import ACKTR\n"
-                "from acktr_lab.cli import evaluate\n\n"
+                "from acktr_lab.evaluation import evaluate\n\n"
                 "TIMESTEPS = 15_000 if QUICK else 150_000\n"
                 "agents = {}\n"
                 "for kfac_clip in (0.001, 0.01):\n"

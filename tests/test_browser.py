@@ -33,6 +33,7 @@ from typing import Any
 
 import nbformat
 import pytest
+from png_checks import PNG_SIGNATURE
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -248,7 +249,7 @@ def run_dashboard_scenario(tmp_path: Path, app: str, path: str, screenshot: Path
             update, kfac_clip, state = check_line(page)  # every cell has run
             assert kfac_clip == pytest.approx(0.002) and state == "paused"  # notebook 01 set 0.002
             before = dashboard_image(page)
-            assert before["type"] == "image/png" and bytes(before["head"]) == b"\x89PNG\r\n\x1a\n"
+            assert before["type"] == "image/png" and bytes(before["head"]) == PNG_SIGNATURE
             assert (before["width"], before["height"]) == (1120, 720)
             sideways = page.evaluate(
                 "() => { const grid = document.querySelector('.acktr-controls');"

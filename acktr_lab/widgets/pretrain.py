@@ -49,13 +49,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from acktr_lab.evaluation import evaluate
 from acktr_lab.expert import ExpertDataset
 from acktr_lab.report import PretrainReport
 from acktr_lab.widgets.dashboard import Dashboard
 from acktr_lab.widgets.panel import WidgetPanel
 from acktr_lab.widgets.plots import BoundedHistory
 
-__all__ = ["Evaluation", "PretrainDashboard", "run_episodes"]
+__all__ = ["Evaluation", "PretrainDashboard"]
 
 DatasetSource = ExpertDataset | str | os.PathLike[str]
 
@@ -114,33 +115,6 @@ def _env_label(env: str | gym.Env | None) -> str:
         return env
     spec = getattr(env, "spec", None)
     return getattr(spec, "id", None) or type(env).__name__
-
-
-def run_episodes(model: Any, env: str | gym.Env, n_episodes: int, seed: int) -> list[float]:
-    """Returns of ``n_episodes`` deterministic episodes of ``model.predict`` on ``env``.
-
-    ``env`` is an env id (made here and closed afterwards) or a gymnasium ``Env`` (used
-    as is and left open). Episode i starts with ``env.reset(seed=seed + i)``.
-    """
-    if int(n_episodes) < 1:
-        raise ValueError(f"n_episodes must be at least 1, got {n_episodes}")
-    created = isinstance(env, str)
-    environment = gym.make(env) if isinstance(env, str) else env
-    try:
-        returns = []
-        for episode in range(int(n_episodes)):
-            obs, _ = environment.reset(seed=int(seed) + episode)
-            total, done = 0.0, False
-            while not done:
-                action, _ = model.predict(obs, deterministic=True)
-                obs, reward, terminated, truncated, _ = environment.step(action)
-                total += float(reward)
-                done = bool(terminated or truncated)
-            returns.append(total)
-    finally:
-        if created:
-            environment.close()
-    return returns
 
 
 class PretrainDashboard(WidgetPanel):
@@ -645,7 +619,7 @@ class PretrainDashboard(WidgetPanel):
                 raise ValueError("no env to evaluate on: pass eval_env= (an env id or a gymnasium Env)")
             episodes = int(n_episodes) if n_episodes is not None else int(self.eval_episodes_input.value)
             first_seed = int(seed) if seed is not None else self.eval_seed
-            returns = run_episodes(self.model, self.eval_env, episodes, first_seed)
+            returns = evaluate(self.model, self.eval_env, episodes, first_seed)
         except Exception as exc:
             self._fail(exc, "evaluation failed")
             raise
