@@ -322,10 +322,7 @@ class KfacOptimizer(tf.Module):
         finite iff its trace is (each off-diagonal ``|Σ xᵢxⱼ| ≤ (Σ xᵢ² + Σ xⱼ²)/2``).
         Each block's gradient is taken as one ``[d_in + 1, d_out]`` matrix here, once.
         """
-        matrices = [
-            block.gradient_matrix(tf.cast(grads[ki], block.dtype), tf.cast(grads[bi], block.dtype))
-            for block, (ki, bi) in zip(self.blocks, self._block_slots)
-        ]
+        matrices = self._gradient_matrices(grads)
         others = [grads[i] for i in self._unregistered]
         grad_norm = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(tf.cast(g, F64))) for g in matrices + others]))
         finite = [x for x in (loss, fisher_loss, grad_norm) if x is not None]
@@ -424,13 +421,15 @@ class KfacOptimizer(tf.Module):
     def precondition(self, grads: Sequence[tf.Tensor]) -> list[tf.Tensor]:
         """``V = (A ⊗ G + δI)⁻¹ ∇`` per registered layer; the plain gradient elsewhere."""
         damping = self.hyperparameters["damping"]
-        naturals = [
-            block.multiply_inverse(
-                block.gradient_matrix(tf.cast(grads[ki], block.dtype), tf.cast(grads[bi], block.dtype)), damping
-            )
+        matrices = self._gradient_matrices(grads)
+        return self._unflatten([block.multiply_inverse(m, damping) for block, m in zip(self.blocks, matrices)], grads)
+
+    def _gradient_matrices(self, grads: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+        """Each block's gradient as one ``[d_in + 1, d_out]`` matrix (kernel rows, then the bias)."""
+        return [
+            block.gradient_matrix(tf.cast(grads[ki], block.dtype), tf.cast(grads[bi], block.dtype))
             for block, (ki, bi) in zip(self.blocks, self._block_slots)
         ]
-        return self._unflatten(naturals, grads)
 
     # -- Python bookkeeping between updates -------------------------------------------
     def after_update(self, metrics: dict[str, Any]) -> dict[str, Any]:
