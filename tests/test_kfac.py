@@ -589,7 +589,7 @@ def test_a_stale_update_plan_is_refused_before_anything_changes() -> None:
 
 
 # -- 8. bad numbers and bad arguments ----------------------------------------------------------
-@pytest.mark.parametrize("where", ["input", "loss_only"])
+@pytest.mark.parametrize("where", ["input", "loss_only", "gradient_only"])
 @pytest.mark.parametrize(
     ("warm", "kfac_update"),
     [(1, 1), (3, 1), (3, 2)],
@@ -601,10 +601,15 @@ def test_non_finite_batch_skips_the_update_and_training_continues(where: str, wa
     inputs = tf.Variable(x)
     yt = tf.constant(y)
     offset = tf.Variable(1.0, dtype=F64)  # log(offset) = -inf poisons the loss only, not gradients or statistics
+    # √(gate·‖W‖²) with gate = 0 is 0, but its gradient gate·W/√0 is NaN: one kernel's
+    # gradient only, with a finite loss and finite statistics.
+    gate = tf.Variable(1.0, dtype=F64)
 
     def loss_fn() -> tuple[tf.Tensor, tf.Tensor]:
         logits = model(inputs)
-        return cross_entropy(logits, yt) + tf.math.log(offset), sampled_nll(logits, generator)
+        kernel_term = tf.sqrt(gate * tf.reduce_sum(tf.square(model.layers[0].kernel))) * (1.0 - gate)
+        loss = cross_entropy(logits, yt) + tf.math.log(offset) + kernel_term
+        return loss, sampled_nll(logits, generator)
 
     opt = KfacOptimizer(model.variables, model.layers, learning_rate=0.1, cold_iter=2, kfac_update=kfac_update)
     for _ in range(warm):
@@ -618,8 +623,10 @@ def test_non_finite_batch_skips_the_update_and_training_continues(where: str, wa
         bad = x.copy()
         bad[5, 2] = np.nan
         inputs.assign(bad)
-    else:
+    elif where == "loss_only":
         offset.assign(0.0)
+    else:
+        gate.assign(0.0)
     with pytest.warns(RuntimeWarning, match="skipped"):
         metrics = opt.minimize(loss_fn)
     assert metrics["skipped"] and not metrics["kfac_step"]
@@ -633,6 +640,7 @@ def test_non_finite_batch_skips_the_update_and_training_continues(where: str, wa
 
     inputs.assign(x)
     offset.assign(1.0)
+    gate.assign(1.0)
     metrics = opt.minimize(loss_fn)
     assert not metrics["skipped"] and metrics["kfac_step"] == (not plan.cold)
     assert int(opt.iterations.numpy()) == warm + 1
