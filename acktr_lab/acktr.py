@@ -55,7 +55,9 @@ class ACKTR:
     constants ACKTR fixes (``momentum``, ``damping``, ``stats_decay``, ``cold_iter``,
     ``eigen_epsilon``) with ACKTR's values as defaults, and ``stats_update``: update the
     curvature statistics every this many updates (1, ACKTR's behaviour; with 10 and
-    ``kfac_update=10`` an update costs about half as much, see ``benchmarks/kfac_overhead.py``).
+    ``kfac_update=10`` an update costs about half as much, see ``benchmarks/kfac_overhead.py``),
+    and ``approx_t2`` (Stable Baselines 2's ``KfacOptimizer`` option: convolution factors from
+    mean patches, far cheaper statistics for ``CnnPolicy``; False, the exact factors, by default).
     """
 
     def __init__(
@@ -90,6 +92,7 @@ class ACKTR:
         cold_iter: int = 10,
         eigen_epsilon: float = 1e-6,
         stats_update: int = 1,
+        approx_t2: bool = False,
     ) -> None:
         self.policy_class = resolve_policy(policy)
         self.gamma = hp.validate("gamma", gamma)
@@ -115,6 +118,7 @@ class ACKTR:
             "cold_iter": cold_iter,
             "eigen_epsilon": eigen_epsilon,
             "stats_update": stats_update,
+            "approx_t2": approx_t2,
         }
         if nprocs is not None:
             warnings.warn(

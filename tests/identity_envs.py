@@ -58,3 +58,35 @@ def multi_discrete() -> IdentityEnv:
 
 def multi_binary() -> IdentityEnv:
     return IdentityEnv(gym.spaces.MultiBinary(3))
+
+
+class ImageIdentityEnv(gym.Env):
+    """An image identity env for ``CnnPolicy``: a 40x40 grey image (the smallest the Nature
+    CNN takes is 36x36) with a bright 10x10 square in one of ``n`` places along a diagonal;
+    the action to take is the square's place. Reward 1 for naming it."""
+
+    size = 40
+
+    def __init__(self, n: int = 3, ep_length: int = 20) -> None:
+        self.observation_space = gym.spaces.Box(0, 255, (self.size, self.size, 1), np.uint8)
+        self.action_space = gym.spaces.Discrete(n)
+        self.ep_length = ep_length
+        self._t = 0
+        self._target = 0
+
+    def _observe(self) -> np.ndarray:
+        self._target = int(self.np_random.integers(self.action_space.n))
+        image = self.np_random.integers(0, 64, (self.size, self.size, 1), dtype=np.uint8)
+        corner = 3 + self._target * 12
+        image[corner : corner + 10, corner : corner + 10] = 255
+        return image
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        super().reset(seed=seed)
+        self._t = 0
+        return self._observe(), {}
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        reward = float(int(action) == self._target)
+        self._t += 1
+        return self._observe(), reward, False, self._t >= self.ep_length, {}

@@ -93,6 +93,7 @@ def test_constructor_signature_matches_stable_baselines() -> None:
         "cold_iter": 10,
         "eigen_epsilon": 1e-6,
         "stats_update": 1,
+        "approx_t2": False,
     }
 
 

@@ -198,8 +198,9 @@ def explicit_patches(x: np.ndarray, k: int, stride: int, padding: str) -> np.nda
     return out
 
 
+@pytest.mark.parametrize("approx_t2", [False, True], ids=["exact", "approx_t2"])
 @pytest.mark.parametrize("padding", ["VALID", "SAME"])
-def test_conv_factors_equal_direct_computation_over_explicit_patches(padding: str) -> None:
+def test_conv_factors_equal_direct_computation_over_explicit_patches(padding: str, approx_t2: bool) -> None:
     rng = np.random.default_rng(3)
     batch, k, stride, cin, cout = 3, 3, 2, 2, 4
     layer = Conv2D(cin, cout, k, strides=stride, padding=padding, name="conv", rng=rng, dtype=F64)
@@ -224,15 +225,77 @@ def test_conv_factors_equal_direct_computation_over_explicit_patches(padding: st
         fisher = tf.reduce_sum(s * rt) / batch
         return tf.reduce_mean(tf.square(s)), fisher
 
-    opt = KfacOptimizer([layer.kernel, layer.bias], [layer], learning_rate=0.01, cold_iter=100)
+    opt = KfacOptimizer([layer.kernel, layer.bias], [layer], learning_rate=0.01, cold_iter=100, approx_t2=approx_t2)
     assert isinstance(opt.blocks[0], Conv2DBlock)
     opt.minimize(loss_fn)
-    rows = np.concatenate([patches.reshape(-1, k * k * cin), np.ones((batch * oh * ow, 1))], axis=1)
-    want_a = rows.T @ rows / batch  # sum over positions, mean over examples
-    grads = r.reshape(-1, cout)
-    want_g = grads.T @ grads / (batch * oh * ow)  # mean over positions and examples
+    if approx_t2:  # one row per example: its mean patch, and its gradients summed over positions
+        means = np.concatenate([patches.mean(axis=(1, 2)), np.ones((batch, 1))], axis=1)
+        want_a = means.T @ means / batch
+        sums = r.sum(axis=(1, 2))
+        want_g = sums.T @ sums / batch
+    else:
+        rows = np.concatenate([patches.reshape(-1, k * k * cin), np.ones((batch * oh * ow, 1))], axis=1)
+        want_a = rows.T @ rows / batch  # sum over positions, mean over examples
+        grads = r.reshape(-1, cout)
+        want_g = grads.T @ grads / (batch * oh * ow)  # mean over positions and examples
     np.testing.assert_allclose(opt.blocks[0].input_factor.numpy(), want_a, atol=1e-12)
     np.testing.assert_allclose(opt.blocks[0].gradient_factor.numpy(), want_g, atol=1e-12)
+
+
+@pytest.mark.parametrize("padding", ["VALID", "SAME"])
+@pytest.mark.parametrize(("height", "k", "stride"), [(84, 8, 4), (9, 4, 2), (5, 3, 1)])
+def test_patch_means_equal_the_mean_of_explicit_patches(padding: str, height: int, k: int, stride: int) -> None:
+    rng = np.random.default_rng(height + k)
+    layer = Conv2D(3, 2, k, strides=stride, padding=padding, name="conv", rng=rng, dtype=F64)
+    x = rng.normal(size=(2, height, height + 1, 3))
+    patches = explicit_patches(x, k, stride, padding) if height < 20 else layer.patches(tf.constant(x)).numpy()
+    assert patches.shape[1:3] == layer.output_size(height, height + 1)
+    np.testing.assert_allclose(layer.patch_means(tf.constant(x)).numpy(), patches.mean(axis=(1, 2)), atol=1e-13)
+
+
+def test_approx_t2_factors_equal_the_exact_sampled_fisher_when_every_position_sees_the_same_patch() -> None:
+    """K-FAC-reduce's assumption holds exactly for a spatially constant input: the per-example
+    kernel gradient ``Σ_t ā g_tᵀ = ā (Σ_t g_t)ᵀ``, so ``A ⊗ G`` is the sampled Fisher block
+    itself; the default (expand) factors are not."""
+    rng = np.random.default_rng(21)
+    n, k, cin, cout = 48, 3, 2, 2
+    layer = Conv2D(cin, cout, k, name="conv", rng=rng, dtype=F64)
+    layer.bias.assign(rng.normal(size=cout))
+    pixel = rng.normal(size=cin)
+    image = np.broadcast_to(pixel, (1, 5, 5, cin))  # 3x3 output positions, all the same patch
+    s = layer(tf.constant(image)).numpy().reshape(-1)
+    p = softmax_np(s)  # one softmax over every position and channel: 18 classes
+    samples = rng.choice(p.size, size=n, p=p)
+    xs, ys = tf.constant(np.repeat(image, n, axis=0)), tf.constant(samples)
+
+    def loss_fn() -> tuple[tf.Tensor, tf.Tensor]:
+        nll = cross_entropy(tf.reshape(layer(xs), [n, -1]), ys)
+        return nll, nll
+
+    patch = np.append(np.tile(pixel, k * k), 1.0)  # (di, dj, channel) order, then the bias 1
+    per_example = [np.outer(patch, (p - np.eye(p.size)[y]).reshape(-1, cout).sum(axis=0)).ravel() for y in samples]
+    sampled_fisher = np.mean([np.outer(v, v) for v in per_example], axis=0)
+    products = {}
+    for approx_t2 in (False, True):
+        opt = KfacOptimizer([layer.kernel, layer.bias], [layer], cold_iter=100, approx_t2=approx_t2)
+        with tf.GradientTape() as tape:
+            first = cross_entropy(tf.reshape(layer(xs[:1]), [1, -1]), ys[:1])
+        block = opt.blocks[0]
+        gradient = block.gradient_matrix(*tape.gradient(first, [layer.kernel, layer.bias])).numpy().ravel()
+        np.testing.assert_allclose(gradient, per_example[0], atol=1e-14)  # the layout of the formula
+        weights = [v.numpy().copy() for v in (layer.kernel, layer.bias)]
+        opt.minimize(loss_fn)
+        for v, w in zip((layer.kernel, layer.bias), weights):
+            v.assign(w)  # the same weights for both variants
+        products[approx_t2] = np.kron(block.input_factor.numpy(), block.gradient_factor.numpy())
+    np.testing.assert_allclose(products[True], sampled_fisher, rtol=0, atol=1e-12)
+    assert not np.allclose(products[False], sampled_fisher, atol=1e-3)
+
+
+def test_approx_t2_must_be_a_boolean() -> None:
+    layer = Conv2D(1, 1, 2, name="conv")
+    with pytest.raises(ValueError, match="approx_t2"):
+        KfacOptimizer([layer.kernel, layer.bias], [layer], approx_t2="yes")  # type: ignore[arg-type]
 
 
 # -- 4. trust region ---------------------------------------------------------------------------

@@ -96,13 +96,15 @@ class TinyImageEnv(gym.Env):
         return obs, float(action == 1), False, self._t >= 10, {}
 
 
-def test_round_trip_cnn(tmp_path: Path) -> None:
-    model = ACKTR("CnnPolicy", TinyImageEnv(), n_steps=4, seed=0)
+@pytest.mark.parametrize("approx_t2", [False, True])
+def test_round_trip_cnn(tmp_path: Path, approx_t2: bool) -> None:
+    model = ACKTR("CnnPolicy", TinyImageEnv(), n_steps=4, seed=0, approx_t2=approx_t2)
     model.learn(8)  # two updates
     assert model.optimizer.iterations.numpy() == 2
     model.save(tmp_path / "cnn")
     loaded = ACKTR.load(tmp_path / "cnn", env=TinyImageEnv())
     assert type(loaded.policy).__name__ == "CnnPolicy"
+    assert loaded.kfac_kwargs["approx_t2"] is approx_t2 and loaded.optimizer.approx_t2 is approx_t2
     assert "model/c1/w:0" in loaded.get_parameters()
     _assert_same_parameters(model, loaded)
     _assert_same_predictions(model, loaded, _observations(model.observation_space, 8))

@@ -194,23 +194,37 @@ class Conv2DBlock(KroneckerBlock):
 
     so that ``A ⊗ G`` approximates ``E[vec(Σ_t ā_t g_tᵀ) vec(·)ᵀ]`` under spatial
     homogeneity and spatially uncorrelated derivatives.
+
+    ``approx_t2=True`` (Stable Baselines 2's ``KfacOptimizer`` option of that name; the
+    "K-FAC-reduce" of Eschenhagen et al., 2023) approximates the per-example gradient
+    ``Σ_t ā_t g_tᵀ`` by ``ā̄ (Σ_t g_t)ᵀ`` with the mean patch ``ā̄ = (1/T) Σ_t ā_t``:
+
+        A = (1/B) Σ_b ā̄_b ā̄_bᵀ,        G = (1/B) Σ_b (Σ_t g_{b,t}) (Σ_t g_{b,t})ᵀ,
+
+    exact when every position sees the same patch, and B rows instead of B·T: for the
+    Nature CNN at batch 640, ≈ 0.1 GFLOP of statistics instead of ≈ 80.
     """
 
-    def __init__(self, layer: Conv2D) -> None:
+    def __init__(self, layer: Conv2D, *, approx_t2: bool = False) -> None:
         kh, kw = layer.kernel_size
         super().__init__(layer, kh * kw * layer.in_channels + 1, layer.filters)
+        self.approx_t2 = bool(approx_t2)
 
     def batch_statistics(
         self, uses: list[LayerUse], preactivation_grads: list[tf.Tensor]
     ) -> tuple[tf.Tensor, tf.Tensor]:
         layer = self.layer
         assert isinstance(layer, Conv2D)
-        patches = [layer.patches(tf.cast(u.inputs, self.dtype)) for u in uses]
-        n_examples = tf.cast(sum(tf.shape(p)[0] for p in patches), self.dtype)
-        rows = tf.concat([tf.reshape(p, [-1, self.input_dim - 1]) for p in patches], axis=0)
+        inputs = [tf.cast(u.inputs, self.dtype) for u in uses]
+        n_examples = tf.cast(sum(tf.shape(x)[0] for x in inputs), self.dtype)
+        if self.approx_t2:
+            rows = tf.concat([layer.patch_means(x) for x in inputs], axis=0)
+            grads = tf.concat([tf.reduce_sum(g, axis=[1, 2]) for g in preactivation_grads], axis=0)
+        else:
+            rows = tf.concat([tf.reshape(layer.patches(x), [-1, self.input_dim - 1]) for x in inputs], axis=0)
+            grads = tf.concat([tf.reshape(g, [-1, self.output_dim]) for g in preactivation_grads], axis=0)
         rows = _with_ones(rows)
-        grads = tf.concat([tf.reshape(g, [-1, self.output_dim]) for g in preactivation_grads], axis=0)
-        n_rows = tf.cast(tf.shape(grads)[0], self.dtype)
+        n_rows = tf.cast(tf.shape(grads)[0], self.dtype)  # B·T, or B with approx_t2
         per_example_grads = grads * n_examples
         input_factor = tf.matmul(rows, rows, transpose_a=True) / n_examples
         gradient_factor = tf.matmul(per_example_grads, per_example_grads, transpose_a=True) / n_rows
@@ -220,8 +234,10 @@ class Conv2DBlock(KroneckerBlock):
 BLOCK_TYPES: dict[type[KfacLayer], type[KroneckerBlock]] = {Dense: DenseBlock, Conv2D: Conv2DBlock}
 
 
-def make_block(layer: KfacLayer) -> KroneckerBlock:
-    """The curvature block registered for ``layer``'s type."""
+def make_block(layer: KfacLayer, *, approx_t2: bool = False) -> KroneckerBlock:
+    """The curvature block registered for ``layer``'s type (``approx_t2``: see :class:`Conv2DBlock`)."""
+    if isinstance(layer, Conv2D):
+        return Conv2DBlock(layer, approx_t2=approx_t2)
     for layer_type, block_type in BLOCK_TYPES.items():
         if isinstance(layer, layer_type):
             return block_type(layer)  # type: ignore[arg-type]

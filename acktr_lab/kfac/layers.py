@@ -179,6 +179,44 @@ class Conv2D(KfacLayer):
     def forward(self, inputs: tf.Tensor) -> tf.Tensor:
         return tf.nn.conv2d(inputs, self.kernel, strides=(1, *self.strides, 1), padding=self.padding) + self.bias
 
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """Output height and width for an input of ``height × width`` (TensorFlow's padding rules)."""
+        (kh, kw), (sh, sw) = self.kernel_size, self.strides
+        if self.padding == "VALID":
+            return (height - kh) // sh + 1, (width - kw) // sw + 1
+        return -(-height // sh), -(-width // sw)
+
+    def patch_means(self, inputs: tf.Tensor) -> tf.Tensor:
+        """Each example's patch averaged over the T output positions, ``[B, kh·kw·cin]``.
+
+        ``(1/T) Σ_t a_t`` without materialising the patches: the entry of kernel offset
+        ``(i, j)`` and channel ``c`` is ``Σ_{h,w} R[i,h] C[j,w] x[h,w,c]``, where
+        ``R[i,h] = 1/Oh`` when input row ``h`` lies under offset ``i`` at some output row
+        (``h = s·y + i - pad_top``), else 0, and ``C`` likewise for columns: two small
+        contractions instead of a ``[B, Oh, Ow, kh·kw·cin]`` tensor. Needs the input's
+        height and width to be known when the step is traced.
+        """
+        height, width = inputs.shape[1], inputs.shape[2]
+        if height is None or width is None:
+            raise ValueError(f"Conv2D {self.name!r}: patch means need a static input height and width")
+        out_h, out_w = self.output_size(height, width)
+        rows = self._offset_selection(height, out_h, self.kernel_size[0], self.strides[0])
+        cols = self._offset_selection(width, out_w, self.kernel_size[1], self.strides[1])
+        summed_rows = tf.einsum("ih,bhwc->biwc", tf.constant(rows, inputs.dtype), inputs)
+        means = tf.einsum("jw,biwc->bijc", tf.constant(cols, inputs.dtype), summed_rows)
+        return tf.reshape(means, [tf.shape(inputs)[0], -1])
+
+    def _offset_selection(self, size: int, out_size: int, kernel: int, stride: int) -> np.ndarray:
+        """``[kernel, size]``: 1/out_size where input index ``h`` is under kernel offset ``i``."""
+        top = 0 if self.padding == "VALID" else max((out_size - 1) * stride + kernel - size, 0) // 2
+        selection = np.zeros((kernel, size))
+        for i in range(kernel):
+            for y in range(out_size):
+                h = y * stride + i - top
+                if 0 <= h < size:
+                    selection[i, h] = 1.0 / out_size
+        return selection
+
     def patches(self, inputs: tf.Tensor) -> tf.Tensor:
         """Image patches ``[B, Oh, Ow, kh·kw·cin]`` in the row order of ``W`` reshaped to 2-D."""
         kh, kw = self.kernel_size

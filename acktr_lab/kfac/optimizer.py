@@ -116,6 +116,10 @@ class KfacOptimizer(tf.Module):
             the previous one.
         async_eigen_decomp: eigendecompose on a worker thread; updates use the newest
             finished decomposition and never wait for one (except the very first).
+        approx_t2: convolutions' factors from each example's mean patch and summed
+            pre-activation gradients (Stable Baselines 2's option; see
+            :class:`~acktr_lab.kfac.blocks.Conv2DBlock`): statistics ≈ T times cheaper for
+            a layer with T output positions. False (exact Grosse & Martens factors) by default.
     """
 
     def __init__(
@@ -134,6 +138,7 @@ class KfacOptimizer(tf.Module):
         eigen_epsilon: float = 1e-6,
         stats_update: int = 1,
         async_eigen_decomp: bool = False,
+        approx_t2: bool = False,
         name: str = "kfac",
     ) -> None:
         super().__init__(name=name)
@@ -147,6 +152,7 @@ class KfacOptimizer(tf.Module):
             f"stats_update must be an integer ≥ 1, got {stats_update}",
         )
         _check(eigen_epsilon >= 0, f"eigen_epsilon must be ≥ 0, got {eigen_epsilon}")
+        _check(isinstance(approx_t2, bool | np.bool_), f"approx_t2 must be True or False, got {approx_t2!r}")
         hyper = {
             "learning_rate": learning_rate,
             "momentum": momentum,
@@ -163,6 +169,7 @@ class KfacOptimizer(tf.Module):
         self.stats_update = int(stats_update)
         self.eigen_epsilon = float(eigen_epsilon)
         self.async_eigen_decomp = bool(async_eigen_decomp)
+        self.approx_t2 = bool(approx_t2)
 
         position = {v.ref(): i for i, v in enumerate(self.trainable)}
         seen: set[int] = set()
@@ -177,7 +184,7 @@ class KfacOptimizer(tf.Module):
                     f"layer {layer.name!r} is registered but its variable {var.name} is not "
                     "among the optimizer's variables",
                 )
-            self.blocks.append(make_block(layer))
+            self.blocks.append(make_block(layer, approx_t2=self.approx_t2))
             self._block_slots.append((position[layer.kernel.ref()], position[layer.bias.ref()]))
         owned = {i for slots in self._block_slots for i in slots}
         self._unregistered = [i for i in range(len(self.trainable)) if i not in owned]
