@@ -33,8 +33,11 @@ What one "update" includes:
     forward, backward, preconditioning ``Q_A[(Q_Aᵀ∇Q_G)/(λ_Aλ_Gᵀ+δ)]Q_Gᵀ``, trust region,
     momentum. For the Nature CNN's fc layer (3137×512) the two rotations by ``Q_A`` alone
     are 2·3137²·512·2 ≈ 20 GFLOP (≈ 55 ms on 2 cores, half an RMSprop update).
+  - ``approx_t2`` (CNN rows): the convolutions' factors from each example's mean patch
+    (Stable Baselines 2's option, "K-FAC-reduce"), B rows per layer instead of B·T.
 
-The line ``kfac_overhead_ratio_amortised`` gives the amortised rows' ratios. The last line is
+The line ``kfac_overhead_ratio_amortised`` gives the amortised rows' ratios, and
+``kfac_overhead_ratio_approx_t2`` the CNN's async rows with ``approx_t2``. The last line is
 ``kfac_overhead_ratio <mlp> <cnn>`` (K-FAC time / RMSprop time) for the
 configurations named on the line above it: MLP sync kfac_update=1 (ACKTR's default), CNN
 async kfac_update=1 (what OpenAI baselines' ACKTR runs for Atari).
@@ -225,6 +228,7 @@ def kfac_config(
     async_eigen: bool = False,
     block: int = 1,
     label: str | None = None,
+    approx_t2: bool = False,
 ) -> Config:
     model = make_model(network, n_actions)
     opt = KfacOptimizer(
@@ -235,6 +239,7 @@ def kfac_config(
         stats_update=stats_update,
         cold_iter=1,
         async_eigen_decomp=async_eigen,
+        approx_t2=approx_t2,
     )
 
     def loss_fn() -> tuple[tf.Tensor, Callable[[], tf.Tensor]]:
@@ -244,6 +249,8 @@ def kfac_config(
         label = f"K-FAC {'async' if async_eigen else 'sync'}, kfac_update={kfac_update}"
         if stats_update > 1:
             label += f", stats_update={stats_update}"
+        if approx_t2:
+            label += ", approx_t2"
     config = Config(
         network,
         label,
@@ -324,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     all_rows: list[Config] = []
-    ratios: dict[str, dict[str, float]] = {"default": {}, "amortised": {}}
+    ratios: dict[str, dict[str, float]] = {"default": {}, "amortised": {}, "approx_t2": {}}
     for network, reps in (("mlp", mlp_reps), ("cnn", cnn_reps)):
         if network not in args.networks:
             continue
@@ -347,9 +354,32 @@ def main(argv: list[str] | None = None) -> None:
                 async_eigen=True,
                 block=async_block * 2,
             )
+            approx_t2 = kfac_config(
+                network, batch, n_actions, kfac_update=1, async_eigen=True, block=async_block, approx_t2=True
+            )
+            cheapest = kfac_config(
+                network,
+                batch,
+                n_actions,
+                kfac_update=period,
+                stats_update=period,
+                async_eigen=True,
+                block=async_block * 2,
+                approx_t2=True,
+            )
             extra = [
+                approx_t2,
+                cheapest,
                 kfac_config(network, batch, n_actions, kfac_update=cnn_u, block=cnn_u),
                 kfac_config(network, batch, n_actions, kfac_update=NEVER, label="K-FAC sync, no eigh (diagnostic)"),
+                kfac_config(
+                    network,
+                    batch,
+                    n_actions,
+                    kfac_update=NEVER,
+                    approx_t2=True,
+                    label="K-FAC sync, no eigh, approx_t2 (diagnostic)",
+                ),
             ]
         floor = kfac_config(
             network,
@@ -372,6 +402,11 @@ def main(argv: list[str] | None = None) -> None:
                 run_contiguous(config, reps)
         ratios["default"][network] = default.median_ms / rmsprop.median_ms
         ratios["amortised"][network] = amortised.median_ms / rmsprop.median_ms
+        if network == "cnn":
+            ratios["approx_t2"] = {
+                "default": approx_t2.median_ms / rmsprop.median_ms,
+                "amortised": cheapest.median_ms / rmsprop.median_ms,
+            }
         all_rows += configs
 
     print()
@@ -399,6 +434,11 @@ def main(argv: list[str] | None = None) -> None:
 
     print(
         f"kfac_overhead_ratio_amortised: kfac_update=stats_update={period} (mlp sync, cnn async): " + line("amortised")
+    )
+    print(
+        "kfac_overhead_ratio_approx_t2: cnn async with approx_t2 (mean-patch conv factors), "
+        f"kfac_update=1 / kfac_update=stats_update={period}: "
+        + " ".join(f"{ratios['approx_t2'].get(kind, float('nan')):.3f}" for kind in ("default", "amortised"))
     )
     print("kfac_overhead_ratio columns: ACKTR's defaults, mlp = K-FAC sync kfac_update=1; cnn = async kfac_update=1")
     print(f"kfac_overhead_ratio {line('default')}")
