@@ -68,6 +68,8 @@ class ImageIdentityEnv(gym.Env):
     size = 40
 
     def __init__(self, n: int = 3, ep_length: int = 20) -> None:
+        if not 1 <= n <= 3:
+            raise ValueError(f"the 40x40 image has room for 1 to 3 places, got n={n}")
         self.observation_space = gym.spaces.Box(0, 255, (self.size, self.size, 1), np.uint8)
         self.action_space = gym.spaces.Discrete(n)
         self.ep_length = ep_length

@@ -19,6 +19,7 @@ import pytest
 
 from acktr_lab import ACKTR, DummyVecEnv, make_vec_env
 from acktr_lab.evaluation import evaluate
+from acktr_lab.kfac import Conv2DBlock
 
 sys.path.insert(0, str(Path(__file__).parent))
 import identity_envs
@@ -66,7 +67,8 @@ def test_cnn_policy_learns_an_image_identity(approx_t2: bool) -> None:
     3,200 steps (40 updates, 30 of them K-FAC steps); ≈ 5 s each."""
     env = DummyVecEnv([identity_envs.ImageIdentityEnv for _ in range(4)])
     model = ACKTR("CnnPolicy", env, gamma=0.0, ent_coef=0.0, lr_schedule="constant", seed=0, approx_t2=approx_t2)
-    assert all(block.approx_t2 == approx_t2 for block in model.optimizer.blocks if hasattr(block, "approx_t2"))
+    conv_blocks = [block for block in model.optimizer.blocks if isinstance(block, Conv2DBlock)]
+    assert len(conv_blocks) == 3 and all(block.approx_t2 is approx_t2 for block in conv_blocks)
     model.learn(3_200)
     returns = evaluate(model, identity_envs.ImageIdentityEnv(), n_episodes=20, seed=EVAL_SEED)
     assert np.mean(returns) >= 0.9 * 20, returns
