@@ -48,6 +48,7 @@ Usage: ``python benchmarks/kfac_overhead.py [--quick]``.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -338,57 +339,27 @@ def main(argv: list[str] | None = None) -> None:
         n_actions = n_actions_mlp if network == "mlp" else n_actions_cnn
         batch = make_batch(network, batch_size, n_actions, seed=1)
         rmsprop = rmsprop_config(network, batch, n_actions)
+        kfac = functools.partial(kfac_config, network, batch, n_actions)
+        every_period = {"kfac_update": period, "stats_update": period}  # the amortised rows
+        no_eigh = "K-FAC sync, no eigh"
         if network == "mlp":  # ACKTR's default for MlpPolicy: synchronous, kfac_update=1
-            default = kfac_config(network, batch, n_actions, kfac_update=1)
-            amortised = kfac_config(network, batch, n_actions, kfac_update=period, stats_update=period, block=period)
-            no_eigh_label = "K-FAC sync, no eigh (diagnostic)"
-            extra = [kfac_config(network, batch, n_actions, kfac_update=NEVER, label=no_eigh_label)]
+            default = kfac(kfac_update=1)
+            amortised = kfac(**every_period, block=period)
+            extra = [kfac(kfac_update=NEVER, label=f"{no_eigh} (diagnostic)")]
         else:  # OpenAI baselines' ACKTR on Atari: asynchronous eigendecomposition, kfac_update=1
-            default = kfac_config(network, batch, n_actions, kfac_update=1, async_eigen=True, block=async_block)
-            amortised = kfac_config(
-                network,
-                batch,
-                n_actions,
-                kfac_update=period,
-                stats_update=period,
-                async_eigen=True,
-                block=async_block * 2,
-            )
-            approx_t2 = kfac_config(
-                network, batch, n_actions, kfac_update=1, async_eigen=True, block=async_block, approx_t2=True
-            )
-            cheapest = kfac_config(
-                network,
-                batch,
-                n_actions,
-                kfac_update=period,
-                stats_update=period,
-                async_eigen=True,
-                block=async_block * 2,
-                approx_t2=True,
-            )
+            cnn_async = functools.partial(kfac, async_eigen=True)
+            default = cnn_async(kfac_update=1, block=async_block)
+            amortised = cnn_async(**every_period, block=async_block * 2)
+            approx_t2 = cnn_async(kfac_update=1, block=async_block, approx_t2=True)
+            cheapest = cnn_async(**every_period, block=async_block * 2, approx_t2=True)
             extra = [
                 approx_t2,
                 cheapest,
-                kfac_config(network, batch, n_actions, kfac_update=cnn_u, block=cnn_u),
-                kfac_config(network, batch, n_actions, kfac_update=NEVER, label="K-FAC sync, no eigh (diagnostic)"),
-                kfac_config(
-                    network,
-                    batch,
-                    n_actions,
-                    kfac_update=NEVER,
-                    approx_t2=True,
-                    label="K-FAC sync, no eigh, approx_t2 (diagnostic)",
-                ),
+                kfac(kfac_update=cnn_u, block=cnn_u),
+                kfac(kfac_update=NEVER, label=f"{no_eigh} (diagnostic)"),
+                kfac(kfac_update=NEVER, approx_t2=True, label=f"{no_eigh}, approx_t2 (diagnostic)"),
             ]
-        floor = kfac_config(
-            network,
-            batch,
-            n_actions,
-            kfac_update=NEVER,
-            stats_update=NEVER,
-            label="K-FAC, no stats, no eigh (floor)",
-        )
+        floor = kfac(kfac_update=NEVER, stats_update=NEVER, label="K-FAC, no stats, no eigh (floor)")
         configs = [rmsprop, default, amortised, *extra, floor]
         print(f"{network}: warming up (compilation, cold start) ...", flush=True)
         for config in configs:
@@ -410,8 +381,10 @@ def main(argv: list[str] | None = None) -> None:
         all_rows += configs
 
     print()
+    width = max(len(config.label) for config in all_rows)
     header = (
-        f"{'network':8s} {'update':48s} {'median ms/update':>17s} {'x RMSprop':>10s} {'samples':>8s} {'refreshes':>10s}"
+        f"{'network':8s} {'update':{width}s} {'median ms/update':>17s} {'x RMSprop':>10s} "
+        f"{'samples':>8s} {'refreshes':>10s}"
     )
     print(header)
     print("-" * len(header))
@@ -419,7 +392,7 @@ def main(argv: list[str] | None = None) -> None:
         base = next(c for c in all_rows if c.network == config.network and c.kfac_update is None).median_ms
         refreshes = "" if config.kfac_update is None else str(config.refreshes)
         print(
-            f"{config.network:8s} {config.label:48s} {config.median_ms:17.2f} {config.median_ms / base:10.2f} "
+            f"{config.network:8s} {config.label:{width}s} {config.median_ms:17.2f} {config.median_ms / base:10.2f} "
             f"{len(config.samples):8d} {refreshes:>10s}"
         )
     print(

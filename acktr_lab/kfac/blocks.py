@@ -231,15 +231,10 @@ class Conv2DBlock(KroneckerBlock):
         return input_factor, gradient_factor
 
 
-BLOCK_TYPES: dict[type[KfacLayer], type[KroneckerBlock]] = {Dense: DenseBlock, Conv2D: Conv2DBlock}
-
-
 def make_block(layer: KfacLayer, *, approx_t2: bool = False) -> KroneckerBlock:
-    """The curvature block registered for ``layer``'s type (``approx_t2``: see :class:`Conv2DBlock`)."""
+    """The curvature block for ``layer``'s type (``approx_t2``: see :class:`Conv2DBlock`)."""
     if isinstance(layer, Conv2D):
         return Conv2DBlock(layer, approx_t2=approx_t2)
-    for layer_type, block_type in BLOCK_TYPES.items():
-        if isinstance(layer, layer_type):
-            return block_type(layer)  # type: ignore[arg-type]
-    supported = ", ".join(t.__name__ for t in BLOCK_TYPES)
-    raise ValueError(f"K-FAC has no curvature block for {type(layer).__name__}; supported: {supported}")
+    if isinstance(layer, Dense):
+        return DenseBlock(layer)
+    raise ValueError(f"K-FAC has no curvature block for {type(layer).__name__}; supported: Dense, Conv2D")

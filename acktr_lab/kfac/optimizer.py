@@ -370,7 +370,7 @@ class KfacOptimizer(tf.Module):
             step_lr, momentum = lr, hp["momentum"]
             scale = gfg = tf.constant(math.nan, F64)
         else:  # K-FAC: natural-gradient direction inside the KL trust region
-            naturals = [block.multiply_inverse(m, hp["damping"]) for block, m in zip(self.blocks, matrices)]
+            naturals = self._natural_matrices(matrices, hp["damping"])
             others = [grads[i] for i in self._unregistered]
             gfg = tf.add_n(
                 [tf.reduce_sum(tf.cast(v * m, F64)) for v, m in zip(naturals, matrices)]
@@ -427,9 +427,12 @@ class KfacOptimizer(tf.Module):
 
     def precondition(self, grads: Sequence[tf.Tensor]) -> list[tf.Tensor]:
         """``V = (A ⊗ G + δI)⁻¹ ∇`` per registered layer; the plain gradient elsewhere."""
-        damping = self.hyperparameters["damping"]
-        matrices = self._gradient_matrices(grads)
-        return self._unflatten([block.multiply_inverse(m, damping) for block, m in zip(self.blocks, matrices)], grads)
+        natural = self._natural_matrices(self._gradient_matrices(grads), self.hyperparameters["damping"])
+        return self._unflatten(natural, grads)
+
+    def _natural_matrices(self, matrices: Sequence[tf.Tensor], damping: tf.Tensor | tf.Variable) -> list[tf.Tensor]:
+        """Each block's ``(A ⊗ G + δI)⁻¹ vec(∇)`` as a ``[d_in + 1, d_out]`` matrix."""
+        return [block.multiply_inverse(m, damping) for block, m in zip(self.blocks, matrices)]
 
     def _gradient_matrices(self, grads: Sequence[tf.Tensor]) -> list[tf.Tensor]:
         """Each block's gradient as one ``[d_in + 1, d_out]`` matrix (kernel rows, then the bias)."""
