@@ -1,23 +1,15 @@
 """ACKTR (Wu et al. 2017) with the Stable Baselines 2 API, on TensorFlow 2 and gymnasium.
 
-The update, for a batch of ``n_envs · n_steps`` transitions with advantages ``Â`` and
-returns ``R``::
-
-    L_pg  = mean(Â · −log π(a|s)) − ent_coef · mean(H[π(·|s)])
-    L_vf  = mean((V(s) − R)²)
-    L     = L_pg + vf_coef · L_vf
-    L_F   = mean(log π(a|s)) − vf_fisher_coef · mean((V(s) − sg(V(s) + ε))²),  ε ~ N(0, 1)
-
-``L_F`` is the sampled-Fisher loss (the rollout's actions are samples of the current
-policy; the value head has a unit-variance Gaussian predictive distribution). K-FAC takes
-∇L, builds its curvature statistics from ∇L_F of the same forward pass and steps inside
-the KL trust region (see :mod:`acktr_lab.kfac.optimizer`).
+:class:`ACKTR` is a thin facade over the parts of a run: a
+:class:`~acktr_lab.learner.Learner` (the policy, ACKTR's losses, K-FAC and the compiled
+steps), a :class:`~acktr_lab.rollout.Collector` (the env and everything acting keeps
+between updates) and a :class:`~acktr_lab.trainer.Trainer` per run (counters, live
+hyperparameters, snapshots, reports). The update's maths is in :mod:`acktr_lab.learner`.
 """
 
 from __future__ import annotations
 
 import collections
-import functools
 import json
 import os
 import warnings
@@ -31,17 +23,39 @@ import tensorflow as tf
 from acktr_lab import hyperparameters as hp
 from acktr_lab.distributions import Distribution
 from acktr_lab.expert import ExpertDataset
-from acktr_lab.kfac import KfacOptimizer, UpdatePlan, capture
+from acktr_lab.kfac import KfacOptimizer
+from acktr_lab.learner import Learner
 from acktr_lab.policies import ActorCriticPolicy, resolve_policy
 from acktr_lab.preprocessing import space_from_json, space_to_json, spaces_equal
 from acktr_lab.pretrain import behaviour_cloning
 from acktr_lab.report import PretrainReport
-from acktr_lab.rollout import RolloutCollector
+from acktr_lab.rollout import Collector, StateArrays
 from acktr_lab.serialization import ModelFile, PathOrFile, load_model, save_model
 from acktr_lab.trainer import Trainer
+from acktr_lab.training_loop import run_learn
 from acktr_lab.vec_env import as_vector_env
 
 EnvLike = gym.Env | gym.vector.VectorEnv | str
+
+
+class _LiveHyperparameter:
+    """A live hyperparameter of the model: read from and written to the current run's
+    trainer while there is one (so ``model.ent_coef = x`` and ``trainer.set(ent_coef=x)``
+    are the same change), else to the model's own values, which the next run starts from."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, model: ACKTR | None, owner: type | None = None) -> Any:
+        if model is None:
+            return self
+        return model._live_values()[self.name]
+
+    def __set__(self, model: ACKTR, value: Any) -> None:
+        if model._trainer is not None:
+            model._trainer.set(**{self.name: value})
+        else:
+            model._live[self.name] = hp.validate(self.name, value)
 
 
 class ACKTR:
@@ -58,7 +72,19 @@ class ACKTR:
     ``kfac_update=10`` an update costs about half as much, see ``benchmarks/kfac_overhead.py``),
     and ``approx_t2`` (Stable Baselines 2's ``KfacOptimizer`` option: convolution factors from
     mean patches, far cheaper statistics for ``CnnPolicy``; False, the exact factors, by default).
+
+    Any gymnasium vector env works, in any autoreset mode (see :mod:`acktr_lab.rollout`).
     """
+
+    gamma = _LiveHyperparameter()
+    ent_coef = _LiveHyperparameter()
+    vf_coef = _LiveHyperparameter()
+    vf_fisher_coef = _LiveHyperparameter()
+    learning_rate = _LiveHyperparameter()
+    max_grad_norm = _LiveHyperparameter()
+    kfac_clip = _LiveHyperparameter()
+    lr_schedule = _LiveHyperparameter()
+    gae_lambda = _LiveHyperparameter()
 
     def __init__(
         self,
@@ -95,17 +121,22 @@ class ACKTR:
         approx_t2: bool = False,
     ) -> None:
         self.policy_class = resolve_policy(policy)
-        self.gamma = hp.validate("gamma", gamma)
+        self._trainer: Trainer | None = None
+        self._live: dict[str, Any] = hp.validate_live(
+            {
+                "gamma": gamma,
+                "ent_coef": ent_coef,
+                "vf_coef": vf_coef,
+                "vf_fisher_coef": vf_fisher_coef,
+                "learning_rate": learning_rate,
+                "max_grad_norm": max_grad_norm,
+                "kfac_clip": kfac_clip,
+                "lr_schedule": lr_schedule,
+                "gae_lambda": gae_lambda,
+            }
+        )
         self.n_steps = hp.validate("n_steps", n_steps)
-        self.ent_coef = hp.validate("ent_coef", ent_coef)
-        self.vf_coef = hp.validate("vf_coef", vf_coef)
-        self.vf_fisher_coef = hp.validate("vf_fisher_coef", vf_fisher_coef)
-        self.learning_rate = hp.validate("learning_rate", learning_rate)
-        self.max_grad_norm = hp.validate("max_grad_norm", max_grad_norm)
-        self.kfac_clip = hp.validate("kfac_clip", kfac_clip)
-        self.lr_schedule = hp.validate("lr_schedule", lr_schedule)
         self.kfac_update = hp.validate("kfac_update", kfac_update)
-        self.gae_lambda = hp.validate("gae_lambda", gae_lambda)
         self.verbose = int(verbose)
         self.tensorboard_log = tensorboard_log
         self.full_tensorboard_log = bool(full_tensorboard_log)
@@ -128,31 +159,24 @@ class ACKTR:
         self.n_cpu_tf_sess = n_cpu_tf_sess
         _configure_threads(n_cpu_tf_sess)
         self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (2**31))
-        self.num_timesteps = 0
-        self.episode_returns: collections.deque[float] = collections.deque(maxlen=100)
-        self.episode_lengths: collections.deque[int] = collections.deque(maxlen=100)
-
-        self.env: gym.vector.VectorEnv | None = None
+        self._num_timesteps = 0
+        self._episodes: tuple[tuple[float, ...], tuple[int, ...]] = ((), ())
+        self.collector: Collector | None = None
+        self._env: gym.vector.VectorEnv | None = None
         if env is not None:
-            self.env = as_vector_env(env, n_envs=hp.validate("n_envs", n_envs))
-            self.observation_space = self.env.single_observation_space
-            self.action_space = self.env.single_action_space
+            self._env = as_vector_env(env, n_envs=hp.validate("n_envs", n_envs))
+            self.observation_space = self._env.single_observation_space
+            self.action_space = self._env.single_action_space
         if _init_setup_model:
             self.setup_model()
 
     # -- construction -----------------------------------------------------------------
     def setup_model(self) -> None:
-        """Build the policy, the optimizer and the compiled steps (Stable Baselines 2 name)."""
+        """Build the policy, the optimizer, the learner and the collector (Stable Baselines 2 name)."""
         if not hasattr(self, "observation_space"):
             raise ValueError("ACKTR needs an env (or spaces from a saved model) before setup_model()")
         self.policy = self.policy_class(self.observation_space, self.action_space, seed=self.seed, **self.policy_kwargs)
-        self.is_box_action = isinstance(self.action_space, gym.spaces.Box)
-        self.generator = tf.random.Generator.from_seed(self.seed)
-        self.loss_coefficients = {
-            name: tf.Variable(getattr(self, name), dtype=tf.float32, trainable=False, name=name)
-            for name in ("ent_coef", "vf_coef", "vf_fisher_coef")
-        }
-        self.optimizer = KfacOptimizer(
+        optimizer = KfacOptimizer(
             self.policy.trainable,
             self.policy.kfac_layers,
             learning_rate=self.learning_rate if not callable(self.learning_rate) else 1.0,
@@ -162,68 +186,76 @@ class ACKTR:
             async_eigen_decomp=self.async_eigen_decomp,
             **self.kfac_kwargs,
         )
-        self._act = tf.function(self._act_graph, reduce_retracing=True)
-        self._value = tf.function(self.policy.value, reduce_retracing=True)
-        self._train_steps: dict[UpdatePlan, Any] = {}  # one compiled step per K-FAC update plan
-        self.collector = (
-            RolloutCollector(self.env, self.seed, self.policy.distribution_factory.to_env_actions)
-            if self.env is not None
-            else None
-        )
+        self.learner = Learner(self.policy, optimizer, seed=self.seed)
+        self.collector = Collector(self._env, self.learner, self.seed) if self._env is not None else None
 
-    def _act_graph(self, obs: tf.Tensor, deterministic: bool) -> tuple[tf.Tensor, tf.Tensor]:
-        distribution, values = self.policy(obs)
-        actions = distribution.mode() if deterministic else distribution.sample(self.generator)
-        return actions, values
-
-    def _train_step(self, plan: UpdatePlan) -> Any:
-        """The compiled update for ``plan`` (the plan is baked in: no per-call argument for it)."""
-        step = self._train_steps.get(plan)
-        if step is None:
-            step = tf.function(functools.partial(self._train_step_graph, plan=plan), reduce_retracing=True)
-            self._train_steps[plan] = step
-        return step
+    @property
+    def optimizer(self) -> KfacOptimizer:
+        return self.learner.optimizer
 
     def train_step_traces(self) -> int:
         """How many times the update has been traced (compiled) so far, over all plans."""
-        return sum(step.experimental_get_tracing_count() for step in self._train_steps.values())
+        return self.learner.update_traces()
 
-    def _train_step_graph(
-        self, obs: tf.Tensor, actions: tf.Tensor, advantages: tf.Tensor, returns: tf.Tensor, plan: UpdatePlan
-    ) -> dict[str, tf.Tensor]:
-        """One ACKTR update: losses, sampled-Fisher loss, K-FAC step, KL of the change.
+    # -- the current run ---------------------------------------------------------------
+    def _live_values(self) -> dict[str, Any]:
+        return self._trainer.hyperparameters if self._trainer is not None else self._live
 
-        Traced once per K-FAC ``plan`` (cold start, with or without statistics, with or
-        without an eigendecomposition): each trace holds only the work it needs.
-        """
-        c = self.loss_coefficients
-        with tf.GradientTape(persistent=True) as tape, capture() as recorded:
-            distribution, values = self.policy(obs)
-            neglogp = -distribution.log_prob(actions)
-            entropy = tf.reduce_mean(distribution.entropy())
-            policy_loss = tf.reduce_mean(advantages * neglogp) - c["ent_coef"] * entropy
-            value_loss = tf.reduce_mean(tf.square(values - returns))
-            loss = policy_loss + c["vf_coef"] * value_loss
-            fisher_loss = None  # needed (and its value noise drawn) only by updates that take statistics
-            if plan.statistics:
-                noisy_values = tf.stop_gradient(values + self.generator.normal(tf.shape(values), dtype=values.dtype))
-                fisher_loss = -tf.reduce_mean(neglogp) - c["vf_fisher_coef"] * tf.reduce_mean(
-                    tf.square(values - noisy_values)
-                )
-        metrics = self.optimizer.apply_update(tape, loss, fisher_loss, recorded, plan)
-        new_distribution, _ = self.policy(obs)
-        metrics["kl"] = tf.cast(tf.reduce_mean(distribution.kl(new_distribution)), tf.float64)
-        metrics["policy_loss"] = tf.cast(policy_loss, tf.float64)
-        metrics["value_loss"] = tf.cast(value_loss, tf.float64)
-        metrics["entropy"] = tf.cast(entropy, tf.float64)
-        return metrics
+    @property
+    def num_timesteps(self) -> int:
+        """Steps taken so far (the current run's count)."""
+        return self._trainer.num_timesteps if self._trainer is not None else self._num_timesteps
 
-    # -- training ---------------------------------------------------------------------
+    @num_timesteps.setter
+    def num_timesteps(self, value: int) -> None:
+        """The count the next run starts from with ``reset_num_timesteps=False``. The current
+        run, if any, stops being the model's (it keeps its own counters)."""
+        if isinstance(value, bool) or int(value) != value or value < 0:
+            raise ValueError(f"num_timesteps must be a non-negative integer, got {value!r}")
+        self._detach_trainer()
+        self._num_timesteps = int(value)
+
+    def _detach_trainer(self) -> None:
+        """Take over the current run's live values, episode window and count; it is no
+        longer the model's current run."""
+        if self._trainer is None:
+            return
+        self._live = self._trainer.hyperparameters
+        self._episodes = (tuple(self._trainer.episode_returns), tuple(self._trainer.episode_lengths))
+        self._num_timesteps = self._trainer.num_timesteps
+        self._trainer = None
+
+    @property
+    def episode_returns(self) -> collections.deque[float] | tuple[float, ...]:
+        """Returns of the last (up to 100) finished training episodes."""
+        return self._trainer.episode_returns if self._trainer is not None else self._episodes[0]
+
+    @property
+    def episode_lengths(self) -> collections.deque[int] | tuple[int, ...]:
+        return self._trainer.episode_lengths if self._trainer is not None else self._episodes[1]
+
     def trainer(self, total_timesteps: int, reset_num_timesteps: bool = True) -> Trainer:
-        """The step-wise trainer: each ``next()`` is one rollout and one update."""
-        if self.env is None or self.collector is None:
+        """A new run, the model's current one: each ``next()`` is one rollout and one update.
+
+        It starts from the previous run's live hyperparameters, episode window and (with
+        ``reset_num_timesteps=False``) step count; the previous run keeps its own counters.
+        """
+        if self.collector is None:
             raise ValueError("this model has no env to train on; pass one with set_env(env)")
-        return Trainer(self, total_timesteps, reset_num_timesteps=reset_num_timesteps)
+        self._detach_trainer()
+        trainer = Trainer(
+            self.learner,
+            self.collector,
+            total_timesteps,
+            hyperparameters=self._live,
+            n_steps=self.n_steps,
+            num_timesteps=0 if reset_num_timesteps else self._num_timesteps,
+            episodes=self._episodes,
+            seed=self.seed,
+            model=self,
+        )
+        self._trainer = trainer
+        return trainer
 
     def learn(
         self,
@@ -239,9 +271,18 @@ class ACKTR:
         ``callback`` is a Stable Baselines style ``callback(locals, globals) -> bool`` or an
         object with ``on_update(report) -> bool``; returning ``False`` stops training.
         """
-        from acktr_lab.training_loop import run_learn
-
-        return run_learn(self, total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
+        trainer = self.trainer(total_timesteps, reset_num_timesteps=reset_num_timesteps)
+        run_learn(
+            trainer,
+            callback=callback,
+            log_interval=log_interval,
+            verbose=self.verbose,
+            progress_bar=progress_bar,
+            tensorboard_log=self.tensorboard_log,
+            tb_log_name=tb_log_name,
+            full_tensorboard_log=self.full_tensorboard_log,
+        )
+        return self
 
     def pretrainer(
         self,
@@ -276,46 +317,12 @@ class ACKTR:
                 )
         return self
 
-    def update_from_rollout(
-        self,
-        observations: np.ndarray,
-        actions: np.ndarray,
-        advantages: np.ndarray,
-        returns: np.ndarray,
-        learning_rate: float,
-    ) -> dict[str, Any]:
-        """Apply one update to a flat batch (used by the trainer); returns numpy metrics."""
-        if self.is_box_action:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        # The live values go into variables: changing them never retraces the step.
-        self.optimizer.set_hyperparameters(
-            learning_rate=learning_rate, kfac_clip=self.kfac_clip, max_grad_norm=self.max_grad_norm
-        )
-        for name, variable in self.loss_coefficients.items():
-            variable.assign(getattr(self, name))
-        batch = (
-            tf.convert_to_tensor(observations),
-            tf.convert_to_tensor(actions),
-            tf.convert_to_tensor(advantages, tf.float32),
-            tf.convert_to_tensor(returns, tf.float32),
-        )
-        if not self._train_steps:
-            # Compile every plan now, so that no update later (the first K-FAC step, say) pauses to trace.
-            for plan in self.optimizer.possible_plans():
-                self._train_step(plan).get_concrete_function(*batch)
-        metrics = self._train_step(self.optimizer.plan())(*batch)
-        return self.optimizer.after_update({k: v.numpy() for k, v in metrics.items()})
-
-    def act(self, observations: np.ndarray, deterministic: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Batched ``(actions, values)`` for observations as the env gives them."""
-        actions, values = self._act(tf.convert_to_tensor(observations), deterministic)
-        return actions.numpy(), values.numpy()
-
-    def value(self, observations: np.ndarray) -> np.ndarray:
-        """Batched V(obs), compiled: the rollout calls it every update (bootstrap values)."""
-        return self._value(tf.convert_to_tensor(observations)).numpy()
-
     # -- Stable Baselines API -----------------------------------------------------------
+    @property
+    def env(self) -> gym.vector.VectorEnv | None:
+        """The vector env being stepped (a restored snapshot's copy, after a restore)."""
+        return self.collector.env if self.collector is not None else self._env
+
     def get_env(self) -> gym.vector.VectorEnv | None:
         return self.env
 
@@ -328,18 +335,19 @@ class ACKTR:
         ):
             if not spaces_equal(mine, theirs):
                 raise ValueError(f"the env's {what} space {theirs} differs from the model's {mine}")
-        self.env = vec_env
-        self.collector = RolloutCollector(vec_env, self.seed, self.policy.distribution_factory.to_env_actions)
+        self._env = vec_env
+        self.collector = Collector(vec_env, self.learner, self.seed)
 
     def set_random_seed(self, seed: int | None) -> None:
         """Reseed action sampling, the Fisher noise and the env (None: leave as is)."""
         if seed is None:
             return
         self.seed = int(seed)
-        self.generator.reset_from_seed(self.seed)
-        if self.env is not None:
-            self.env.action_space.seed(self.seed)
-            self.collector = RolloutCollector(self.env, self.seed, self.policy.distribution_factory.to_env_actions)
+        self.learner.generator.reset_from_seed(self.seed)
+        if self.collector is not None:
+            env = self.collector.env
+            env.action_space.seed(self.seed)
+            self.collector = Collector(env, self.learner, self.seed)
 
     def get_parameter_list(self) -> list[tf.Variable]:
         return self.policy.trainable
@@ -380,21 +388,37 @@ class ACKTR:
         for name, array in converted.items():
             params[name].assign(array)
 
+    @property
+    def initial_state(self) -> np.ndarray | tuple[np.ndarray, ...] | None:
+        """The policy state before an episode, for the model's ``n_envs`` (Stable Baselines 2:
+        ``None`` for feedforward policies)."""
+        n_envs = self.env.num_envs if self.env is not None else 1
+        return _public_state(self.learner.initial_state(n_envs))
+
     def predict(
         self, observation: Any, state: Any = None, mask: Any = None, deterministic: bool = False
-    ) -> tuple[np.ndarray, None]:
-        """Action(s) for one observation or a batch; Box actions clipped to the bounds."""
+    ) -> tuple[np.ndarray, Any]:
+        """``(action(s), next state)`` for one observation or a batch, as in Stable Baselines 2.
+
+        ``state`` is the state :meth:`predict` returned last (``None``: the initial state);
+        ``mask[i]`` true marks an observation that starts an episode (its state is reset).
+        Feedforward policies return ``None`` as the state. Box actions are clipped to the bounds.
+        """
         obs, vectorized = self._batched(observation)
-        actions, _ = self.act(obs, deterministic)
-        actions = self.policy.distribution_factory.to_env_actions(actions)
-        return (actions if vectorized else actions[0]), None
+        state_arrays, starts = self._state_inputs(state, mask, len(obs))
+        actions, _, next_state = self.learner.act(obs, state_arrays, starts, deterministic)
+        actions = self.learner.to_env_actions(actions)
+        return (actions if vectorized else actions[0]), _public_state(next_state)
 
     def action_probability(
         self, observation: Any, state: Any = None, mask: Any = None, actions: Any = None, logp: bool = False
     ) -> Any:
         """Stable Baselines semantics: the distribution's parameters, or (log) p(actions)."""
         obs, vectorized = self._batched(observation)
-        distribution, _ = self.policy(tf.convert_to_tensor(obs))
+        state_arrays, starts = self._state_inputs(state, mask, len(obs))
+        distribution = self.policy.step(
+            tf.convert_to_tensor(obs), tuple(tf.convert_to_tensor(s) for s in state_arrays), tf.constant(starts)
+        ).distribution
         if actions is None:
             probabilities = _to_numpy(distribution.probabilities())
             return probabilities if vectorized else _first(probabilities)
@@ -408,6 +432,30 @@ class ACKTR:
         log_prob = _log_prob(distribution, actions)
         result = (log_prob if logp else np.exp(log_prob)).reshape(-1, 1)
         return result if vectorized else result[0]
+
+    def _state_inputs(self, state: Any, mask: Any, n_obs: int) -> tuple[StateArrays, np.ndarray]:
+        """The policy state and episode starts for ``n_obs`` observations from SB2's ``state``/``mask``."""
+        if mask is None:
+            starts = np.zeros(n_obs, dtype=bool)
+        else:
+            starts = np.asarray(mask, dtype=bool).reshape(-1)
+            if starts.shape != (n_obs,):
+                raise ValueError(f"mask has {starts.size} entries for {n_obs} observation(s)")
+        shapes = self.policy.state_shapes
+        if state is None or not shapes:  # feedforward policies ignore any state, as in SB2
+            return self.learner.initial_state(n_obs), starts
+        parts = (state,) if len(shapes) == 1 else tuple(state)
+        if len(parts) != len(shapes):
+            raise ValueError(f"the policy's state has {len(shapes)} parts, got {len(parts)}")
+        arrays = []
+        for part, shape in zip(parts, shapes):
+            array = np.asarray(part, dtype=self.policy.dtype.as_numpy_dtype)
+            if array.shape != (n_obs, *shape):
+                raise ValueError(
+                    f"state of shape {array.shape} does not fit {n_obs} observation(s): expected {(n_obs, *shape)}"
+                )
+            arrays.append(array)
+        return tuple(arrays), starts
 
     def _batched(self, observation: Any) -> tuple[np.ndarray, bool]:
         obs = np.asarray(observation)
@@ -463,7 +511,7 @@ class ACKTR:
             "versions": _versions(),
         }
         optimizer_state = {k: v.numpy() for k, v in self.optimizer.state_variables().items()}
-        extra = {"generator_state": self.generator.state.numpy()}
+        extra = {"generator_state": self.learner.generator.state.numpy()}
         save_model(save_path, data, self.get_parameters(), optimizer_state, extra)
 
     @classmethod
@@ -506,24 +554,13 @@ class ACKTR:
         kwargs.pop("policy_kwargs", None)
         hyper.update(kwargs)
         model = _model_from_file(cls, policy_name, policy_kwargs, hyper, observation_space, action_space, file)
-        model._restore_optimizer(file.optimizer)
+        model.learner.restore_optimizer(file.optimizer)
         if "generator_state" in file.extra:
-            model.generator.reset(file.extra["generator_state"])
-        model.num_timesteps = int(data.get("num_timesteps", 0))
+            model.learner.generator.reset(file.extra["generator_state"])
+        model._num_timesteps = int(data.get("num_timesteps", 0))
         if env is not None:
             model.set_env(env)
         return model
-
-    def _restore_optimizer(self, state: Mapping[str, np.ndarray]) -> None:
-        variables = self.optimizer.state_variables()
-        if set(state) != set(variables):
-            raise ValueError("the saved optimizer state does not match this model's K-FAC layers")
-        for name, variable in variables.items():
-            if tuple(state[name].shape) != tuple(variable.shape):
-                raise ValueError(f"optimizer state {name} has shape {state[name].shape}, expected {variable.shape}")
-        for name, variable in variables.items():
-            variable.assign(state[name])
-        self.optimizer.mark_restored()
 
 
 def _load_sb2(cls: type[ACKTR], file: ModelFile, env: EnvLike | None, kwargs: dict[str, Any]) -> ACKTR:
@@ -600,6 +637,13 @@ def _versions() -> dict[str, str]:
         out["acktr_lab"] = "unknown"
     out["python"] = os.sys.version.split()[0]
     return out
+
+
+def _public_state(state: StateArrays) -> np.ndarray | tuple[np.ndarray, ...] | None:
+    """A policy state as Stable Baselines 2 hands it out: None (stateless), an array or a tuple."""
+    if not state:
+        return None
+    return state[0] if len(state) == 1 else tuple(state)
 
 
 def _to_numpy(value: Any) -> Any:

@@ -63,7 +63,7 @@ def record_gif(model: object, env_id: str, path: Path, seed: int, max_frames: in
 
 def train(args: argparse.Namespace) -> int:
     from acktr_lab import ACKTR
-    from acktr_lab.widgets.plots import TrainingPlots
+    from acktr_lab.plots import TrainingPlots
 
     settings = dict(ZOO_SETTINGS.get(args.env_id, {}))
     timesteps = int(args.timesteps or settings.pop("timesteps", 100_000))

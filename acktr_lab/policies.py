@@ -9,12 +9,20 @@ so that Stable Baselines 2 parameter files map one to one; ACKTR never uses it).
 Every hidden and head layer is a K-FAC layer; :attr:`ActorCriticPolicy.kfac_layers` is
 the explicit registration list handed to the optimizer. Parameters are exposed under the
 Stable Baselines 2 variable names (``model/pi_fc0/w:0`` ...) in its creation order.
+
+Every policy carries a state through an episode, with one interface (Acme's recurrent
+cores): :meth:`~ActorCriticPolicy.initial_state`, :meth:`~ActorCriticPolicy.step` for one
+time step of a batch of envs, and :meth:`~ActorCriticPolicy.unroll` for the ``[n_steps,
+n_envs]`` rollout of an update. A policy's state ``s_t`` is what it has read up to the
+observation ``o_t``; ``episode_starts[t]`` resets it to the initial state before ``o_t``
+is read. Feedforward policies carry the empty state ``()``, which costs nothing, and no
+caller special-cases them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -61,6 +69,26 @@ def resolve_activation(act_fun: str | Activation) -> tuple[str, Activation]:
 NetArch = Sequence[int | dict[str, Sequence[int]]]
 
 
+#: A policy's state: a tuple of ``[n_envs, ...]`` tensors (``()`` for feedforward policies).
+PolicyState = tuple[tf.Tensor, ...]
+
+
+class PolicyStep(NamedTuple):
+    """A policy's output for a batch: ``π(·|o, s)``, ``V(o, s)`` and the state after ``o``."""
+
+    distribution: Distribution
+    values: tf.Tensor
+    state: PolicyState
+
+
+def env_major(x: tf.Tensor) -> tf.Tensor:
+    """``[n_steps, n_envs, ...]`` → ``[n_envs · n_steps, ...]``, row ``e · n_steps + t`` holding
+    ``x[t, e]`` (Stable Baselines 2's batch order)."""
+    rank = len(x.shape)
+    x = tf.transpose(x, [1, 0, *range(2, rank)])
+    return tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], axis=0))
+
+
 def parse_net_arch(net_arch: NetArch | None) -> tuple[list[int], list[int], list[int]]:
     """Stable Baselines 2 ``net_arch`` → (shared, policy-only, value-only) layer sizes.
 
@@ -94,10 +122,11 @@ def parse_net_arch(net_arch: NetArch | None) -> tuple[list[int], list[int], list
 
 
 class ActorCriticPolicy(tf.Module):
-    """Policy and value networks; ``policy(obs) -> (distribution, values)``.
+    """Policy and value networks carrying a state (empty here: feedforward).
 
-    ``obs`` is a batch of raw observations as the environment gives them; preprocessing
-    (one-hot, image scaling) happens inside.
+    Observations are raw, as the environment gives them; preprocessing (one-hot, image
+    scaling) happens inside. ``policy(obs) -> (distribution, values)`` is one step from
+    the initial state, for batches of unrelated observations (behaviour cloning).
     """
 
     feature_extraction = "mlp"
@@ -178,15 +207,45 @@ class ActorCriticPolicy(tf.Module):
             vf = self.act_fun(layer(vf))
         return pi, vf
 
-    def __call__(self, obs: tf.Tensor) -> tuple[Distribution, tf.Tensor]:
-        pi_latent, vf_latent = self.features(obs)
+    def heads(self, pi_latent: tf.Tensor, vf_latent: tf.Tensor) -> tuple[Distribution, tf.Tensor]:
+        """``(π(·|latent), V(latent))`` with values shaped ``[B]``."""
         values = self.value_head(vf_latent)[:, 0]
         distribution = self.distribution_factory.build(self.pi_head(pi_latent), self.log_std)
         return distribution, values
 
-    def value(self, obs: tf.Tensor) -> tf.Tensor:
-        """V(obs), shape ``[B]``."""
-        return self(obs)[1]
+    # -- the state-carrying interface -------------------------------------------------
+    @property
+    def state_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Per-env shape of each state tensor (``()``: this policy carries no state)."""
+        return ()
+
+    def initial_state(self, n_envs: int) -> PolicyState:
+        """The state before the first observation of an episode, for ``n_envs`` envs."""
+        return tuple(tf.zeros([n_envs, *shape], self.dtype) for shape in self.state_shapes)
+
+    def step(self, observations: tf.Tensor, state: PolicyState, episode_starts: tf.Tensor) -> PolicyStep:
+        """One time step of ``B`` envs: ``π(·|o_t, s_t)``, ``V(o_t, s_t)`` and ``s_{t+1}``.
+
+        ``episode_starts[b]`` (bool ``[B]``) resets env ``b``'s state before ``o_t`` is read.
+        A feedforward policy ignores both and returns the empty state.
+        """
+        distribution, values = self.heads(*self.features(observations))
+        return PolicyStep(distribution, values, state)
+
+    def unroll(self, observations: tf.Tensor, state: PolicyState, episode_starts: tf.Tensor) -> PolicyStep:
+        """A rollout of ``T`` steps of ``N`` envs, ``observations`` shaped ``[T, N, ...]``,
+        from ``state`` (``s_0``), resetting where ``episode_starts`` (``[T, N]``) is true.
+
+        Outputs are flat over ``N · T`` in env-major order (see :func:`env_major`); the
+        returned state is ``s_T``. Equals :meth:`step` applied ``T`` times.
+        """
+        distribution, values = self.heads(*self.features(env_major(observations)))
+        return PolicyStep(distribution, values, state)
+
+    def __call__(self, obs: tf.Tensor) -> tuple[Distribution, tf.Tensor]:
+        batch = tf.shape(obs)[0]
+        output = self.step(obs, self.initial_state(batch), tf.ones([batch], tf.bool))
+        return output.distribution, output.values
 
     # -- description ------------------------------------------------------------------
     @property

@@ -1,115 +1,250 @@
-"""Collecting one rollout of ``n_steps`` from a gymnasium vector env (same-step autoreset).
+"""The collector: steps a vector env with the policy and hands out typed batches.
 
-Terminations and truncations are told apart: a truncated episode did not really end, so
-its last reward is bootstrapped with ``γ·V(final observation)`` (as Stable Baselines 3
-does), and both mark the end of the episode for the return computation.
+The :class:`Collector` owns everything that lives *between* updates on the acting side:
+the vector env, the last observations, the per-env episode starts, the policy's state
+and the statistics of the episodes still running. :meth:`Collector.collect` runs
+``n_steps`` steps of every env and returns a :class:`Batch` with the returns already
+computed (n-step, or GAE when ``gae_lambda`` is given).
+
+Every gymnasium autoreset mode is accepted (``env.metadata["autoreset_mode"]``, gymnasium
+assumes ``NEXT_STEP`` where it is missing):
+
+* ``SAME_STEP``: the step that ends an episode returns the next episode's first
+  observation; the last one is in ``infos["final_obs"]``.
+* ``NEXT_STEP`` (gymnasium's default) and ``DISABLED``: the step that ends an episode
+  returns its last observation, and the collector resets the finished envs at once with
+  ``env.reset(options={"reset_mask": dones})``. gymnasium's extra reset step then never
+  happens: it never enters a batch and never counts as a timestep, and the batches equal
+  those of the same env in ``SAME_STEP`` mode.
+
+A truncated episode did not really end, so its last reward is bootstrapped,
+``r_t + γ·V(o_final, s_{t+1})``, from its true final observation and the policy state from
+before the reset (as Stable Baselines 3 does); terminations and truncations both end the
+episode for the return recursion.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.vector import AutoresetMode
 
 from acktr_lab.preprocessing import assert_valid_observations
-from acktr_lab.returns import bootstrap_truncated
+from acktr_lab.returns import bootstrap_truncated, gae_returns, nstep_returns
 
-#: ``act(observations) -> (actions, values)``, batched over the envs.
-ActFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
-#: ``value(observations) -> values``.
-ValueFn = Callable[[np.ndarray], np.ndarray]
-#: Policy actions → what ``env.step`` takes (Box clipped to bounds, Discrete ``start`` added);
-#: the buffer keeps the policy's own actions.
-ToEnvFn = Callable[[np.ndarray], np.ndarray]
+#: A policy state in NumPy: one ``[n_envs, ...]`` array per state tensor (``()`` if stateless).
+StateArrays = tuple[np.ndarray, ...]
+
+
+class Actor(Protocol):
+    """What the collector needs from the policy (batched over the envs, NumPy in and out)."""
+
+    def initial_state(self, n_envs: int) -> StateArrays:
+        """The state before an episode's first observation."""
+
+    def act(
+        self, observations: np.ndarray, state: StateArrays, episode_starts: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, StateArrays]:
+        """``(actions, values, next_state)``: sampled actions (the policy's own form), V(o_t, s_t)."""
+
+    def value(self, observations: np.ndarray, state: StateArrays, episode_starts: np.ndarray) -> np.ndarray:
+        """``V(o, s)`` without acting."""
+
+    def to_env_actions(self, actions: np.ndarray) -> np.ndarray:
+        """The policy's actions as ``env.step`` takes them (Box clipped, Discrete ``start`` added)."""
 
 
 @dataclass(frozen=True)
-class Rollout:
-    """Arrays shaped ``[n_steps, n_envs, ...]``; ``rewards`` already bootstrapped on truncation."""
+class Batch:
+    """One rollout of ``T = n_steps`` steps of ``N = n_envs`` envs, time-major ``[T, N, ...]``.
+
+    ``rewards`` are bootstrapped on truncation; ``dones[t]`` marks an episode that ended at
+    step ``t``; ``episode_starts[t]`` marks an observation that begins an episode (the state
+    is reset before it), so ``episode_starts[t+1] = dones[t]``. ``initial_state`` is the
+    policy state before ``observations[0]`` (before the reset that ``episode_starts[0]``
+    asks for). ``returns`` are the targets of V and ``advantages = returns − values``.
+    """
 
     observations: np.ndarray
     actions: np.ndarray
     rewards: np.ndarray
     dones: np.ndarray
+    episode_starts: np.ndarray
     values: np.ndarray
     last_values: np.ndarray
+    returns: np.ndarray
+    initial_state: StateArrays
     episode_returns: tuple[float, ...]
     episode_lengths: tuple[int, ...]
+
+    @property
+    def advantages(self) -> np.ndarray:
+        return self.returns - self.values
 
     @property
     def n_transitions(self) -> int:
         return int(self.rewards.size)
 
 
-class RolloutCollector:
-    """Steps a vector env with a policy and keeps the last observation between rollouts."""
+@dataclass(frozen=True)
+class CollectorState:
+    """A collector's position between two rollouts (see :meth:`Collector.snapshot`)."""
 
-    def __init__(self, env: gym.vector.VectorEnv, seed: int | None, to_env_actions: ToEnvFn) -> None:
+    env: gym.vector.VectorEnv | None  # a deep copy, or None where the env cannot be copied
+    observations: np.ndarray
+    episode_starts: np.ndarray
+    policy_state: StateArrays
+    running_returns: np.ndarray
+    running_lengths: np.ndarray
+
+
+def autoreset_mode(env: gym.vector.VectorEnv) -> AutoresetMode:
+    """The env's autoreset mode (gymnasium assumes ``NEXT_STEP`` where none is declared)."""
+    mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+    return mode if isinstance(mode, AutoresetMode) else AutoresetMode(mode)
+
+
+class Collector:
+    """Steps ``env`` with ``actor`` and keeps the run's acting state between rollouts."""
+
+    def __init__(self, env: gym.vector.VectorEnv, actor: Actor, seed: int | None) -> None:
         self.env = env
-        self.to_env_actions = to_env_actions
-        self.observations, _ = env.reset(seed=seed)
-        self._check(self.observations)
+        self.actor = actor
+        self.autoreset_mode = autoreset_mode(env)
+        self._reset(seed)
+
+    def _reset(self, seed: int | None) -> None:
+        n_envs = self.env.num_envs
+        observations, _ = self.env.reset(seed=seed)
+        self._check(observations)
+        self.observations = observations
+        self.episode_starts = np.ones(n_envs, dtype=bool)
+        self.policy_state = self.actor.initial_state(n_envs)
+        self.running_returns = np.zeros(n_envs, dtype=np.float64)
+        self.running_lengths = np.zeros(n_envs, dtype=np.int64)
 
     def _check(self, observations: np.ndarray) -> None:
         assert_valid_observations(observations, self.env.single_observation_space)
 
-    def collect(self, act: ActFn, value: ValueFn, n_steps: int, gamma: float) -> Rollout:
-        env = self.env
-        obs_buf, act_buf, rew_buf, done_buf, val_buf = [], [], [], [], []
+    @property
+    def num_envs(self) -> int:
+        return int(self.env.num_envs)
+
+    def collect(self, n_steps: int, gamma: float, gae_lambda: float | None = None) -> Batch:
+        """Step every env ``n_steps`` times and return the batch with its returns."""
+        actor, n_envs = self.actor, self.num_envs
+        initial_state = self.policy_state
+        obs_buf, act_buf, rew_buf, done_buf, start_buf, val_buf = [], [], [], [], [], []
         episode_returns: list[float] = []
         episode_lengths: list[int] = []
         for _ in range(n_steps):
-            actions, values = act(self.observations)
-            next_obs, rewards, terminated, truncated, infos = env.step(self.to_env_actions(actions))
+            actions, values, next_state = actor.act(self.observations, self.policy_state, self.episode_starts)
+            next_obs, raw_rewards, terminated, truncated, infos = self.env.step(actor.to_env_actions(actions))
+            terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
+            dones = terminated | truncated
+            raw_rewards = np.asarray(raw_rewards, dtype=np.float32)
+            next_obs, final_obs = self._split_final(next_obs, dones, infos)
             self._check(next_obs)
-            rewards = np.asarray(rewards, dtype=np.float32)
-            truncated_only = np.asarray(truncated) & ~np.asarray(terminated)
+            rewards = raw_rewards
+            truncated_only = truncated & ~terminated
             if truncated_only.any():
-                final_obs = np.stack(
-                    [infos["final_obs"][i] if truncated_only[i] else self.observations[i] for i in range(env.num_envs)]
-                )
-                rewards = bootstrap_truncated(rewards, truncated_only, value(final_obs), gamma)
-            if "episode" in infos:
-                ended = infos["_episode"]
-                episode_returns += [float(r) for r in infos["episode"]["r"][ended]]
-                episode_lengths += [int(n) for n in infos["episode"]["l"][ended]]
+                self._check(final_obs)
+                final_values = actor.value(final_obs, next_state, np.zeros(n_envs, dtype=bool))
+                rewards = bootstrap_truncated(raw_rewards, truncated_only, final_values, gamma)
+            self.running_returns += raw_rewards
+            self.running_lengths += 1
+            for i in np.flatnonzero(dones):
+                episode_returns.append(float(self.running_returns[i]))
+                episode_lengths.append(int(self.running_lengths[i]))
+            self.running_returns[dones] = 0.0
+            self.running_lengths[dones] = 0
             obs_buf.append(self.observations)
             act_buf.append(actions)
             rew_buf.append(rewards)
-            done_buf.append(np.asarray(terminated) | np.asarray(truncated))
+            done_buf.append(dones)
+            start_buf.append(self.episode_starts)
             val_buf.append(values)
-            self.observations = next_obs
-        return Rollout(
+            self.observations, self.policy_state, self.episode_starts = next_obs, next_state, dones
+        last_values = np.asarray(
+            actor.value(self.observations, self.policy_state, self.episode_starts), dtype=np.float32
+        )
+        rewards_tn, values_tn, dones_tn = np.stack(rew_buf), np.stack(val_buf).astype(np.float32), np.stack(done_buf)
+        if gae_lambda is None:
+            returns = nstep_returns(rewards_tn, values_tn, dones_tn, last_values, gamma)
+        else:
+            returns = gae_returns(rewards_tn, values_tn, dones_tn, last_values, gamma, gae_lambda)
+        return Batch(
             observations=np.stack(obs_buf),
             actions=np.stack(act_buf),
-            rewards=np.stack(rew_buf).astype(np.float32),
-            dones=np.stack(done_buf),
-            values=np.stack(val_buf).astype(np.float32),
-            last_values=np.asarray(value(self.observations), dtype=np.float32),
+            rewards=rewards_tn.astype(np.float32),
+            dones=dones_tn,
+            episode_starts=np.stack(start_buf),
+            values=values_tn,
+            last_values=last_values,
+            returns=returns,
+            initial_state=initial_state,
             episode_returns=tuple(episode_returns),
             episode_lengths=tuple(episode_lengths),
         )
 
-    # -- snapshots --------------------------------------------------------------------
-    def snapshot(self) -> tuple[np.ndarray, gym.vector.VectorEnv | None]:
-        """The current observations and a deep copy of the env where it can be copied.
+    def _split_final(
+        self, observations: np.ndarray, dones: np.ndarray, infos: dict[str, Any]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(next observations, final observations)`` of a step, whatever the autoreset mode.
 
-        Envs stepping in other processes (``SubprocVecEnv``) cannot be copied: ``None``,
-        and :meth:`restore` then resets the env instead.
+        The final observations matter only where ``dones``; elsewhere they are the next ones.
+        """
+        if not dones.any():
+            return observations, observations
+        if self.autoreset_mode == AutoresetMode.SAME_STEP:
+            if "final_obs" not in infos:
+                raise ValueError(
+                    f"the vector env {self.env} declares same-step autoreset but gave no infos['final_obs'] "
+                    "when an episode ended"
+                )
+            final_obs = np.array(observations, copy=True)
+            for i in np.flatnonzero(dones):
+                final_obs[i] = infos["final_obs"][i]
+            return observations, final_obs
+        # NEXT_STEP / DISABLED: these are the final observations; start the next episodes now.
+        final_obs = np.array(observations, copy=True)
+        reset_obs, _ = self.env.reset(options={"reset_mask": np.array(dones, dtype=np.bool_)})
+        next_obs = np.array(observations, copy=True)
+        next_obs[dones] = np.asarray(reset_obs)[dones]
+        return next_obs, final_obs
+
+    # -- snapshots --------------------------------------------------------------------
+    def snapshot(self) -> CollectorState:
+        """The collector's state, with a deep copy of the env where it can be copied.
+
+        Envs stepping in other processes (``AsyncVectorEnv``/``SubprocVecEnv``) cannot be
+        copied: the snapshot holds ``None`` and :meth:`restore` then resets the env instead.
         """
         try:
             env_copy = None if isinstance(self.env.unwrapped, gym.vector.AsyncVectorEnv) else copy.deepcopy(self.env)
         except Exception:
             env_copy = None
-        return self.observations.copy(), env_copy
+        return CollectorState(
+            env=env_copy,
+            observations=np.array(self.observations, copy=True),
+            episode_starts=self.episode_starts.copy(),
+            policy_state=tuple(np.array(s, copy=True) for s in self.policy_state),
+            running_returns=self.running_returns.copy(),
+            running_lengths=self.running_lengths.copy(),
+        )
 
-    def restore(self, state: tuple[np.ndarray, gym.vector.VectorEnv | None], seed: int | None) -> None:
-        observations, env_copy = state
-        if env_copy is not None:
-            self.env = copy.deepcopy(env_copy)
-            self.observations = observations.copy()
-        else:
-            self.observations, _ = self.env.reset(seed=seed)
+    def restore(self, state: CollectorState, seed: int | None) -> None:
+        """Continue from ``state``; an env that could not be copied is reset with ``seed``."""
+        if state.env is None:
+            self._reset(seed)
+            return
+        self.env = copy.deepcopy(state.env)
+        self.observations = np.array(state.observations, copy=True)
+        self.episode_starts = state.episode_starts.copy()
+        self.policy_state = tuple(np.array(s, copy=True) for s in state.policy_state)
+        self.running_returns = state.running_returns.copy()
+        self.running_lengths = state.running_lengths.copy()

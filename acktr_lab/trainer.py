@@ -1,32 +1,43 @@
-"""The step-wise trainer: the one training loop, an iterator of immutable reports.
+"""The trainer: owns one training run and yields an immutable report per update.
 
-``next(trainer)`` collects one rollout, computes returns (n-step, or GAE when
-``gae_lambda`` is set), performs exactly one ACKTR update and returns an
-:class:`~acktr_lab.report.UpdateReport`. Hyperparameters changed with :meth:`Trainer.set`
-take effect from the next update without recompiling anything (the values live in
-``tf.Variable``s or are plain NumPy inputs). The update and its bookkeeping are never
-split by a KeyboardInterrupt: one arriving meanwhile is raised right after.
+A run is a :class:`~acktr_lab.rollout.Collector` (acting) and a
+:class:`~acktr_lab.learner.Learner` (learning) stepped in turn::
+
+    env → collector → Batch → learner (policy, losses, K-FAC) → parameters
+                                   ↓
+                               UpdateReport → dashboard, logger, TensorBoard, callbacks
+
+The trainer owns what belongs to the run: its counters and timing, the window of the
+last 100 finished episodes, the live hyperparameters and snapshots. ``next(trainer)``
+collects one rollout, performs exactly one update and returns an
+:class:`~acktr_lab.report.UpdateReport`. :meth:`Trainer.set` may be called from any
+thread: the values wait until the update in progress is done and apply from the next one,
+so every report's ``hyperparameters`` are exactly the values its update used. The update
+and its bookkeeping are never split by a KeyboardInterrupt: one arriving meanwhile is
+raised right after.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from acktr_lab import hyperparameters as hp
+from acktr_lab.learner import LOSS_COEFFICIENTS, OPTIMIZER_SETTINGS, Learner, LearnerState
 from acktr_lab.report import FactorEigenvalues, UpdateReport
-from acktr_lab.returns import gae_returns, nstep_returns
+from acktr_lab.rollout import Collector, CollectorState
 from acktr_lab.schedules import learning_rate_at, progress_of
 
-if TYPE_CHECKING:
-    from acktr_lab.acktr import ACKTR
+#: How many finished episodes the trainer keeps for its running means (Stable Baselines' window).
+EPISODE_WINDOW = 100
 
 
 @contextlib.contextmanager
@@ -51,54 +62,76 @@ def explained_variance(predictions: np.ndarray, targets: np.ndarray) -> float:
     return float("nan") if variance == 0 else float(1.0 - np.var(targets - predictions) / variance)
 
 
-def _flatten(array: np.ndarray) -> np.ndarray:
-    """``[n_steps, n_envs, ...]`` → ``[n_envs · n_steps, ...]`` (env-major, as Stable Baselines)."""
-    return array.swapaxes(0, 1).reshape(-1, *array.shape[2:])
-
-
 @dataclass(frozen=True)
 class TrainerSnapshot:
-    """The whole training state, in memory: see :meth:`Trainer.snapshot`."""
+    """The whole state of a run, in memory: see :meth:`Trainer.snapshot`."""
 
-    parameters: dict[str, np.ndarray]
-    optimizer_state: dict[str, np.ndarray]
-    generator_state: np.ndarray
+    learner: LearnerState
+    collector: CollectorState
     hyperparameters: dict[str, Any]
     num_timesteps: int
     updates: int
-    collector_state: Any
     episode_returns: tuple[float, ...]
     episode_lengths: tuple[int, ...]
 
 
 class Trainer:
-    """Iterator of :class:`UpdateReport`, one per update, until ``total_timesteps``.
+    """Iterator of :class:`UpdateReport`, one per update, until ``total_timesteps`` more steps.
 
-    ``total_timesteps`` here is absolute (the model's step count at which the run ends);
-    the learning-rate schedule runs over this run, as in Stable Baselines 2's ``learn``.
+    Args:
+        learner, collector: the run's two halves (the collector acts with the learner's policy).
+        total_timesteps: the length of this run; the learning-rate schedule runs over it,
+            as in Stable Baselines 2's ``learn``.
+        hyperparameters: a value for every live hyperparameter
+            (:data:`~acktr_lab.hyperparameters.LIVE_HYPERPARAMETERS`).
+        n_steps: steps per env per update.
+        num_timesteps: the step count the run starts from (it ends at this plus ``total_timesteps``).
+        episodes: ``(returns, lengths)`` of earlier finished episodes, for the running means.
+        seed: resets envs that a snapshot could not copy (see :meth:`restore`).
+        model: the object this run belongs to, for consumers (a dashboard's Save button, the
+            locals of Stable Baselines callbacks); the trainer never uses it.
     """
 
-    def __init__(self, model: ACKTR, total_timesteps: int, *, reset_num_timesteps: bool = True) -> None:
+    def __init__(
+        self,
+        learner: Learner,
+        collector: Collector,
+        total_timesteps: int,
+        *,
+        hyperparameters: Mapping[str, Any],
+        n_steps: int,
+        num_timesteps: int = 0,
+        episodes: tuple[Iterable[float], Iterable[int]] = ((), ()),
+        seed: int | None = None,
+        model: Any = None,
+    ) -> None:
         if isinstance(total_timesteps, bool) or int(total_timesteps) != total_timesteps or total_timesteps <= 0:
             raise ValueError(f"total_timesteps must be a positive integer, got {total_timesteps!r}")
-        if reset_num_timesteps:
-            model.num_timesteps = 0
+        missing = sorted(set(hp.LIVE_HYPERPARAMETERS) - set(hyperparameters))
+        if missing:
+            raise ValueError(f"the trainer needs a value for every live hyperparameter; missing {missing}")
+        self.learner = learner
+        self.collector = collector
         self.model = model
+        self.n_steps = hp.validate("n_steps", n_steps)
+        self.seed = seed
         self.run_length = int(total_timesteps)
-        self.start_timesteps = model.num_timesteps
+        self.start_timesteps = int(num_timesteps)
         self.total_timesteps = self.start_timesteps + self.run_length
+        self.num_timesteps = self.start_timesteps
         self.updates = 0
+        self.episode_returns: collections.deque[float] = collections.deque(episodes[0], maxlen=EPISODE_WINDOW)
+        self.episode_lengths: collections.deque[int] = collections.deque(episodes[1], maxlen=EPISODE_WINDOW)
+        self._hyperparameters = hp.validate_live(dict(hyperparameters))
+        self._pending: dict[str, Any] = {}
+        self._lock = threading.Lock()
         self._time_training = 0.0
         self._steps_timed = 0
 
     # -- iteration --------------------------------------------------------------------
     @property
-    def num_timesteps(self) -> int:
-        return self.model.num_timesteps
-
-    @property
     def done(self) -> bool:
-        return self.model.num_timesteps >= self.total_timesteps
+        return self.num_timesteps >= self.total_timesteps
 
     def __iter__(self) -> Trainer:
         return self
@@ -112,56 +145,45 @@ class Trainer:
         """One rollout and exactly one update."""
         if self.done:
             raise StopIteration
-        model = self.model
-        used = self.hyperparameters
+        with self._lock:  # values set meanwhile apply from here on, never inside an update
+            self._hyperparameters.update(self._pending)
+            self._pending.clear()
+            used = dict(self._hyperparameters)
         started = time.perf_counter()
-        rollout = model.collector.collect(model.act, model.value, model.n_steps, used["gamma"])
-        if used["gae_lambda"] is None:
-            returns = nstep_returns(rollout.rewards, rollout.values, rollout.dones, rollout.last_values, used["gamma"])
-        else:
-            returns = gae_returns(
-                rollout.rewards, rollout.values, rollout.dones, rollout.last_values, used["gamma"], used["gae_lambda"]
-            )
-        batch_end = model.num_timesteps - self.start_timesteps + rollout.n_transitions
-        learning_rate = learning_rate_at(
-            model.learning_rate, model.lr_schedule, progress_of(batch_end, self.run_length)
-        )
-        values = _flatten(rollout.values)
-        flat_returns = _flatten(returns)
+        batch = self.collector.collect(self.n_steps, used["gamma"], used["gae_lambda"])
+        progress = progress_of(self.num_timesteps - self.start_timesteps + batch.n_transitions, self.run_length)
+        learning_rate = learning_rate_at(used["learning_rate"], used["lr_schedule"], progress)
         with deferred_interrupt():
-            metrics = model.update_from_rollout(
-                _flatten(rollout.observations),
-                _flatten(rollout.actions),
-                flat_returns - values,
-                flat_returns,
-                learning_rate,
-            )
-            model.num_timesteps += rollout.n_transitions
-            model.episode_returns.extend(rollout.episode_returns)
-            model.episode_lengths.extend(rollout.episode_lengths)
+            self.learner.set_hyperparameters(**{k: used[k] for k in (*LOSS_COEFFICIENTS, *OPTIMIZER_SETTINGS)})
+            metrics = self.learner.update(batch, learning_rate)
+            self.num_timesteps += batch.n_transitions
+            self.episode_returns.extend(batch.episode_returns)
+            self.episode_lengths.extend(batch.episode_lengths)
             self.updates += 1
         self._time_training += time.perf_counter() - started
-        self._steps_timed += rollout.n_transitions
+        self._steps_timed += batch.n_transitions
         eigenvalues = None
         if bool(metrics["inverse_refreshed"]):
-            eigenvalues = {name: FactorEigenvalues(a, g) for name, (a, g) in model.optimizer.eigenvalues().items()}
+            eigenvalues = {
+                name: FactorEigenvalues(a, g) for name, (a, g) in self.learner.optimizer.eigenvalues().items()
+            }
         return UpdateReport(
             update=self.updates,
-            timesteps=model.num_timesteps,
+            timesteps=self.num_timesteps,
             total_timesteps=self.total_timesteps,
             fps=self._steps_timed / max(self._time_training, 1e-9),
             learning_rate=float(metrics["learning_rate"]),
             policy_loss=float(metrics["policy_loss"]),
             value_loss=float(metrics["value_loss"]),
             entropy=float(metrics["entropy"]),
-            explained_variance=explained_variance(values, flat_returns),
+            explained_variance=explained_variance(batch.values, batch.returns),
             kl=float(metrics["kl"]),
             trust_region_scale=float(metrics["trust_region_scale"]),
             gfg=float(metrics["gfg"]),
             kfac_step=bool(metrics["kfac_step"]),
             skipped=bool(metrics["skipped"]),
-            episode_returns=rollout.episode_returns,
-            episode_lengths=rollout.episode_lengths,
+            episode_returns=batch.episode_returns,
+            episode_lengths=batch.episode_lengths,
             fisher_eigenvalues=eigenvalues,
             hyperparameters={k: hp.describe(v) for k, v in used.items()},
         )
@@ -169,60 +191,57 @@ class Trainer:
     # -- live hyperparameters ---------------------------------------------------------
     @property
     def hyperparameters(self) -> dict[str, Any]:
-        """The live values (``learning_rate`` is the schedule's initial value)."""
-        return {name: getattr(self.model, name) for name in hp.LIVE_HYPERPARAMETERS}
+        """The live values the next update will use (``learning_rate`` is the schedule's
+        initial value)."""
+        with self._lock:
+            return {**self._hyperparameters, **self._pending}
 
     def set(self, **values: Any) -> None:
-        """Change live hyperparameters from the next update on; all validated first."""
+        """Change live hyperparameters from the next update on; all validated first.
+
+        Safe from any thread: an update in progress keeps the values it started with.
+        """
         checked = hp.validate_live(values)
-        for name, value in checked.items():
-            setattr(self.model, name, value)
+        with self._lock:
+            self._pending.update(checked)
 
     def learning_rate_curve(self, n_points: int = 200) -> tuple[np.ndarray, np.ndarray]:
         """``(timesteps, learning rate)`` over the whole run under the current settings."""
+        current = self.hyperparameters
         steps = np.linspace(self.start_timesteps, self.total_timesteps, max(2, n_points))
-        rates = np.array(
-            [
-                learning_rate_at(
-                    self.model.learning_rate,
-                    self.model.lr_schedule,
-                    min(1.0, (s - self.start_timesteps) / self.run_length),
-                )
-                for s in steps
-            ]
-        )
+        progress = np.minimum(1.0, (steps - self.start_timesteps) / self.run_length)
+        rates = np.array([learning_rate_at(current["learning_rate"], current["lr_schedule"], p) for p in progress])
         return steps, rates
 
     # -- snapshots --------------------------------------------------------------------
     def snapshot(self) -> TrainerSnapshot:
-        """Everything needed to come back here: parameters, K-FAC state, schedule position,
-        random state and the env (copied when gymnasium allows; see :meth:`restore`)."""
-        model = self.model
+        """Everything needed to come back here: parameters, K-FAC state, random state,
+        schedule position, hyperparameters and the env (copied when gymnasium allows; see
+        :meth:`restore`)."""
         return TrainerSnapshot(
-            parameters=model.get_parameters(),
-            optimizer_state={k: v.numpy().copy() for k, v in model.optimizer.state_variables().items()},
-            generator_state=model.generator.state.numpy().copy(),
+            learner=self.learner.state(),
+            collector=self.collector.snapshot(),
             hyperparameters=self.hyperparameters,
-            num_timesteps=model.num_timesteps,
+            num_timesteps=self.num_timesteps,
             updates=self.updates,
-            collector_state=model.collector.snapshot(),
-            episode_returns=tuple(model.episode_returns),
-            episode_lengths=tuple(model.episode_lengths),
+            episode_returns=tuple(self.episode_returns),
+            episode_lengths=tuple(self.episode_lengths),
         )
 
     def restore(self, snapshot: TrainerSnapshot) -> None:
-        """Go back to a snapshot. Envs that cannot be copied (``SubprocVecEnv``) are reset
-        with the model's seed instead of resuming mid-episode."""
-        model = self.model
-        model.load_parameters(snapshot.parameters)
-        model._restore_optimizer(snapshot.optimizer_state)
-        model.generator.reset(snapshot.generator_state)
-        for name, value in snapshot.hyperparameters.items():
-            setattr(model, name, value)
-        model.num_timesteps = snapshot.num_timesteps
+        """Go back to a snapshot of this model (``ValueError`` for another model's, and
+        nothing changes). Envs that cannot be copied (``SubprocVecEnv``) are reset with the
+        run's seed instead of resuming mid-episode."""
+        if not isinstance(snapshot, TrainerSnapshot):
+            raise TypeError(f"restore takes a TrainerSnapshot, got {type(snapshot).__name__}")
+        self.learner.restore(snapshot.learner)  # checks the owner before changing anything
+        self.collector.restore(snapshot.collector, seed=self.seed)
+        with self._lock:
+            self._hyperparameters = dict(snapshot.hyperparameters)
+            self._pending.clear()
+        self.num_timesteps = snapshot.num_timesteps
         self.updates = snapshot.updates
-        model.collector.restore(snapshot.collector_state, seed=model.seed)
-        model.episode_returns.clear()
-        model.episode_returns.extend(snapshot.episode_returns)
-        model.episode_lengths.clear()
-        model.episode_lengths.extend(snapshot.episode_lengths)
+        self.episode_returns.clear()
+        self.episode_returns.extend(snapshot.episode_returns)
+        self.episode_lengths.clear()
+        self.episode_lengths.extend(snapshot.episode_lengths)

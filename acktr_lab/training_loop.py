@@ -1,4 +1,7 @@
-"""``learn``: a loop over the trainer with progress, logging, TensorBoard and callbacks."""
+"""``learn``: a loop over a trainer with progress, logging, TensorBoard and callbacks.
+
+Reports flow out of the trainer to these consumers; none of them reaches into the run.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +13,13 @@ from tqdm.auto import tqdm
 from acktr_lab.logger import TableLogger, TensorBoardLogger
 
 if TYPE_CHECKING:
-    from acktr_lab.acktr import ACKTR
     from acktr_lab.report import UpdateReport
+    from acktr_lab.trainer import Trainer
 
 
-def _table_row(model: ACKTR, report: UpdateReport) -> dict[str, Any]:
+def _table_row(trainer: Trainer, report: UpdateReport) -> dict[str, Any]:
     """The values Stable Baselines 2's ACKTR logs, under its names."""
-    returns, lengths = model.episode_returns, model.episode_lengths
+    returns, lengths = trainer.episode_returns, trainer.episode_lengths
     return {
         "nupdates": report.update,
         "total_timesteps": report.timesteps,
@@ -31,7 +34,7 @@ def _table_row(model: ACKTR, report: UpdateReport) -> dict[str, Any]:
     }
 
 
-def _tensorboard_row(model: ACKTR, report: UpdateReport) -> dict[str, Any]:
+def _tensorboard_row(report: UpdateReport) -> dict[str, Any]:
     row = {"step": report.timesteps, **report.scalars()}
     # Stable Baselines 2 names, so existing TensorBoard layouts keep working.
     row.update(
@@ -56,36 +59,42 @@ def _wants_to_stop(callback: Any, report: UpdateReport, frame_locals: dict[str, 
 
 
 def run_learn(
-    model: ACKTR,
-    total_timesteps: int,
-    callback: Any,
-    log_interval: int,
-    tb_log_name: str,
-    reset_num_timesteps: bool,
-    progress_bar: bool | None,
-) -> ACKTR:
-    trainer = model.trainer(total_timesteps, reset_num_timesteps=reset_num_timesteps)
-    table = TableLogger() if model.verbose >= 1 else None
-    tensorboard = TensorBoardLogger(model.tensorboard_log, tb_log_name) if model.tensorboard_log else None
-    show_bar = model.verbose >= 1 if progress_bar is None else progress_bar
+    trainer: Trainer,
+    *,
+    callback: Any = None,
+    log_interval: int = 100,
+    verbose: int = 0,
+    progress_bar: bool | None = None,
+    tensorboard_log: str | None = None,
+    tb_log_name: str = "ACKTR",
+    full_tensorboard_log: bool = False,
+) -> Trainer:
+    """Run ``trainer`` to its end (or until ``callback`` returns False), showing and logging it.
+
+    ``verbose >= 1``: a progress bar (unless ``progress_bar`` says otherwise) and Stable
+    Baselines 2's table every ``log_interval`` updates. ``tensorboard_log``: scalars (and
+    parameter histograms with ``full_tensorboard_log``) under ``tb_log_name``.
+    """
+    table = TableLogger() if verbose >= 1 else None
+    tensorboard = TensorBoardLogger(tensorboard_log, tb_log_name) if tensorboard_log else None
+    show_bar = verbose >= 1 if progress_bar is None else progress_bar
     bar = tqdm(total=trainer.run_length, unit="step", disable=not show_bar, dynamic_ncols=True)
     try:
         for report in trainer:
             bar.update(min(report.timesteps, trainer.total_timesteps) - trainer.start_timesteps - bar.n)
-            if model.episode_returns:
-                bar.set_postfix(ep_return=f"{np.mean(model.episode_returns):.1f}", refresh=False)
+            if trainer.episode_returns:
+                bar.set_postfix(ep_return=f"{np.mean(trainer.episode_returns):.1f}", refresh=False)
             if tensorboard is not None:
-                tensorboard.write(_tensorboard_row(model, report))
-                if model.full_tensorboard_log:
-                    tensorboard.histograms(model.get_parameters(), report.timesteps)
+                tensorboard.write(_tensorboard_row(report))
+                if full_tensorboard_log:
+                    tensorboard.histograms(trainer.learner.get_parameters(), report.timesteps)
             if table is not None and (report.update % max(1, log_interval) == 0 or report.update == 1):
-                table.write(_table_row(model, report))
-            if _wants_to_stop(
-                callback, report, {"self": model, "trainer": trainer, "report": report, "update": report.update}
-            ):
+                table.write(_table_row(trainer, report))
+            frame_locals = {"self": trainer.model, "trainer": trainer, "report": report, "update": report.update}
+            if _wants_to_stop(callback, report, frame_locals):
                 break
     finally:
         bar.close()
         if tensorboard is not None:
             tensorboard.close()
-    return model
+    return trainer

@@ -7,14 +7,12 @@ returns ``(obs, rewards, terminated, truncated, infos)``. They default to
 *same-step* autoreset: when sub-env ``i`` ends an episode at a step, that same
 step returns the first observation of its next episode, and the observation the
 episode ended on is in ``infos["final_obs"][i]`` (``infos["_final_obs"][i]`` is
-true). That is what Stable Baselines' rollouts need to bootstrap truncated
-episodes. Next-step autoreset (gymnasium's default) is refused by
-:func:`as_vector_env`.
+true), as in Stable Baselines 2.
 
-:func:`as_vector_env` also wraps the vector env with gymnasium's
-``RecordEpisodeStatistics``: on a step where sub-env ``i`` ends an episode,
-``infos["_episode"][i]`` is true and ``infos["episode"]["r"][i]``,
-``["l"][i]``, ``["t"][i]`` hold its return, length and duration.
+:func:`as_vector_env` accepts every gymnasium vector env as it is, whatever its
+autoreset mode: next-step (gymnasium's default, e.g. ``gymnasium.make_vec(id,
+n)``), same-step or disabled. The collector (:mod:`acktr_lab.rollout`) handles
+each and keeps its own episode statistics.
 """
 
 from __future__ import annotations
@@ -26,7 +24,6 @@ from typing import Any
 
 import gymnasium as gym
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
-from gymnasium.wrappers.vector import RecordEpisodeStatistics
 
 EnvFactory = Callable[[], gym.Env]
 
@@ -101,7 +98,7 @@ def make_vec_env(
     ``env_id_or_callable(**env_kwargs)``), wrapped with ``wrapper_class`` if given.
     With a ``seed``, copy ``i`` is reset once with ``seed + i`` and its spaces are
     seeded with ``seed + i``, so the run is reproducible without passing a seed to
-    ``reset``. Episode statistics are added by :func:`as_vector_env`.
+    ``reset``.
     """
     if n_envs < 1:
         raise ValueError(f"n_envs must be at least 1, got {n_envs}")
@@ -110,32 +107,6 @@ def make_vec_env(
     if vec_env_cls in (SyncVectorEnv, AsyncVectorEnv):
         return vec_env_cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
     return vec_env_cls(fns)
-
-
-def _is_recording_statistics(env: VectorEnv) -> bool:
-    current: Any = env
-    while current is not None:
-        if isinstance(current, RecordEpisodeStatistics):
-            return True
-        current = getattr(current, "env", None) if isinstance(current, gym.vector.VectorWrapper) else None
-    return False
-
-
-def _check_same_step(env: VectorEnv) -> None:
-    mode = env.metadata.get("autoreset_mode")
-    if mode == AutoresetMode.SAME_STEP:
-        return
-    if mode is None:
-        problem = "does not declare metadata['autoreset_mode'] (gymnasium then assumes NEXT_STEP)"
-    else:
-        problem = f"uses autoreset_mode={mode}"
-    raise ValueError(
-        f"the vector env {env} {problem}; acktr_lab needs same-step autoreset so that the "
-        "final observation of an episode is in infos['final_obs']. Use "
-        "acktr_lab.DummyVecEnv / SubprocVecEnv / make_vec_env, or create it with "
-        "autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP (e.g. gymnasium.make_vec(..., "
-        "vector_kwargs={'autoreset_mode': AutoresetMode.SAME_STEP}))."
-    )
 
 
 def _from_old_gym(env: Any) -> gym.Env | None:
@@ -163,44 +134,34 @@ def _from_old_gym(env: Any) -> gym.Env | None:
 
 
 def as_vector_env(env: Any, n_envs: int = 1) -> VectorEnv:
-    """Coerce ``env`` to a same-step-autoreset vector env that records episode statistics.
+    """Coerce ``env`` to a gymnasium vector env.
 
     Accepts:
 
     * an env id string: ``n_envs`` copies via :func:`make_vec_env`;
     * a gymnasium ``Env``: a one-env :class:`DummyVecEnv` around *that object*
       (``n_envs`` must be 1);
-    * a gymnasium ``VectorEnv`` with same-step autoreset, used as is (``n_envs`` is
+    * a gymnasium ``VectorEnv`` in any autoreset mode, used as is (``n_envs`` is
       ignored: the vector env decides);
     * an old ``gym`` env, through ``shimmy`` (``ValueError`` if shimmy is missing).
 
-    The result is wrapped with ``RecordEpisodeStatistics`` unless already wrapped.
-
     Raises:
-        ValueError: next-step or undeclared autoreset; ``n_envs > 1`` with an env
-            object; old gym without shimmy.
+        ValueError: ``n_envs > 1`` with an env object; old gym without shimmy.
         TypeError: anything else (the message names what was passed).
     """
-    vec: VectorEnv
     if isinstance(env, str):
-        vec = make_vec_env(env, n_envs=n_envs)
-    elif isinstance(env, VectorEnv):
-        _check_same_step(env)
-        vec = env
-    else:
-        single = env if isinstance(env, gym.Env) else _from_old_gym(env)
-        if single is None:
-            raise TypeError(
-                f"cannot use {env!r} (type {type(env).__module__}.{type(env).__qualname__}) as "
-                "an environment; pass an env id string, a gymnasium Env, or a gymnasium "
-                "VectorEnv with same-step autoreset"
-            )
-        if n_envs != 1:
-            raise ValueError(
-                f"n_envs={n_envs} needs an env id or a vector env: one env object "
-                f"({single!r}) cannot be copied; use make_vec_env(...)"
-            )
-        vec = DummyVecEnv([lambda: single])
-    if not _is_recording_statistics(vec):
-        vec = RecordEpisodeStatistics(vec)
-    return vec
+        return make_vec_env(env, n_envs=n_envs)
+    if isinstance(env, VectorEnv):
+        return env
+    single = env if isinstance(env, gym.Env) else _from_old_gym(env)
+    if single is None:
+        raise TypeError(
+            f"cannot use {env!r} (type {type(env).__module__}.{type(env).__qualname__}) as "
+            "an environment; pass an env id string, a gymnasium Env, or a gymnasium VectorEnv"
+        )
+    if n_envs != 1:
+        raise ValueError(
+            f"n_envs={n_envs} needs an env id or a vector env: one env object "
+            f"({single!r}) cannot be copied; use make_vec_env(...)"
+        )
+    return DummyVecEnv([lambda: single])

@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 from acktr_lab import ACKTR, CnnPolicy, DummyVecEnv, MlpPolicy, SubprocVecEnv, UpdateReport, make_vec_env
-from acktr_lab.rollout import RolloutCollector
+from acktr_lab.rollout import Collector
 from acktr_lab.vec_env import as_vector_env
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -728,6 +728,27 @@ class FixedEpisodeEnv(gym.Env):
         return obs, self.reward, ended and not self.truncate, ended and self.truncate, {}
 
 
+class ConstantActor:
+    """Always action 0 and value ``c``; records the observations V was asked about."""
+
+    def __init__(self, c: float) -> None:
+        self.c = c
+        self.seen_by_value: list[np.ndarray] = []
+
+    def initial_state(self, n_envs: int) -> tuple:
+        return ()
+
+    def act(self, obs: np.ndarray, state: tuple, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple]:
+        return np.zeros(len(obs), np.int64), np.full(len(obs), self.c, np.float32), state
+
+    def value(self, obs: np.ndarray, state: tuple, starts: np.ndarray) -> np.ndarray:
+        self.seen_by_value.append(obs.copy())
+        return np.full(len(obs), self.c, np.float32)
+
+    def to_env_actions(self, actions: np.ndarray) -> np.ndarray:
+        return np.asarray(actions)
+
+
 def test_rollout_bootstraps_truncation_only() -> None:
     gamma, c, r, length = 0.9, 5.0, 2.0, 3
     env = as_vector_env(
@@ -738,17 +759,9 @@ def test_rollout_bootstraps_truncation_only() -> None:
             ]
         )
     )
-    collector = RolloutCollector(env, seed=0, to_env_actions=np.asarray)
-    seen_by_value: list[np.ndarray] = []
-
-    def act(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return np.zeros(len(obs), np.int64), np.full(len(obs), c, np.float32)
-
-    def value(obs: np.ndarray) -> np.ndarray:
-        seen_by_value.append(obs.copy())
-        return np.full(len(obs), c, np.float32)
-
-    rollout = collector.collect(act, value, n_steps=7, gamma=gamma)
+    actor = ConstantActor(c)
+    collector = Collector(env, actor, seed=0)
+    rollout = collector.collect(n_steps=7, gamma=gamma)
     ends = np.array([False, False, True, False, False, True, False])
     np.testing.assert_array_equal(rollout.dones[:, 0], ends)
     np.testing.assert_array_equal(rollout.dones[:, 1], ends)
@@ -756,7 +769,7 @@ def test_rollout_bootstraps_truncation_only() -> None:
     np.testing.assert_allclose(rollout.rewards[:, 0], np.where(ends, r + gamma * c, r))
     np.testing.assert_array_equal(rollout.rewards[:, 1], np.full(7, r, np.float32))
     # V was asked about the final observation (1.0), not the reset one (0.0).
-    final_queries = [obs[0, 0] for obs in seen_by_value[:-1]]
+    final_queries = [obs[0, 0] for obs in actor.seen_by_value[:-1]]
     assert final_queries == [1.0, 1.0]
     assert rollout.episode_returns == (6.0, 6.0, 6.0, 6.0)
     assert rollout.episode_lengths == (3, 3, 3, 3)
@@ -766,18 +779,10 @@ def test_rollout_bootstraps_truncation_only() -> None:
 
 
 def test_rollout_truncation_with_returns() -> None:
-    """End to end through nstep_returns: a truncated step's return is r + γ·V(final)."""
-    from acktr_lab.returns import nstep_returns
-
+    """End to end through the returns: a truncated step's return is r + γ·V(final)."""
     gamma, c, r = 0.5, 4.0, 1.0
     env = as_vector_env(DummyVecEnv([lambda: FixedEpisodeEnv(2, r, truncate=True)]))
-    collector = RolloutCollector(env, seed=0, to_env_actions=np.asarray)
-    rollout = collector.collect(
-        lambda obs: (np.zeros(len(obs), np.int64), np.zeros(len(obs), np.float32)),
-        lambda obs: np.full(len(obs), c, np.float32),
-        n_steps=2,
-        gamma=gamma,
-    )
-    returns = nstep_returns(rollout.rewards, rollout.values, rollout.dones, rollout.last_values, gamma)
-    np.testing.assert_allclose(returns[:, 0], [r + gamma * (r + gamma * c), r + gamma * c])
+    collector = Collector(env, ConstantActor(c), seed=0)
+    rollout = collector.collect(n_steps=2, gamma=gamma)
+    np.testing.assert_allclose(rollout.returns[:, 0], [r + gamma * (r + gamma * c), r + gamma * c])
     env.close()

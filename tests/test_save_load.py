@@ -168,7 +168,7 @@ def test_optimizer_state_restored(tmp_path: Path) -> None:
         np.testing.assert_array_equal(saved[name].numpy(), restored[name].numpy(), err_msg=name)
     for block in loaded.optimizer.blocks:
         assert np.any(block.input_factor.numpy() != 0), block.layer_name  # statistics, not a fresh start
-    np.testing.assert_array_equal(model.generator.state.numpy(), loaded.generator.state.numpy())
+    np.testing.assert_array_equal(model.learner.generator.state.numpy(), loaded.learner.generator.state.numpy())
 
 
 @pytest.mark.parametrize("saved_after", [6, 14])  # during the cold start, and after K-FAC started
@@ -202,7 +202,7 @@ def test_training_resumes_exactly(tmp_path: Path, saved_after: int) -> None:
     # continue differently.
     parameters_only = ACKTR("MlpPolicy", fresh_env(), n_steps=n_steps, seed=3)
     parameters_only.load_parameters(tmp_path / "m.zip")
-    parameters_only.generator.reset(ACKTR.load(tmp_path / "m").generator.state)
+    parameters_only.learner.generator.reset(ACKTR.load(tmp_path / "m").learner.generator.state)
     parameters_only.num_timesteps = saved_after * n_envs * n_steps
     other = next(parameters_only.trainer(remaining, reset_num_timesteps=False))
     assert other.policy_loss == original_reports[0].policy_loss  # the same batch and parameters...

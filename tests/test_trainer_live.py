@@ -39,8 +39,8 @@ def test_set_takes_effect_from_the_next_update_without_retracing() -> None:
     assert second.hyperparameters["lr_schedule"] == "constant"
     assert second.hyperparameters["gae_lambda"] == 0.9
     assert second.learning_rate == pytest.approx(0.1)  # constant schedule: the base value itself
-    assert float(model.loss_coefficients["ent_coef"].numpy()) == pytest.approx(0.05)
-    assert float(model.loss_coefficients["vf_fisher_coef"].numpy()) == pytest.approx(0.5)
+    assert float(model.learner.loss_coefficients["ent_coef"].numpy()) == pytest.approx(0.05)
+    assert float(model.learner.loss_coefficients["vf_fisher_coef"].numpy()) == pytest.approx(0.5)
     assert model.optimizer.get_hyperparameters()["kfac_clip"] == pytest.approx(0.002)
     assert model.optimizer.get_hyperparameters()["max_grad_norm"] == pytest.approx(1.0)
     assert model.train_step_traces() == traces
@@ -116,16 +116,16 @@ def test_keyboard_interrupt_never_splits_an_update() -> None:
     model = _model()
     trainer = model.trainer(2_000)
     trainer.step()
-    original = model.update_from_rollout
+    original = model.learner.update
 
     def interrupted_update(*args: object, **kwargs: object) -> dict:
         os.kill(os.getpid(), signal.SIGINT)  # arrives in the middle of the update
         return original(*args, **kwargs)
 
-    model.update_from_rollout = interrupted_update  # type: ignore[method-assign]
+    model.learner.update = interrupted_update  # type: ignore[method-assign]
     with pytest.raises(KeyboardInterrupt):
         trainer.step()
-    model.update_from_rollout = original  # type: ignore[method-assign]
+    model.learner.update = original  # type: ignore[method-assign]
     # The update completed and its bookkeeping with it: counters agree.
     assert int(model.optimizer.iterations.numpy()) == trainer.updates == 2
     assert model.num_timesteps == 2 * 16

@@ -1,4 +1,4 @@
-"""Vector envs: input kinds, same-step autoreset, truncation, episode statistics."""
+"""Vector envs: input kinds, autoreset modes, truncation, episode statistics."""
 
 from __future__ import annotations
 
@@ -20,18 +20,9 @@ def _unwrap(env: gym.vector.VectorEnv) -> gym.vector.VectorEnv:
     return env
 
 
-def _count_stat_wrappers(env: gym.vector.VectorEnv) -> int:
-    count = 0
-    while isinstance(env, gym.vector.VectorWrapper):
-        count += isinstance(env, RecordEpisodeStatistics)
-        env = env.env
-    return count
-
-
 def test_env_id() -> None:
     env = as_vector_env("CartPole-v1", n_envs=3)
-    assert isinstance(env, RecordEpisodeStatistics)
-    assert isinstance(_unwrap(env), DummyVecEnv)
+    assert isinstance(env, DummyVecEnv)
     assert env.num_envs == 3
     assert env.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
     obs, _ = env.reset(seed=0)
@@ -48,28 +39,31 @@ def test_gym_env_object_is_reused() -> None:
     env.close()
 
 
-def test_vector_env_same_step_accepted_and_not_rewrapped() -> None:
+def test_vector_env_used_as_is() -> None:
     vec = make_vec_env("CartPole-v1", n_envs=2)
     env = as_vector_env(vec, n_envs=1)  # n_envs is ignored for vector envs
-    assert _unwrap(env) is vec and env.num_envs == 2
-    assert as_vector_env(env) is env
-    assert _count_stat_wrappers(as_vector_env(env)) == 1
+    assert env is vec and env.num_envs == 2
+    wrapped = RecordEpisodeStatistics(vec)
+    assert as_vector_env(wrapped) is wrapped
     made = gym.make_vec(
         "CartPole-v1",
         num_envs=2,
         vectorization_mode="sync",
         vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
     )
-    assert _unwrap(as_vector_env(made)) is made
+    assert as_vector_env(made) is made
     env.close()
     made.close()
 
 
-def test_next_step_autoreset_rejected() -> None:
-    vec = SyncVectorEnv([lambda: gym.make("CartPole-v1")])  # gymnasium's default: NEXT_STEP
-    with pytest.raises(ValueError, match="SAME_STEP"):
-        as_vector_env(vec)
+@pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED])
+def test_every_autoreset_mode_accepted(mode: AutoresetMode) -> None:
+    vec = SyncVectorEnv([lambda: gym.make("CartPole-v1")], autoreset_mode=mode)
+    assert as_vector_env(vec) is vec
+    default = SyncVectorEnv([lambda: gym.make("CartPole-v1")])  # gymnasium's default: NEXT_STEP
+    assert as_vector_env(default) is default
     vec.close()
+    default.close()
 
 
 def test_other_inputs_rejected() -> None:
@@ -95,7 +89,7 @@ def test_old_gym_env_without_shimmy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_final_obs_and_truncation_vs_termination() -> None:
-    env = as_vector_env(make_vec_env("CartPole-v1", n_envs=2, seed=0, env_kwargs={"max_episode_steps": 5}))
+    env = RecordEpisodeStatistics(make_vec_env("CartPole-v1", n_envs=2, seed=0, env_kwargs={"max_episode_steps": 5}))
     env.reset()
     # Alternating pushes keep the pole up for 5 steps: both envs hit the time limit.
     for t in range(5):
@@ -115,7 +109,7 @@ def test_final_obs_and_truncation_vs_termination() -> None:
 
 
 def test_termination_and_episode_statistics() -> None:
-    env = as_vector_env(make_vec_env("CartPole-v1", n_envs=2, seed=1))
+    env = RecordEpisodeStatistics(make_vec_env("CartPole-v1", n_envs=2, seed=1))
     env.reset()
     lengths = np.zeros(2, dtype=int)
     returns = np.zeros(2)
@@ -163,7 +157,7 @@ def test_make_vec_env_callable_and_wrapper() -> None:
     assert isinstance(env.envs[0], gym.wrappers.RecordEpisodeStatistics)
     # The per-env wrapper's "episode" info lands in final_info under same-step autoreset,
     # so it does not clash with the vector-level statistics.
-    env = as_vector_env(env)
+    env = RecordEpisodeStatistics(env)
     env.reset(seed=0)
     for _ in range(3):
         *_, truncated, infos = env.step(np.array([0]))
@@ -176,7 +170,7 @@ def test_make_vec_env_callable_and_wrapper() -> None:
 
 
 def test_subproc_vec_env_two_envs() -> None:
-    env = as_vector_env(
+    env = RecordEpisodeStatistics(
         make_vec_env(
             "CartPole-v1",
             n_envs=2,

@@ -19,9 +19,9 @@ from fake_trainer import FakeTrainer
 from png_checks import QUIET, assert_png
 
 from acktr_lab.hyperparameters import LIVE_HYPERPARAMETERS
+from acktr_lab.plots import BoundedHistory
 from acktr_lab.report import FactorEigenvalues, PretrainReport, UpdateReport
 from acktr_lab.widgets import LIVE_CONTROLS, Dashboard, TrainingPlots
-from acktr_lab.widgets.plots import BoundedHistory
 
 
 def make_dashboard(trainer: FakeTrainer | None = None, **kwargs: object) -> tuple[Dashboard, FakeTrainer]:

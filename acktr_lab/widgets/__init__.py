@@ -4,8 +4,8 @@ hyperparameters. ``TrainingPlots`` is pure matplotlib and also works outside not
 
 from __future__ import annotations
 
+from acktr_lab.plots import TrainingPlots
 from acktr_lab.widgets.dashboard import LIVE_CONTROLS, Dashboard
-from acktr_lab.widgets.plots import TrainingPlots
 from acktr_lab.widgets.pretrain import PretrainDashboard
 
 __all__ = ["LIVE_CONTROLS", "Dashboard", "PretrainDashboard", "TrainingPlots"]

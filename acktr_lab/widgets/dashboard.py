@@ -22,10 +22,10 @@ from typing import Any, ClassVar, Protocol
 
 import ipywidgets as widgets
 
+from acktr_lab.plots import LR_SETTINGS, TrainingPlots, same_value
 from acktr_lab.report import PretrainReport, UpdateReport
 from acktr_lab.schedules import SCHEDULES
 from acktr_lab.widgets.panel import WidgetPanel
-from acktr_lab.widgets.plots import LR_SETTINGS, TrainingPlots, same_value
 
 __all__ = ["LIVE_CONTROLS", "Dashboard", "TrainerLike"]
 

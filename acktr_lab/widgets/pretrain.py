@@ -51,10 +51,10 @@ from matplotlib.ticker import MaxNLocator
 
 from acktr_lab.evaluation import evaluate
 from acktr_lab.expert import ExpertDataset
+from acktr_lab.plots import BoundedHistory
 from acktr_lab.report import PretrainReport
 from acktr_lab.widgets.dashboard import Dashboard
 from acktr_lab.widgets.panel import WidgetPanel
-from acktr_lab.widgets.plots import BoundedHistory
 
 __all__ = ["Evaluation", "PretrainDashboard"]
 

@@ -1,0 +1,230 @@
+"""The learner: the policy, ACKTR's losses, the K-FAC optimizer and the compiled steps.
+
+:meth:`Learner.update` takes one :class:`~acktr_lab.rollout.Batch` of ``T`` steps of ``N``
+envs (``n = N·T`` transitions, advantages ``Â = R − V``) and applies one ACKTR update::
+
+    L_pg  = mean(Â · −log π(a|s)) − ent_coef · mean(H[π(·|s)])
+    L_vf  = mean((V(s) − R)²)
+    L     = L_pg + vf_coef · L_vf
+    L_F   = mean(log π(a|s)) − vf_fisher_coef · mean((V(s) − sg(V(s) + ε))²),  ε ~ N(0, 1)
+
+``L_F`` is the sampled-Fisher loss (the rollout's actions are samples of the current
+policy; the value head has a unit-variance Gaussian predictive distribution). K-FAC takes
+∇L, builds its curvature statistics from ∇L_F of the same forward pass and steps inside
+the KL trust region (see :mod:`acktr_lab.kfac.optimizer`). For Box actions the
+advantages are standardised first.
+
+The learner also acts for the collector (:meth:`act`, :meth:`value`): both are compiled
+once, and sampling draws from the learner's seeded generator, as the Fisher noise does.
+Python bookkeeping stays outside the compiled steps, which return a metrics dict.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import tensorflow as tf
+
+from acktr_lab.kfac import KfacOptimizer, UpdatePlan, capture
+from acktr_lab.policies import ActorCriticPolicy, PolicyState
+from acktr_lab.rollout import Batch, StateArrays
+
+#: The loss coefficients the learner holds in variables (changing them never retraces).
+LOSS_COEFFICIENTS = ("ent_coef", "vf_coef", "vf_fisher_coef")
+#: The K-FAC values that change between updates without retracing.
+OPTIMIZER_SETTINGS = ("kfac_clip", "max_grad_norm")
+
+
+@dataclass(frozen=True)
+class LearnerState:
+    """Everything the learner learns or draws from: see :meth:`Learner.state`."""
+
+    owner: str
+    parameters: dict[str, np.ndarray]
+    optimizer_state: dict[str, np.ndarray]
+    generator_state: np.ndarray
+
+
+class Learner:
+    """Owns ``policy`` and ``optimizer`` (built over the policy's K-FAC layers)."""
+
+    def __init__(self, policy: ActorCriticPolicy, optimizer: KfacOptimizer, seed: int) -> None:
+        self.policy = policy
+        self.optimizer = optimizer
+        #: Identifies this learner's snapshots (a snapshot restores only into its own model).
+        self.identity = uuid.uuid4().hex
+        self.generator = tf.random.Generator.from_seed(seed)
+        self.standardise_advantages = isinstance(policy.action_space, gym.spaces.Box)
+        self.loss_coefficients = {
+            name: tf.Variable(0.0, dtype=tf.float32, trainable=False, name=name) for name in LOSS_COEFFICIENTS
+        }
+        self._act = tf.function(self._act_graph, reduce_retracing=True)
+        self._value = tf.function(self._value_graph, reduce_retracing=True)
+        self._update_steps: dict[UpdatePlan, Any] = {}  # one compiled step per K-FAC update plan
+
+    # -- acting (the collector's Actor) -----------------------------------------------
+    def initial_state(self, n_envs: int) -> StateArrays:
+        return tuple(s.numpy() for s in self.policy.initial_state(n_envs))
+
+    def act(
+        self, observations: np.ndarray, state: StateArrays, episode_starts: np.ndarray, deterministic: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, StateArrays]:
+        """``(actions, values, next_state)`` for a batch of observations as the env gives them."""
+        actions, values, next_state = self._act(
+            tf.convert_to_tensor(observations), _tensors(state), tf.convert_to_tensor(episode_starts), deterministic
+        )
+        return actions.numpy(), values.numpy(), tuple(s.numpy() for s in next_state)
+
+    def value(self, observations: np.ndarray, state: StateArrays, episode_starts: np.ndarray) -> np.ndarray:
+        """``V(o, s)``, compiled: the collector calls it every rollout (bootstrap values)."""
+        return self._value(
+            tf.convert_to_tensor(observations), _tensors(state), tf.convert_to_tensor(episode_starts)
+        ).numpy()
+
+    def to_env_actions(self, actions: np.ndarray) -> np.ndarray:
+        return self.policy.distribution_factory.to_env_actions(actions)
+
+    def _act_graph(
+        self, observations: tf.Tensor, state: PolicyState, episode_starts: tf.Tensor, deterministic: bool
+    ) -> tuple[tf.Tensor, tf.Tensor, PolicyState]:
+        step = self.policy.step(observations, state, episode_starts)
+        actions = step.distribution.mode() if deterministic else step.distribution.sample(self.generator)
+        return actions, step.values, step.state
+
+    def _value_graph(self, observations: tf.Tensor, state: PolicyState, episode_starts: tf.Tensor) -> tf.Tensor:
+        return self.policy.step(observations, state, episode_starts).values
+
+    # -- learning ---------------------------------------------------------------------
+    def set_hyperparameters(self, **values: float) -> None:
+        """The live loss coefficients and K-FAC settings for the next updates."""
+        for name, value in values.items():
+            if name in self.loss_coefficients:
+                self.loss_coefficients[name].assign(value)
+        settings = {k: v for k, v in values.items() if k in OPTIMIZER_SETTINGS}
+        unknown = set(values) - set(LOSS_COEFFICIENTS) - set(OPTIMIZER_SETTINGS)
+        if unknown:
+            raise ValueError(f"the learner has no hyperparameter(s) {sorted(unknown)}")
+        if settings:
+            self.optimizer.set_hyperparameters(**settings)
+
+    def update(self, batch: Batch, learning_rate: float) -> dict[str, Any]:
+        """One ACKTR update on ``batch`` with step size ``learning_rate``; NumPy metrics."""
+        advantages = batch.advantages
+        if self.standardise_advantages:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        self.optimizer.set_hyperparameters(learning_rate=learning_rate)
+        inputs = (
+            tf.convert_to_tensor(batch.observations),
+            _tensors(batch.initial_state),
+            tf.convert_to_tensor(batch.episode_starts),
+            tf.convert_to_tensor(_flatten(batch.actions)),
+            tf.convert_to_tensor(_flatten(advantages), tf.float32),
+            tf.convert_to_tensor(_flatten(batch.returns), tf.float32),
+        )
+        if not self._update_steps:
+            # Compile every plan now, so that no update later (the first K-FAC step, say) pauses to trace.
+            for plan in self.optimizer.possible_plans():
+                self._update_step(plan).get_concrete_function(*inputs)
+        metrics = self._update_step(self.optimizer.plan())(*inputs)
+        return self.optimizer.after_update({k: v.numpy() for k, v in metrics.items()})
+
+    def _update_step(self, plan: UpdatePlan) -> Any:
+        """The compiled update for ``plan`` (the plan is baked in: no per-call argument for it)."""
+        step = self._update_steps.get(plan)
+        if step is None:
+            step = tf.function(functools.partial(self._update_graph, plan=plan), reduce_retracing=True)
+            self._update_steps[plan] = step
+        return step
+
+    def update_traces(self) -> int:
+        """How many times the update has been traced (compiled) so far, over all plans."""
+        return sum(step.experimental_get_tracing_count() for step in self._update_steps.values())
+
+    def _update_graph(
+        self,
+        observations: tf.Tensor,
+        initial_state: PolicyState,
+        episode_starts: tf.Tensor,
+        actions: tf.Tensor,
+        advantages: tf.Tensor,
+        returns: tf.Tensor,
+        plan: UpdatePlan,
+    ) -> dict[str, tf.Tensor]:
+        """One ACKTR update: losses, sampled-Fisher loss, K-FAC step, KL of the change.
+
+        Traced once per K-FAC ``plan`` (cold start, with or without statistics, with or
+        without an eigendecomposition): each trace holds only the work it needs.
+        """
+        c = self.loss_coefficients
+        with tf.GradientTape(persistent=True) as tape, capture() as recorded:
+            distribution, values, _ = self.policy.unroll(observations, initial_state, episode_starts)
+            neglogp = -distribution.log_prob(actions)
+            entropy = tf.reduce_mean(distribution.entropy())
+            policy_loss = tf.reduce_mean(advantages * neglogp) - c["ent_coef"] * entropy
+            value_loss = tf.reduce_mean(tf.square(values - returns))
+            loss = policy_loss + c["vf_coef"] * value_loss
+            fisher_loss = None  # needed (and its value noise drawn) only by updates that take statistics
+            if plan.statistics:
+                noisy_values = tf.stop_gradient(values + self.generator.normal(tf.shape(values), dtype=values.dtype))
+                fisher_loss = -tf.reduce_mean(neglogp) - c["vf_fisher_coef"] * tf.reduce_mean(
+                    tf.square(values - noisy_values)
+                )
+        metrics = self.optimizer.apply_update(tape, loss, fisher_loss, recorded, plan)
+        new_distribution = self.policy.unroll(observations, initial_state, episode_starts).distribution
+        metrics["kl"] = tf.cast(tf.reduce_mean(distribution.kl(new_distribution)), tf.float64)
+        metrics["policy_loss"] = tf.cast(policy_loss, tf.float64)
+        metrics["value_loss"] = tf.cast(value_loss, tf.float64)
+        metrics["entropy"] = tf.cast(entropy, tf.float64)
+        return metrics
+
+    # -- state ------------------------------------------------------------------------
+    def get_parameters(self) -> dict[str, np.ndarray]:
+        return {name: variable.numpy() for name, variable in self.policy.parameters.items()}
+
+    def state(self) -> LearnerState:
+        """A copy of the parameters, the K-FAC state and the random generator's state."""
+        return LearnerState(
+            owner=self.identity,
+            parameters={k: v.copy() for k, v in self.get_parameters().items()},
+            optimizer_state={k: v.numpy().copy() for k, v in self.optimizer.state_variables().items()},
+            generator_state=self.generator.state.numpy().copy(),
+        )
+
+    def restore(self, state: LearnerState) -> None:
+        """Go back to ``state``, which must come from this learner (``ValueError`` otherwise)."""
+        if state.owner != self.identity:
+            raise ValueError(
+                "this snapshot was taken from another model; a snapshot restores only into the model it came from "
+                "(to move weights between models use load_parameters)"
+            )
+        for name, value in state.parameters.items():
+            self.policy.parameters[name].assign(value)
+        self.restore_optimizer(state.optimizer_state)
+        self.generator.reset(state.generator_state)
+
+    def restore_optimizer(self, state: Mapping[str, np.ndarray]) -> None:
+        """Assign the K-FAC state (statistics, inverses, momentum, iteration), shapes checked first."""
+        variables = self.optimizer.state_variables()
+        if set(state) != set(variables):
+            raise ValueError("the saved optimizer state does not match this model's K-FAC layers")
+        for name, variable in variables.items():
+            if tuple(state[name].shape) != tuple(variable.shape):
+                raise ValueError(f"optimizer state {name} has shape {state[name].shape}, expected {variable.shape}")
+        for name, variable in variables.items():
+            variable.assign(state[name])
+        self.optimizer.mark_restored()
+
+
+def _tensors(state: StateArrays) -> PolicyState:
+    return tuple(tf.convert_to_tensor(s) for s in state)
+
+
+def _flatten(array: np.ndarray) -> np.ndarray:
+    """``[n_steps, n_envs, ...]`` → ``[n_envs · n_steps, ...]`` (env-major, as :func:`env_major`)."""
+    return array.swapaxes(0, 1).reshape(-1, *array.shape[2:])
