@@ -33,7 +33,7 @@ from acktr_lab.kfac.layers import Conv2D, Dense, KfacLayer
 from acktr_lab.preprocessing import (
     check_observation_space,
     flat_observation_dim,
-    is_image_space,
+    image_layout,
     preprocess_observation,
 )
 
@@ -266,7 +266,8 @@ class MlpPolicy(ActorCriticPolicy):
 
 
 class CnnPolicy(ActorCriticPolicy):
-    """Nature CNN (Mnih et al. 2015) shared by the policy and value heads, for images."""
+    """Nature CNN (Mnih et al. 2015) shared by the policy and value heads, for images
+    (uint8, channel-last ``(H, W, C)`` or channel-first ``(C, H, W)``)."""
 
     feature_extraction = "cnn"
     default_act_fun = "relu"
@@ -278,14 +279,19 @@ class CnnPolicy(ActorCriticPolicy):
         return layer
 
     def _build(self, rng: np.random.Generator) -> None:
-        if not is_image_space(self.observation_space):
+        layout = image_layout(self.observation_space)
+        if layout is None:
             raise ValueError(
-                f"CnnPolicy needs image observations (Box of uint8, shape HxWxC), got "
+                f"CnnPolicy needs image observations (Box of uint8, shape HxWxC or CxHxW), got "
                 f"{self.observation_space}; use MlpPolicy"
             )
         if self.net_arch is not None:
             raise ValueError("CnnPolicy has a fixed Nature CNN; net_arch is not supported")
-        height, width, channels = self.observation_space.shape
+        # Channel-first images (gymnasium's Atari stacks) are transposed to the layout the
+        # convolutions and Stable Baselines 2's weights use.
+        self.channels_first = layout == "channels_first"
+        shape = self.observation_space.shape
+        height, width, channels = (shape[1], shape[2], shape[0]) if self.channels_first else shape
         self.conv_layers = [
             self._conv(channels, 32, 8, 4, "c1", rng),
             self._conv(32, 64, 4, 2, "c2", rng),
@@ -301,6 +307,8 @@ class CnnPolicy(ActorCriticPolicy):
 
     def features(self, obs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         x = tf.cast(preprocess_observation(obs, self.observation_space), self.dtype)
+        if self.channels_first:
+            x = tf.transpose(x, [0, 2, 3, 1])
         for layer in self.conv_layers:
             x = self.act_fun(layer(x))
         x = tf.reshape(x, [tf.shape(x)[0], -1])

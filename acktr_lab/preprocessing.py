@@ -52,16 +52,28 @@ def _is_uint8_rank3(space: gym.spaces.Space) -> bool:
     return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
 
 
-def is_image_space(space: gym.spaces.Space) -> bool:
-    """True for a channel-last image: a uint8 ``Box`` of shape ``(H, W, C)`` with ``C ≤ H, W``.
+def image_layout(space: gym.spaces.Space) -> str | None:
+    """``"channels_last"`` for a uint8 ``Box`` ``(H, W, C)``, ``"channels_first"`` for
+    ``(C, H, W)``, else None.
 
-    (Channel-first ``(C, H, W)`` uint8 boxes are still scaled by 1/255 in
-    :func:`preprocess_observation` but are not images for ``CnnPolicy``.)
+    As in Stable Baselines 3, the channels are the smallest dimension; where that is
+    ambiguous, channel-last wins (Stable Baselines 2's and gymnasium's render layout).
+    gymnasium's ``AtariPreprocessing`` + ``FrameStackObservation`` give channel-first
+    ``(4, 84, 84)`` stacks.
     """
     if not _is_uint8_rank3(space):
-        return False
-    h, w, c = space.shape
-    return c <= h and c <= w
+        return None
+    first, height, width = space.shape
+    if space.shape[2] <= space.shape[0] and space.shape[2] <= space.shape[1]:
+        return "channels_last"
+    if first < height and first < width:
+        return "channels_first"
+    return None
+
+
+def is_image_space(space: gym.spaces.Space) -> bool:
+    """True for an image: a uint8 rank-3 ``Box``, channel-last or channel-first (see :func:`image_layout`)."""
+    return image_layout(space) is not None
 
 
 def flat_observation_dim(space: gym.spaces.Space) -> int:

@@ -244,6 +244,19 @@ def test_cnn_policy_needs_images() -> None:
 
 
 @pytest.fixture(scope="module")
+
+def test_cnn_policy_reads_channel_first_images_as_their_channel_last_transpose() -> None:
+    last = CnnPolicy(gym.spaces.Box(0, 255, (40, 36, 4), np.uint8), gym.spaces.Discrete(3), seed=5)
+    first = CnnPolicy(gym.spaces.Box(0, 255, (4, 40, 36), np.uint8), gym.spaces.Discrete(3), seed=5)
+    assert not last.channels_first and first.channels_first
+    for name, variable in last.parameters.items():
+        np.testing.assert_array_equal(variable.numpy(), first.parameters[name].numpy())
+    images = np.random.default_rng(0).integers(0, 256, (3, 40, 36, 4), dtype=np.uint8)
+    dist_last, values_last = last(images)
+    dist_first, values_first = first(images.transpose(0, 3, 1, 2))
+    np.testing.assert_allclose(values_first.numpy(), values_last.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(dist_first.probabilities().numpy(), dist_last.probabilities().numpy(), rtol=1e-5)
+
 def cartpole() -> ACKTR:
     return ACKTR("MlpPolicy", "CartPole-v1", seed=0)
 

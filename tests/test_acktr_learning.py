@@ -74,6 +74,24 @@ def test_cnn_policy_learns_an_image_identity(approx_t2: bool) -> None:
     assert np.mean(returns) >= 0.9 * 20, returns
 
 
+def test_cnn_policy_learns_channel_first_images() -> None:
+    """The same task with channel-first ``(C, H, W)`` images, the layout of gymnasium's
+    Atari frame stacks: CnnPolicy transposes them itself."""
+
+    def channel_first() -> gym.Env:
+        env = identity_envs.ImageIdentityEnv()
+        h, w, c = env.observation_space.shape
+        space = gym.spaces.Box(0, 255, (c, h, w), np.uint8)
+        return gym.wrappers.TransformObservation(env, lambda obs: obs.transpose(2, 0, 1), space)
+
+    env = DummyVecEnv([channel_first for _ in range(4)])
+    model = ACKTR("CnnPolicy", env, gamma=0.0, ent_coef=0.0, lr_schedule="constant", seed=0)
+    assert model.policy.channels_first
+    model.learn(3_200)
+    returns = evaluate(model, channel_first(), n_episodes=20, seed=EVAL_SEED)
+    assert np.mean(returns) >= 0.9 * 20, returns
+
+
 # -- CartPole -------------------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ from acktr_lab.preprocessing import (
     assert_valid_observations,
     check_observation_space,
     flat_observation_dim,
+    image_layout,
     is_image_space,
     preprocess_observation,
     space_from_json,
@@ -187,8 +188,13 @@ def test_image_scaling_and_other_boxes() -> None:
     assert not is_image_space(box)
     np.testing.assert_array_equal(preprocess_observation(np.ones((1, 2, 3), np.int32), box), 1.0)
     assert flat_observation_dim(box) == 6
-    # Channel-first uint8 and non-uint8 rank-3 boxes are not images.
-    assert not is_image_space(gym.spaces.Box(0, 255, shape=(3, 8, 8), dtype=np.uint8))
+    # Channel-first uint8 boxes are images too (gymnasium's Atari frame stacks); non-uint8
+    # rank-3 boxes are not.
+    assert image_layout(space) == "channels_last"
+    assert image_layout(gym.spaces.Box(0, 255, shape=(4, 84, 84), dtype=np.uint8)) == "channels_first"
+    assert image_layout(gym.spaces.Box(0, 255, shape=(84, 84, 4), dtype=np.uint8)) == "channels_last"
+    assert image_layout(gym.spaces.Box(0, 255, shape=(4, 4, 4), dtype=np.uint8)) == "channels_last"  # ambiguous
+    assert image_layout(gym.spaces.Box(0, 255, shape=(8, 3, 8), dtype=np.uint8)) is None
     assert not is_image_space(gym.spaces.Box(0.0, 1.0, shape=(8, 8, 3), dtype=np.float32))
 
 
