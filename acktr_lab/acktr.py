@@ -25,6 +25,7 @@ from acktr_lab.distributions import Distribution
 from acktr_lab.expert import ExpertDataset
 from acktr_lab.kfac import KfacOptimizer
 from acktr_lab.learner import Learner
+from acktr_lab.normalization import ReturnNormalizer
 from acktr_lab.policies import ActorCriticPolicy, resolve_policy
 from acktr_lab.preprocessing import space_from_json, space_to_json, spaces_equal
 from acktr_lab.pretrain import behaviour_cloning
@@ -73,6 +74,11 @@ class ACKTR:
     and ``approx_t2`` (Stable Baselines 2's ``KfacOptimizer`` option: convolution factors from
     mean patches, far cheaper statistics for ``CnnPolicy``; False, the exact factors, by default).
 
+    ``normalize_returns`` (False by default, as in Stable Baselines 2) scales the rewards
+    by the running std of the return (:mod:`acktr_lab.normalization`); its statistics are
+    saved with the model. It keeps the critic within reach of the returns under ACKTR's
+    joint trust region.
+
     Any gymnasium vector env works, in any autoreset mode (see :mod:`acktr_lab.rollout`).
     """
 
@@ -119,6 +125,7 @@ class ACKTR:
         eigen_epsilon: float = 1e-6,
         stats_update: int = 1,
         approx_t2: bool = False,
+        normalize_returns: bool = False,
     ) -> None:
         self.policy_class = resolve_policy(policy)
         self._trainer: Trainer | None = None
@@ -142,6 +149,9 @@ class ACKTR:
         self.full_tensorboard_log = bool(full_tensorboard_log)
         self.async_eigen_decomp = bool(async_eigen_decomp)
         self.policy_kwargs = dict(policy_kwargs or {})
+        if not isinstance(normalize_returns, bool):
+            raise ValueError(f"normalize_returns must be True or False, got {normalize_returns!r}")
+        self.normalize_returns = normalize_returns
         self.kfac_kwargs = {
             "momentum": momentum,
             "damping": damping,
@@ -187,7 +197,11 @@ class ACKTR:
             **self.kfac_kwargs,
         )
         self.learner = Learner(self.policy, optimizer, seed=self.seed)
-        self.collector = Collector(self._env, self.learner, self.seed) if self._env is not None else None
+        self.return_normalizer = ReturnNormalizer(n_envs=1) if self.normalize_returns else None
+        self.collector = self._collector(self._env) if self._env is not None else None
+
+    def _collector(self, env: gym.vector.VectorEnv) -> Collector:
+        return Collector(env, self.learner, self.seed, return_normalizer=self.return_normalizer)
 
     @property
     def optimizer(self) -> KfacOptimizer:
@@ -336,7 +350,7 @@ class ACKTR:
             if not spaces_equal(mine, theirs):
                 raise ValueError(f"the env's {what} space {theirs} differs from the model's {mine}")
         self._env = vec_env
-        self.collector = Collector(vec_env, self.learner, self.seed)
+        self.collector = self._collector(vec_env)
 
     def set_random_seed(self, seed: int | None) -> None:
         """Reseed action sampling, the Fisher noise and the env (None: leave as is)."""
@@ -347,7 +361,7 @@ class ACKTR:
         if self.collector is not None:
             env = self.collector.env
             env.action_space.seed(self.seed)
-            self.collector = Collector(env, self.learner, self.seed)
+            self.collector = self._collector(env)
 
     def get_parameter_list(self) -> list[tf.Variable]:
         return self.policy.trainable
@@ -489,6 +503,7 @@ class ACKTR:
             "full_tensorboard_log": self.full_tensorboard_log,
             "seed": self.seed,
             "n_cpu_tf_sess": self.n_cpu_tf_sess,
+            "normalize_returns": self.normalize_returns,
             **self.kfac_kwargs,
         }
 
@@ -512,6 +527,8 @@ class ACKTR:
         }
         optimizer_state = {k: v.numpy() for k, v in self.optimizer.state_variables().items()}
         extra = {"generator_state": self.learner.generator.state.numpy()}
+        if self.return_normalizer is not None:
+            extra.update({f"return_normalizer/{k}": v for k, v in self.return_normalizer.state().items()})
         save_model(save_path, data, self.get_parameters(), optimizer_state, extra)
 
     @classmethod
@@ -558,6 +575,12 @@ class ACKTR:
         if "generator_state" in file.extra:
             model.learner.generator.reset(file.extra["generator_state"])
         model._num_timesteps = int(data.get("num_timesteps", 0))
+        if model.return_normalizer is not None:
+            prefix = "return_normalizer/"
+            state = {k[len(prefix) :]: v for k, v in file.extra.items() if k.startswith(prefix)}
+            if not state:
+                raise ValueError("the model file says normalize_returns=True but holds no return statistics")
+            model.return_normalizer.load_state(state)
         if env is not None:
             model.set_env(env)
         return model

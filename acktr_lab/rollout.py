@@ -17,7 +17,9 @@ assumes ``NEXT_STEP`` where it is missing):
   happens: it never enters a batch and never counts as a timestep, and the batches equal
   those of the same env in ``SAME_STEP`` mode.
 
-A truncated episode did not really end, so its last reward is bootstrapped,
+With a :class:`~acktr_lab.normalization.ReturnNormalizer` the batch's rewards are scaled
+(episode statistics stay raw). A truncated episode did not really end, so its last
+(scaled) reward is bootstrapped,
 ``r_t + γ·V(o_final, s_{t+1})``, from its true final observation and the policy state from
 before the reset (as Stable Baselines 3 does); terminations and truncations both end the
 episode for the return recursion.
@@ -33,6 +35,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
+from acktr_lab.normalization import ReturnNormalizer
 from acktr_lab.preprocessing import assert_valid_observations
 from acktr_lab.returns import bootstrap_truncated, gae_returns, nstep_returns
 
@@ -100,6 +103,7 @@ class CollectorState:
     policy_state: StateArrays
     running_returns: np.ndarray
     running_lengths: np.ndarray
+    return_normalizer: dict[str, np.ndarray] | None
 
 
 def autoreset_mode(env: gym.vector.VectorEnv) -> AutoresetMode:
@@ -109,12 +113,25 @@ def autoreset_mode(env: gym.vector.VectorEnv) -> AutoresetMode:
 
 
 class Collector:
-    """Steps ``env`` with ``actor`` and keeps the run's acting state between rollouts."""
+    """Steps ``env`` with ``actor`` and keeps the run's acting state between rollouts.
 
-    def __init__(self, env: gym.vector.VectorEnv, actor: Actor, seed: int | None) -> None:
+    ``return_normalizer`` (optional) scales the batch's rewards; it is reset for this env's
+    number of envs and keeps its statistics.
+    """
+
+    def __init__(
+        self,
+        env: gym.vector.VectorEnv,
+        actor: Actor,
+        seed: int | None,
+        return_normalizer: ReturnNormalizer | None = None,
+    ) -> None:
         self.env = env
         self.actor = actor
         self.autoreset_mode = autoreset_mode(env)
+        self.return_normalizer = return_normalizer
+        if return_normalizer is not None:
+            return_normalizer.reset(env.num_envs)
         self._reset(seed)
 
     def _reset(self, seed: int | None) -> None:
@@ -150,11 +167,13 @@ class Collector:
             next_obs, final_obs = self._split_final(next_obs, dones, infos)
             self._check(next_obs)
             rewards = raw_rewards
+            if self.return_normalizer is not None:
+                rewards = self.return_normalizer(raw_rewards, dones, gamma)
             truncated_only = truncated & ~terminated
             if truncated_only.any():
                 self._check(final_obs)
                 final_values = actor.value(final_obs, next_state, np.zeros(n_envs, dtype=bool))
-                rewards = bootstrap_truncated(raw_rewards, truncated_only, final_values, gamma)
+                rewards = bootstrap_truncated(rewards, truncated_only, final_values, gamma)
             self.running_returns += raw_rewards
             self.running_lengths += 1
             for i in np.flatnonzero(dones):
@@ -235,12 +254,17 @@ class Collector:
             policy_state=tuple(np.array(s, copy=True) for s in self.policy_state),
             running_returns=self.running_returns.copy(),
             running_lengths=self.running_lengths.copy(),
+            return_normalizer=self.return_normalizer.state() if self.return_normalizer is not None else None,
         )
 
     def restore(self, state: CollectorState, seed: int | None) -> None:
         """Continue from ``state``; an env that could not be copied is reset with ``seed``."""
+        if self.return_normalizer is not None and state.return_normalizer is not None:
+            self.return_normalizer.load_state(state.return_normalizer)
         if state.env is None:
             self._reset(seed)
+            if self.return_normalizer is not None:
+                self.return_normalizer.reset(self.num_envs)
             return
         self.env = copy.deepcopy(state.env)
         self.observations = np.array(state.observations, copy=True)

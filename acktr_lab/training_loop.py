@@ -71,10 +71,16 @@ def run_learn(
 ) -> Trainer:
     """Run ``trainer`` to its end (or until ``callback`` returns False), showing and logging it.
 
+    ``callback``: a Stable Baselines 2 function ``callback(locals, globals)`` or an object with
+    ``on_update(report)`` and optionally ``on_training_start(trainer)``/``on_training_end(trainer)``
+    (see :mod:`acktr_lab.callbacks`).
+
     ``verbose >= 1``: a progress bar (unless ``progress_bar`` says otherwise) and Stable
     Baselines 2's table every ``log_interval`` updates. ``tensorboard_log``: scalars (and
     parameter histograms with ``full_tensorboard_log``) under ``tb_log_name``.
     """
+    if callback is not None and hasattr(callback, "on_training_start"):
+        callback.on_training_start(trainer)
     table = TableLogger() if verbose >= 1 else None
     tensorboard = TensorBoardLogger(tensorboard_log, tb_log_name) if tensorboard_log else None
     show_bar = verbose >= 1 if progress_bar is None else progress_bar
@@ -97,4 +103,6 @@ def run_learn(
         bar.close()
         if tensorboard is not None:
             tensorboard.close()
+    if callback is not None and hasattr(callback, "on_training_end"):
+        callback.on_training_end(trainer)
     return trainer

@@ -1,0 +1,130 @@
+"""Return normalisation (against a hand computation, in the collector, saved with the model)
+and the evaluation callback that keeps the best model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from test_run_core import CountdownEnv, StepCountingActor
+
+from acktr_lab import ACKTR
+from acktr_lab.callbacks import EvalCallback
+from acktr_lab.normalization import ReturnNormalizer
+from acktr_lab.rollout import Collector
+
+
+def _hand_scaled(rewards: np.ndarray, dones: np.ndarray, gamma: float) -> np.ndarray:
+    """r_t / sqrt(Var[G_0..G_t] + 1e-8) over every env's discounted return so far, with
+    gymnasium's RunningMeanStd prior (mean 0, var 1, count 1e-4)."""
+    n_steps, n_envs = rewards.shape
+    returns = np.zeros(n_envs)
+    seen: list[np.ndarray] = []
+    out = np.zeros_like(rewards, dtype=np.float64)
+    for t in range(n_steps):
+        returns = gamma * returns + rewards[t]
+        seen.append(returns.copy())
+        values = np.concatenate(seen)
+        count = 1e-4 + values.size
+        # The prior (mean 0, variance 1, weight 1e-4) pooled with every return seen so far.
+        m2 = 1.0 * 1e-4 + ((values - values.mean()) ** 2).sum() + values.mean() ** 2 * 1e-4 * values.size / count
+        out[t] = rewards[t] / np.sqrt(m2 / count + 1e-8)
+        returns[dones[t]] = 0.0
+    return out
+
+
+def test_return_normalizer_against_a_hand_computation() -> None:
+    rng = np.random.default_rng(0)
+    rewards = rng.normal(3.0, 2.0, size=(12, 3))
+    dones = rng.random((12, 3)) < 0.2
+    normalizer = ReturnNormalizer(n_envs=3)
+    scaled = np.stack([normalizer(rewards[t], dones[t], 0.9) for t in range(12)])
+    np.testing.assert_allclose(scaled, _hand_scaled(rewards, dones, 0.9), rtol=1e-5)
+    assert normalizer.scale == pytest.approx(scaled[-1, 0] / rewards[-1, 0], rel=1e-5)
+
+
+def test_collector_scales_batch_rewards_but_not_episode_statistics() -> None:
+    envs = [lambda: CountdownEnv(0), lambda: CountdownEnv(1)]
+    plain = Collector(gym.vector.SyncVectorEnv(envs), StepCountingActor(), seed=0).collect(6, gamma=0.9)
+    normalizer = ReturnNormalizer(n_envs=2)
+    scaled = Collector(gym.vector.SyncVectorEnv(envs), StepCountingActor(), seed=0, return_normalizer=normalizer)
+    batch = scaled.collect(6, gamma=0.9)
+    assert batch.episode_returns == plain.episode_returns  # the env's own units
+    # Scaled rewards, then the truncation bootstrap r̃ + γ·V(final) on top (env 0, step 2).
+    replay = ReturnNormalizer(n_envs=2)
+    raw = plain.rewards.astype(np.float64)
+    raw[2, 0] -= 0.9 * 33.0  # undo the plain batch's bootstrap to get the env's reward
+    expected = np.stack([replay(raw[t], plain.dones[t], 0.9) for t in range(6)]).astype(np.float64)
+    expected[2, 0] += 0.9 * 33.0
+    np.testing.assert_allclose(batch.rewards, expected, rtol=1e-5)
+    assert normalizer.scale < 1.0  # returns here are larger than 1
+
+
+def test_normalisation_statistics_survive_save_and_load(tmp_path: Path) -> None:
+    model = ACKTR("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=8, seed=0, normalize_returns=True)
+    model.learn(16 * 20)
+    scale = model.return_normalizer.scale
+    assert scale != pytest.approx(1.0, abs=1e-3)
+    model.save(tmp_path / "m")
+    loaded = ACKTR.load(tmp_path / "m", env="CartPole-v1")
+    assert loaded.normalize_returns is True
+    assert loaded.return_normalizer.scale == pytest.approx(scale)
+    assert loaded.return_normalizer.statistics.count == pytest.approx(model.return_normalizer.statistics.count)
+    # A model without normalisation has none, and says so in its file.
+    plain = ACKTR("MlpPolicy", "CartPole-v1", seed=0)
+    plain.save(tmp_path / "p")
+    assert ACKTR.load(tmp_path / "p").return_normalizer is None
+
+
+def test_a_snapshot_restores_the_normalisation_statistics() -> None:
+    model = ACKTR("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=8, seed=0, normalize_returns=True)
+    trainer = model.trainer(2_000)
+    trainer.step()
+    snapshot = trainer.snapshot()
+    scale = model.return_normalizer.scale
+    for _ in range(5):
+        trainer.step()
+    assert model.return_normalizer.scale != scale
+    trainer.restore(snapshot)
+    assert model.return_normalizer.scale == scale
+
+
+@pytest.mark.parametrize("bad", [True, 1, "yes", None])
+def test_normalize_returns_must_be_a_boolean(bad: Any) -> None:
+    if bad is True:
+        ACKTR("MlpPolicy", "CartPole-v1", normalize_returns=bad)
+        return
+    with pytest.raises(ValueError, match="normalize_returns"):
+        ACKTR("MlpPolicy", "CartPole-v1", normalize_returns=bad)
+
+
+# -- keeping the best model -----------------------------------------------------------
+
+
+def test_eval_callback_keeps_and_restores_the_best_parameters(tmp_path: Path) -> None:
+    model = ACKTR("MlpPolicy", "CartPole-v1", n_envs=4, n_steps=10, seed=0)
+    callback = EvalCallback(
+        "CartPole-v1", eval_freq=400, n_eval_episodes=3, best_model_save_path=tmp_path, restore_best=True
+    )
+    model.learn(2_400, callback=callback)
+    assert [t for t, _, _ in callback.evaluations] == [400, 800, 1200, 1600, 2000, 2400]
+    best = max(mean for _, mean, _ in callback.evaluations)
+    assert callback.best_mean_return == best
+    for name, value in model.get_parameters().items():  # restored at the end
+        np.testing.assert_array_equal(value, callback.best_parameters[name])
+    saved = ACKTR.load(tmp_path / "best_model.zip")
+    for name, value in saved.get_parameters().items():
+        np.testing.assert_array_equal(value, callback.best_parameters[name])
+    from acktr_lab.evaluation import evaluate
+
+    assert np.mean(evaluate(model, "CartPole-v1", 3, seed=0)) == pytest.approx(best)
+
+
+def test_eval_callback_rejects_bad_settings() -> None:
+    with pytest.raises(ValueError, match="eval_freq"):
+        EvalCallback("CartPole-v1", eval_freq=0)
+    with pytest.raises(ValueError, match="n_eval_episodes"):
+        EvalCallback("CartPole-v1", n_eval_episodes=2.5)  # type: ignore[arg-type]
