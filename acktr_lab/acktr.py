@@ -25,7 +25,7 @@ from acktr_lab.distributions import Distribution
 from acktr_lab.expert import ExpertDataset
 from acktr_lab.kfac import KfacOptimizer
 from acktr_lab.learner import Learner
-from acktr_lab.normalization import ReturnNormalizer
+from acktr_lab.normalization import ObservationNormalizer, ReturnNormalizer
 from acktr_lab.policies import ActorCriticPolicy, resolve_policy
 from acktr_lab.preprocessing import space_from_json, space_to_json, spaces_equal
 from acktr_lab.pretrain import behaviour_cloning
@@ -77,7 +77,9 @@ class ACKTR:
     ``normalize_returns`` (False by default, as in Stable Baselines 2) scales the rewards
     by the running std of the return (:mod:`acktr_lab.normalization`); its statistics are
     saved with the model. It keeps the critic within reach of the returns under ACKTR's
-    joint trust region.
+    joint trust region. ``normalize_observations`` (False) feeds the policy observations
+    standardised by their running statistics, saved with the model and applied by
+    ``predict`` (non-image Box observations only).
 
     Any gymnasium vector env works, in any autoreset mode (see :mod:`acktr_lab.rollout`).
     """
@@ -126,6 +128,7 @@ class ACKTR:
         stats_update: int = 1,
         approx_t2: bool = False,
         normalize_returns: bool = False,
+        normalize_observations: bool = False,
     ) -> None:
         self.policy_class = resolve_policy(policy)
         self._trainer: Trainer | None = None
@@ -149,9 +152,14 @@ class ACKTR:
         self.full_tensorboard_log = bool(full_tensorboard_log)
         self.async_eigen_decomp = bool(async_eigen_decomp)
         self.policy_kwargs = dict(policy_kwargs or {})
-        if not isinstance(normalize_returns, bool):
-            raise ValueError(f"normalize_returns must be True or False, got {normalize_returns!r}")
+        for name, flag in (
+            ("normalize_returns", normalize_returns),
+            ("normalize_observations", normalize_observations),
+        ):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name} must be True or False, got {flag!r}")
         self.normalize_returns = normalize_returns
+        self.normalize_observations = normalize_observations
         self.kfac_kwargs = {
             "momentum": momentum,
             "damping": damping,
@@ -185,7 +193,13 @@ class ACKTR:
         """Build the policy, the optimizer, the learner and the collector (Stable Baselines 2 name)."""
         if not hasattr(self, "observation_space"):
             raise ValueError("ACKTR needs an env (or spaces from a saved model) before setup_model()")
-        self.policy = self.policy_class(self.observation_space, self.action_space, seed=self.seed, **self.policy_kwargs)
+        self.policy = self.policy_class(
+            self.observation_space,
+            self.action_space,
+            seed=self.seed,
+            normalize_observations=self.normalize_observations,
+            **self.policy_kwargs,
+        )
         optimizer = KfacOptimizer(
             self.policy.trainable,
             self.policy.kfac_layers,
@@ -198,10 +212,21 @@ class ACKTR:
         )
         self.learner = Learner(self.policy, optimizer, seed=self.seed)
         self.return_normalizer = ReturnNormalizer(n_envs=1) if self.normalize_returns else None
+        self.observation_normalizer = (
+            ObservationNormalizer(self.policy.observation_mean, self.policy.observation_var)
+            if self.normalize_observations
+            else None
+        )
         self.collector = self._collector(self._env) if self._env is not None else None
 
     def _collector(self, env: gym.vector.VectorEnv) -> Collector:
-        return Collector(env, self.learner, self.seed, return_normalizer=self.return_normalizer)
+        return Collector(
+            env,
+            self.learner,
+            self.seed,
+            return_normalizer=self.return_normalizer,
+            observation_normalizer=self.observation_normalizer,
+        )
 
     @property
     def optimizer(self) -> KfacOptimizer:
@@ -504,6 +529,7 @@ class ACKTR:
             "seed": self.seed,
             "n_cpu_tf_sess": self.n_cpu_tf_sess,
             "normalize_returns": self.normalize_returns,
+            "normalize_observations": self.normalize_observations,
             **self.kfac_kwargs,
         }
 
@@ -527,8 +553,12 @@ class ACKTR:
         }
         optimizer_state = {k: v.numpy() for k, v in self.optimizer.state_variables().items()}
         extra = {"generator_state": self.learner.generator.state.numpy()}
-        if self.return_normalizer is not None:
-            extra.update({f"return_normalizer/{k}": v for k, v in self.return_normalizer.state().items()})
+        for prefix, normalizer in (
+            ("return_normalizer/", self.return_normalizer),
+            ("observation_normalizer/", self.observation_normalizer),
+        ):
+            if normalizer is not None:
+                extra.update({prefix + k: v for k, v in normalizer.state().items()})
         save_model(save_path, data, self.get_parameters(), optimizer_state, extra)
 
     @classmethod
@@ -575,12 +605,15 @@ class ACKTR:
         if "generator_state" in file.extra:
             model.learner.generator.reset(file.extra["generator_state"])
         model._num_timesteps = int(data.get("num_timesteps", 0))
-        if model.return_normalizer is not None:
-            prefix = "return_normalizer/"
-            state = {k[len(prefix) :]: v for k, v in file.extra.items() if k.startswith(prefix)}
-            if not state:
-                raise ValueError("the model file says normalize_returns=True but holds no return statistics")
-            model.return_normalizer.load_state(state)
+        for prefix, normalizer in (
+            ("return_normalizer/", model.return_normalizer),
+            ("observation_normalizer/", model.observation_normalizer),
+        ):
+            if normalizer is not None:
+                state = {k[len(prefix) :]: v for k, v in file.extra.items() if k.startswith(prefix)}
+                if not state:
+                    raise ValueError(f"the model file normalises but holds no {prefix[:-1]} statistics")
+                normalizer.load_state(state)
         if env is not None:
             model.set_env(env)
         return model

@@ -1,4 +1,12 @@
-"""Return normalisation: rewards scaled by the running standard deviation of the return.
+"""Observation and return normalisation, as the rl-baselines-zoo's ``normalize`` did.
+
+:class:`ObservationNormalizer` keeps the running mean and variance of the observations; the
+policy reads them (``x̃ = clip((x − μ)/√(σ² + ε), −10, 10)``), so ``predict`` and evaluation
+after loading apply them with no wrapper to remember. The collector updates the statistics
+at every step and hands them to the policy at the start of each rollout: acting and the
+update that follows see the same inputs.
+
+:class:`ReturnNormalizer` scales rewards by the running standard deviation of the return.
 
 The same scaling as gymnasium's ``NormalizeReward`` and Stable Baselines' ``VecNormalize``
 (``norm_reward``), kept by the collector rather than a wrapper, so that episode statistics
@@ -19,7 +27,49 @@ and the policy learns from advantages that are mostly value error. With returns 
 from __future__ import annotations
 
 import numpy as np
+import tensorflow as tf
 from gymnasium.wrappers.utils import RunningMeanStd
+
+
+class ObservationNormalizer:
+    """Running statistics of the observations, published to the policy's variables."""
+
+    def __init__(self, mean: tf.Variable, var: tf.Variable) -> None:
+        self.mean_variable, self.var_variable = mean, var
+        self.statistics = RunningMeanStd(shape=tuple(mean.shape))
+
+    def update(self, observations: np.ndarray) -> None:
+        """Add a batch of raw observations ``[B, ...]``."""
+        batch = np.asarray(observations, dtype=np.float64)
+        self.statistics.update(batch.reshape(batch.shape[0], -1))
+
+    def publish(self) -> None:
+        """Hand the current statistics to the policy."""
+        self.mean_variable.assign(self.statistics.mean.astype(self.mean_variable.dtype.as_numpy_dtype))
+        self.var_variable.assign(self.statistics.var.astype(self.var_variable.dtype.as_numpy_dtype))
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {
+            "mean": np.asarray(self.statistics.mean, np.float64),
+            "var": np.asarray(self.statistics.var, np.float64),
+            "count": np.asarray(self.statistics.count, np.float64),
+        }
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore :meth:`state` and publish it (``ValueError`` for wrong shapes or values)."""
+        try:
+            mean, var, count = (np.asarray(state[k], np.float64) for k in ("mean", "var", "count"))
+        except KeyError as error:
+            raise ValueError(f"observation normalisation state is missing {error}") from error
+        shape = tuple(self.mean_variable.shape)
+        if mean.shape != shape or var.shape != shape or count.shape != ():
+            raise ValueError(f"observation normalisation statistics must have shape {shape}")
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(var)) and np.isfinite(count)):
+            raise ValueError("observation normalisation statistics hold non-finite values")
+        if np.any(var < 0) or count <= 0:
+            raise ValueError("observation normalisation statistics have a negative variance or count")
+        self.statistics.mean, self.statistics.var, self.statistics.count = mean, var, float(count)
+        self.publish()
 
 
 class ReturnNormalizer:

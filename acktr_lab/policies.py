@@ -141,9 +141,20 @@ class ActorCriticPolicy(tf.Module):
         act_fun: str | Activation | None = None,
         seed: int | None = None,
         dtype: tf.DType = tf.float32,
+        normalize_observations: bool = False,
     ) -> None:
         super().__init__(name="model")
         check_observation_space(observation_space)
+        self.normalize_observations = bool(normalize_observations)
+        if self.normalize_observations:
+            if not isinstance(observation_space, gym.spaces.Box) or image_layout(observation_space) is not None:
+                raise ValueError(
+                    f"normalize_observations needs a non-image Box observation space, got {observation_space}"
+                )
+            size = flat_observation_dim(observation_space)
+            #: Running statistics of the observations (see acktr_lab.normalization); not trained.
+            self.observation_mean = tf.Variable(tf.zeros([size], dtype), trainable=False, name="obs_mean")
+            self.observation_var = tf.Variable(tf.ones([size], dtype), trainable=False, name="obs_var")
         self.observation_space = observation_space
         self.action_space = action_space
         self.distribution_factory = make_distribution_factory(action_space)
@@ -198,6 +209,8 @@ class ActorCriticPolicy(tf.Module):
         """Latent vectors (policy, value) for a batch of raw observations."""
         x = preprocess_observation(obs, self.observation_space)
         x = tf.reshape(tf.cast(x, self.dtype), [tf.shape(x)[0], -1])
+        if self.normalize_observations:  # x̃ = clip((x − μ) / √(σ² + ε), −10, 10)
+            x = tf.clip_by_value((x - self.observation_mean) / tf.sqrt(self.observation_var + 1e-8), -10.0, 10.0)
         for layer in self.shared_layers:
             x = self.act_fun(layer(x))
         pi, vf = x, x

@@ -35,7 +35,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from acktr_lab.normalization import ReturnNormalizer
+from acktr_lab.normalization import ObservationNormalizer, ReturnNormalizer
 from acktr_lab.preprocessing import assert_valid_observations
 from acktr_lab.returns import bootstrap_truncated, gae_returns, nstep_returns
 
@@ -104,6 +104,7 @@ class CollectorState:
     running_returns: np.ndarray
     running_lengths: np.ndarray
     return_normalizer: dict[str, np.ndarray] | None
+    observation_normalizer: dict[str, np.ndarray] | None
 
 
 def autoreset_mode(env: gym.vector.VectorEnv) -> AutoresetMode:
@@ -116,7 +117,8 @@ class Collector:
     """Steps ``env`` with ``actor`` and keeps the run's acting state between rollouts.
 
     ``return_normalizer`` (optional) scales the batch's rewards; it is reset for this env's
-    number of envs and keeps its statistics.
+    number of envs and keeps its statistics. ``observation_normalizer`` (optional) sees
+    every observation and is published to the policy at the start of each rollout.
     """
 
     def __init__(
@@ -125,11 +127,13 @@ class Collector:
         actor: Actor,
         seed: int | None,
         return_normalizer: ReturnNormalizer | None = None,
+        observation_normalizer: ObservationNormalizer | None = None,
     ) -> None:
         self.env = env
         self.actor = actor
         self.autoreset_mode = autoreset_mode(env)
         self.return_normalizer = return_normalizer
+        self.observation_normalizer = observation_normalizer
         if return_normalizer is not None:
             return_normalizer.reset(env.num_envs)
         self._reset(seed)
@@ -138,6 +142,8 @@ class Collector:
         n_envs = self.env.num_envs
         observations, _ = self.env.reset(seed=seed)
         self._check(observations)
+        if self.observation_normalizer is not None:
+            self.observation_normalizer.update(observations)
         self.observations = observations
         self.episode_starts = np.ones(n_envs, dtype=bool)
         self.policy_state = self.actor.initial_state(n_envs)
@@ -154,6 +160,8 @@ class Collector:
     def collect(self, n_steps: int, gamma: float, gae_lambda: float | None = None) -> Batch:
         """Step every env ``n_steps`` times and return the batch with its returns."""
         actor, n_envs = self.actor, self.num_envs
+        if self.observation_normalizer is not None:
+            self.observation_normalizer.publish()  # fixed for this rollout and the update after it
         initial_state = self.policy_state
         obs_buf, act_buf, rew_buf, done_buf, start_buf, val_buf = [], [], [], [], [], []
         episode_returns: list[float] = []
@@ -166,6 +174,8 @@ class Collector:
             raw_rewards = np.asarray(raw_rewards, dtype=np.float32)
             next_obs, final_obs = self._split_final(next_obs, dones, infos)
             self._check(next_obs)
+            if self.observation_normalizer is not None:
+                self.observation_normalizer.update(next_obs)
             rewards = raw_rewards
             if self.return_normalizer is not None:
                 rewards = self.return_normalizer(raw_rewards, dones, gamma)
@@ -255,12 +265,17 @@ class Collector:
             running_returns=self.running_returns.copy(),
             running_lengths=self.running_lengths.copy(),
             return_normalizer=self.return_normalizer.state() if self.return_normalizer is not None else None,
+            observation_normalizer=(
+                self.observation_normalizer.state() if self.observation_normalizer is not None else None
+            ),
         )
 
     def restore(self, state: CollectorState, seed: int | None) -> None:
         """Continue from ``state``; an env that could not be copied is reset with ``seed``."""
         if self.return_normalizer is not None and state.return_normalizer is not None:
             self.return_normalizer.load_state(state.return_normalizer)
+        if self.observation_normalizer is not None and state.observation_normalizer is not None:
+            self.observation_normalizer.load_state(state.observation_normalizer)
         if state.env is None:
             self._reset(seed)
             if self.return_normalizer is not None:

@@ -128,3 +128,44 @@ def test_eval_callback_rejects_bad_settings() -> None:
         EvalCallback("CartPole-v1", eval_freq=0)
     with pytest.raises(ValueError, match="n_eval_episodes"):
         EvalCallback("CartPole-v1", n_eval_episodes=2.5)  # type: ignore[arg-type]
+
+
+# -- observation normalisation --------------------------------------------------------
+
+
+def test_policy_reads_observations_standardised_by_the_running_statistics() -> None:
+    from acktr_lab import MlpPolicy
+
+    space = gym.spaces.Box(-100.0, 100.0, (3,), np.float32)
+    plain = MlpPolicy(space, gym.spaces.Discrete(2), seed=1)
+    normalised = MlpPolicy(space, gym.spaces.Discrete(2), seed=1, normalize_observations=True)
+    mean, var = np.array([1.0, -2.0, 30.0]), np.array([4.0, 0.25, 900.0])
+    normalised.observation_mean.assign(mean.astype(np.float32))
+    normalised.observation_var.assign(var.astype(np.float32))
+    obs = np.array([[3.0, -2.5, 60.0], [1.0, 10.0, -3000.0]], np.float32)
+    standardised = np.clip((obs - mean) / np.sqrt(var + 1e-8), -10, 10).astype(np.float32)
+    np.testing.assert_allclose(normalised(obs)[1].numpy(), plain(standardised)[1].numpy(), rtol=1e-5, atol=1e-6)
+    assert standardised[1, 1] == 10.0 and standardised[1, 2] == -10.0  # clipped
+
+
+def test_observation_statistics_follow_the_env_and_survive_save_and_load(tmp_path: Path) -> None:
+    model = ACKTR("MlpPolicy", "Pendulum-v1", n_envs=2, n_steps=8, seed=0, normalize_observations=True)
+    model.learn(16 * 10)
+    statistics = model.observation_normalizer.statistics
+    assert statistics.count == pytest.approx(1e-4 + 2 + 16 * 10)  # 2 envs: their resets, then every step
+    # The policy reads the statistics as they were when the last rollout began.
+    assert not np.allclose(model.policy.observation_mean.numpy(), 0.0)
+    model.save(tmp_path / "m")
+    loaded = ACKTR.load(tmp_path / "m")
+    np.testing.assert_allclose(loaded.observation_normalizer.statistics.var, statistics.var)
+    np.testing.assert_array_equal(loaded.policy.observation_var.numpy(), statistics.var.astype(np.float32))
+    obs = np.random.default_rng(0).uniform(-1, 1, (5, 3)).astype(np.float32)
+    model.observation_normalizer.publish()
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+
+
+def test_observation_normalisation_needs_a_box() -> None:
+    with pytest.raises(ValueError, match="normalize_observations"):
+        ACKTR("MlpPolicy", "FrozenLake-v1", normalize_observations=True)
+    with pytest.raises(ValueError, match="normalize_observations"):
+        ACKTR("MlpPolicy", "CartPole-v1", normalize_observations="yes")
