@@ -181,6 +181,9 @@ class ACKTR:
         self._episodes: tuple[tuple[float, ...], tuple[int, ...]] = ((), ())
         self.collector: Collector | None = None
         self._env: gym.vector.VectorEnv | None = None
+        #: The gymnasium id of the env it trains on, where known; saved, so that ``acktr-lab
+        #: enjoy`` can rebuild the env.
+        self.env_id: str | None = env if isinstance(env, str) else _env_id(env)
         if env is not None:
             self._env = as_vector_env(env, n_envs=hp.validate("n_envs", n_envs))
             self.observation_space = self._env.single_observation_space
@@ -550,6 +553,7 @@ class ACKTR:
             "n_envs": self.env.num_envs if self.env is not None else 1,
             "num_timesteps": self.num_timesteps,
             "versions": _versions(),
+            "env_id": self.env_id,
         }
         optimizer_state = {k: v.numpy() for k, v in self.optimizer.state_variables().items()}
         extra = {"generator_state": self.learner.generator.state.numpy()}
@@ -605,6 +609,8 @@ class ACKTR:
         if "generator_state" in file.extra:
             model.learner.generator.reset(file.extra["generator_state"])
         model._num_timesteps = int(data.get("num_timesteps", 0))
+        env_id = data.get("env_id")
+        model.env_id = env_id if isinstance(env_id, str) else None
         for prefix, normalizer in (
             ("return_normalizer/", model.return_normalizer),
             ("observation_normalizer/", model.observation_normalizer),
@@ -671,6 +677,15 @@ def _model_from_file(
     model.setup_model()
     model.load_parameters(file.parameters)
     return model
+
+
+def _env_id(env: Any) -> str | None:
+    """The gymnasium id of an env or of a vector env's first sub-env, where it has one."""
+    for candidate in (env, getattr(env, "unwrapped", None), *(getattr(env, "envs", None) or [])[:1]):
+        spec = getattr(candidate, "spec", None)
+        if spec is not None and isinstance(getattr(spec, "id", None), str):
+            return spec.id
+    return None
 
 
 def _configure_threads(n_threads: int | None) -> None:

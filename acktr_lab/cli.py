@@ -1,4 +1,11 @@
-"""Command line: ``python -m acktr_lab train CartPole-v1`` trains, saves, plots and shows an agent."""
+"""Command line: ``acktr-lab`` (or ``python -m acktr_lab``).
+
+- ``train ENV_ID``: train with the env's preset (:mod:`acktr_lab.presets`), a YAML file
+  (``--config``) and flags; save the model, a plot of the run and a replay; evaluate.
+- ``enjoy PATH``: run a saved agent, print its returns, write a GIF or MP4 of an episode.
+- ``record-expert PATH``: record a saved agent's episodes as an expert dataset (``.npz``).
+- ``bench``: the learning benchmark against the published results and SB3 A2C.
+"""
 
 from __future__ import annotations
 
@@ -6,42 +13,76 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from acktr_lab.evaluation import evaluate
+from acktr_lab.presets import Preset, get_preset, preset_from_yaml
 
-#: rl-baselines-zoo settings (Stable Baselines 2) for the classic tasks; anything else runs with defaults.
-ZOO_SETTINGS: dict[str, dict[str, object]] = {
-    "CartPole-v1": {"n_envs": 8, "ent_coef": 0.0, "timesteps": 200_000},
-    "Pendulum-v1": {
-        "n_envs": 4,
-        "n_steps": 16,
-        "learning_rate": 0.06,
-        "lr_schedule": "constant",
-        "ent_coef": 0.0,
-        "timesteps": 2_000_000,
-    },
-    "Acrobot-v1": {"n_envs": 16, "ent_coef": 0.0, "timesteps": 500_000},
-    "LunarLander-v3": {"n_envs": 8, "n_steps": 128, "lr_schedule": "constant", "timesteps": 1_000_000},
-}
+#: Exit status for bad input (argparse's own).
+USAGE_ERROR = 2
 
 
-def record_gif(model: object, env_id: str, path: Path, seed: int, max_frames: int = 300) -> bool:
-    """Render one deterministic episode to a GIF; False when the env cannot render."""
+class CliError(Exception):
+    """A problem with what the user asked for: printed as one line, exit status 2."""
+
+
+def _check_env_id(env_id: str) -> None:
+    if env_id.startswith("ALE/"):
+        get_preset(env_id).make_eval_env().close()  # registers the ALE envs, or says what to install
+        return
     try:
-        from matplotlib.animation import PillowWriter
+        gym.spec(env_id)
+    except gym.error.Error as error:
+        raise CliError(f"unknown environment {env_id!r}: {error}") from None
+
+
+def _parse_set(items: list[str]) -> dict[str, Any]:
+    """``["ent_coef=0.0", "lr_schedule=constant"]`` → values read as YAML scalars."""
+    import yaml
+
+    values = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"--set takes key=value, got {item!r}")
+        try:
+            values[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise CliError(f"--set {item!r}: {error}") from None
+    return values
+
+
+def _preset(args: argparse.Namespace) -> Preset:
+    preset = preset_from_yaml(args.config, args.env_id) if args.config else get_preset(args.env_id)
+    overrides = _parse_set(args.set or [])
+    for flag, key in (("timesteps", "n_timesteps"), ("n_envs", "n_envs"), ("policy", "policy")):
+        if getattr(args, flag) is not None:
+            overrides[key] = getattr(args, flag)
+    return preset.with_overrides(**overrides) if overrides else preset
+
+
+def record_replay(
+    model: Any, preset: Preset, path: Path, seed: int, max_frames: int = 1_000, deterministic: bool = True
+) -> bool:
+    """Render one episode to a GIF (or an MP4 where ffmpeg is installed); False when the
+    env cannot render."""
+    try:
+        from matplotlib.animation import FFMpegWriter, PillowWriter
         from matplotlib.figure import Figure
 
         # Off-screen frames need no display: keep SDL (pygame) from probing for one and
         # printing "XDG_RUNTIME_DIR is invalid" on headless machines.
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-        env = gym.make(env_id, render_mode="rgb_array")
+        env = preset.make_eval_env(render_mode="rgb_array")
         obs, _ = env.reset(seed=seed)
         frames = [env.render()]
+        state, start = None, True
         for _ in range(max_frames):
-            action, _ = model.predict(obs, deterministic=True)  # type: ignore[attr-defined]
+            action, state = model.predict(obs, state=state, mask=[start], deterministic=deterministic)
+            start = False
             obs, _, terminated, truncated, _ = env.step(action)
             frames.append(env.render())
             if terminated or truncated:
@@ -49,11 +90,13 @@ def record_gif(model: object, env_id: str, path: Path, seed: int, max_frames: in
         env.close()
     except Exception:
         return False
+    if path.suffix == ".mp4" and not FFMpegWriter.isAvailable():
+        raise CliError("writing an MP4 needs ffmpeg on the PATH; write a .gif instead")
     figure = Figure(figsize=(frames[0].shape[1] / 100, frames[0].shape[0] / 100), dpi=100)
     axes = figure.add_axes((0, 0, 1, 1))
     axes.axis("off")
     image = axes.imshow(frames[0])
-    writer = PillowWriter(fps=30)
+    writer = FFMpegWriter(fps=30) if path.suffix == ".mp4" else PillowWriter(fps=30)
     with writer.saving(figure, str(path), dpi=100):
         for frame in frames[::2]:
             image.set_data(frame)
@@ -62,54 +105,184 @@ def record_gif(model: object, env_id: str, path: Path, seed: int, max_frames: in
 
 
 def train(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
     from acktr_lab import ACKTR
     from acktr_lab.plots import TrainingPlots
 
-    settings = dict(ZOO_SETTINGS.get(args.env_id, {}))
-    timesteps = int(args.timesteps or settings.pop("timesteps", 100_000))
-    settings.pop("timesteps", None)
-    n_envs = int(args.n_envs or settings.pop("n_envs", 1))
-    settings.pop("n_envs", None)
+    _check_env_id(args.env_id)
+    try:
+        preset = _preset(args)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    kwargs = preset.acktr_kwargs()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"Training ACKTR on {args.env_id}: {timesteps} steps, {n_envs} envs, seed {args.seed}, settings {settings}")
-    model = ACKTR("MlpPolicy", args.env_id, n_envs=n_envs, seed=args.seed, verbose=args.verbose, **settings)
-    trainer = model.trainer(timesteps)
+    print(
+        f"Training ACKTR ({preset.policy}) on {args.env_id}: {preset.n_timesteps} steps, {preset.n_envs} envs, "
+        f"seed {args.seed}, settings {kwargs}"
+    )
+    env = preset.make_env(seed=args.seed)
+    try:
+        model = ACKTR(
+            preset.policy, env, seed=args.seed, verbose=args.verbose, tensorboard_log=args.tensorboard, **kwargs
+        )
+    except (TypeError, ValueError) as error:  # a setting of the wrong type or out of range
+        env.close()
+        raise CliError(f"bad setting: {error}") from None
+    model.env_id = args.env_id
+    trainer = model.trainer(preset.n_timesteps)
     plots = TrainingPlots(learning_rate_curve=trainer.learning_rate_curve)
-    from tqdm.auto import tqdm
-
-    with tqdm(total=timesteps, unit="step", dynamic_ncols=True) as bar:
+    with tqdm(total=preset.n_timesteps, unit="step", dynamic_ncols=True) as bar:
         for report in trainer:
             plots.add(report)
-            bar.update(min(report.timesteps, timesteps) - bar.n)
-            if model.episode_returns:
-                bar.set_postfix(ep_return=f"{np.mean(model.episode_returns):.1f}", refresh=False)
-    stem = out / f"acktr_{args.env_id}"
+            bar.update(min(report.timesteps, preset.n_timesteps) - bar.n)
+            if trainer.episode_returns:
+                bar.set_postfix(ep_return=f"{np.mean(trainer.episode_returns):.1f}", refresh=False)
+    stem = out / f"acktr_{args.env_id.replace('/', '_')}"
     model.save(stem.with_suffix(".zip"))
     plots.save(stem.with_suffix(".png"))
-    returns = evaluate(model, args.env_id, args.eval_episodes, seed=args.seed + 10_000)
+    returns = evaluate(model, preset.make_eval_env(), args.eval_episodes, seed=args.seed + 10_000)
     print(f"saved model  {stem.with_suffix('.zip')}")
     print(f"saved plots  {stem.with_suffix('.png')}")
-    if not args.no_gif and record_gif(model, args.env_id, stem.with_suffix(".gif"), seed=args.seed):
+    if not args.no_gif and record_replay(model, preset, stem.with_suffix(".gif"), seed=args.seed):
         print(f"saved replay {stem.with_suffix('.gif')}")
     print(f"evaluation: mean return {np.mean(returns):.1f} ± {np.std(returns):.1f} over {len(returns)} episodes")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="acktr_lab", description=__doc__)
+def _load(path: str, env_id: str | None) -> tuple[Any, Preset]:
+    from acktr_lab import ACKTR
+    from acktr_lab.serialization import ModelFileError
+
+    if not Path(path).is_file():
+        raise CliError(f"no model file at {path}")
+    try:
+        model = ACKTR.load(path)
+    except (ModelFileError, ValueError) as error:
+        raise CliError(f"cannot load {path}: {error}") from None
+    env_id = env_id or model.env_id
+    if env_id is None:
+        raise CliError(f"{path} does not say which env it was trained on; pass --env ENV_ID")
+    _check_env_id(env_id)
+    return model, get_preset(env_id)
+
+
+def enjoy(args: argparse.Namespace) -> int:
+    model, preset = _load(args.path, args.env)
+    if args.episodes < 1:
+        raise CliError(f"--episodes must be at least 1, got {args.episodes}")
+    returns = evaluate(model, preset.make_eval_env(), args.episodes, seed=args.seed)
+    for i, value in enumerate(returns):
+        print(f"episode {i}: return {value:.1f}")
+    print(f"mean return {np.mean(returns):.1f} ± {np.std(returns):.1f} over {len(returns)} episodes")
+    if args.output:
+        target = Path(args.output)
+        if target.suffix not in (".gif", ".mp4"):
+            raise CliError(f"--output must end in .gif or .mp4, got {target.name}")
+        if record_replay(model, preset, target, seed=args.seed, deterministic=not args.stochastic):
+            print(f"saved replay {target}")
+        else:
+            print(f"{preset.env_id} cannot render frames; no replay written")
+    return 0
+
+
+def record_expert(args: argparse.Namespace) -> int:
+    from acktr_lab.expert import generate_expert_traj
+
+    model, preset = _load(args.path, args.env)
+    if args.episodes < 1:
+        raise CliError(f"--episodes must be at least 1, got {args.episodes}")
+    data = generate_expert_traj(
+        model,
+        args.output,
+        env=preset.make_eval_env(),
+        n_episodes=args.episodes,
+        seed=args.seed,
+        deterministic=args.deterministic,
+        progress_bar=True,
+        verbose=0,
+    )
+    returns = data["episode_returns"]
+    print(f"recorded {len(returns)} episodes ({len(data['actions'])} steps), mean return {np.mean(returns):.1f}")
+    print(f"saved expert data {Path(args.output).with_suffix('.npz')}")
+    return 0
+
+
+def bench(args: argparse.Namespace) -> int:
+    from acktr_lab.benchmark import BENCHMARK_ENVS, run_benchmark
+
+    unknown = sorted(set(args.envs or []) - set(BENCHMARK_ENVS))
+    if unknown:
+        raise CliError(f"no benchmark for {unknown}; choose from {list(BENCHMARK_ENVS)}")
+    if args.seeds < 1 or not 0 < args.budget_scale <= 1:
+        raise CliError("--seeds must be ≥ 1 and --budget-scale in (0, 1]")
+    run_benchmark(
+        envs=args.envs or list(BENCHMARK_ENVS),
+        seeds=range(args.seeds),
+        budget_scale=args.budget_scale,
+        out=Path(args.out),
+        with_sb3=not args.no_sb3,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="acktr-lab", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    train_parser = commands.add_parser("train", help="train an ACKTR agent, save it with a plot and evaluate it")
-    train_parser.add_argument("env_id", help="a gymnasium env id, e.g. CartPole-v1")
-    train_parser.add_argument("--timesteps", type=int, default=None, help="training steps (default: per env)")
-    train_parser.add_argument("--n-envs", type=int, default=None, help="parallel envs (default: zoo setting)")
-    train_parser.add_argument("--seed", type=int, default=0)
-    train_parser.add_argument("--out", default="runs", help="folder for the model, plot and replay")
-    train_parser.add_argument("--eval-episodes", type=int, default=10)
-    train_parser.add_argument("--verbose", type=int, default=0)
-    train_parser.add_argument("--no-gif", action="store_true", help="skip the replay GIF")
-    args = parser.parse_args(argv)
-    return train(args)
+
+    p = commands.add_parser("train", help="train an ACKTR agent, save it with a plot and a replay, evaluate it")
+    p.add_argument("env_id", help="a gymnasium env id, e.g. CartPole-v1 or ALE/Pong-v5")
+    p.add_argument("--config", help="a YAML file of settings (rl-baselines-zoo keys) instead of the preset")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="change one setting (repeatable)")
+    p.add_argument("--timesteps", type=int, default=None, help="training steps (default: the preset's)")
+    p.add_argument("--n-envs", type=int, default=None, help="parallel envs (default: the preset's)")
+    p.add_argument("--policy", choices=["MlpPolicy", "CnnPolicy"], default=None, help="default: the preset's")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tensorboard", default=None, metavar="DIR", help="write TensorBoard logs to DIR")
+    p.add_argument("--out", default="runs", help="folder for the model, plot and replay")
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--verbose", type=int, default=0)
+    p.add_argument("--no-gif", action="store_true", help="skip the replay GIF")
+    p.set_defaults(run=train)
+
+    p = commands.add_parser("enjoy", help="run a saved agent: returns, and a GIF or MP4 of an episode")
+    p.add_argument("path", help="a model .zip saved by acktr_lab")
+    p.add_argument("--env", default=None, help="env id (default: the one the model was trained on)")
+    p.add_argument("--episodes", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", default=None, metavar="FILE.gif|FILE.mp4", help="write a replay of one episode")
+    p.add_argument("--stochastic", action="store_true", help="sample actions in the replay")
+    p.set_defaults(run=enjoy)
+
+    p = commands.add_parser("record-expert", help="record a saved agent's episodes as expert data (.npz)")
+    p.add_argument("path", help="a model .zip saved by acktr_lab")
+    p.add_argument("--env", default=None, help="env id (default: the one the model was trained on)")
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", default="expert", help="the .npz to write")
+    p.add_argument("--deterministic", action="store_true", help="record the greedy policy")
+    p.set_defaults(run=record_expert)
+
+    p = commands.add_parser("bench", help="the learning benchmark (ACKTR against the zoo and SB3 A2C)")
+    p.add_argument("--envs", nargs="*", default=None, help="default: every benchmark env")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--budget-scale", type=float, default=1.0, help="fraction of each zoo budget to train")
+    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--no-sb3", action="store_true", help="ACKTR only (SB3 A2C needs torch and stable-baselines3)")
+    p.set_defaults(run=bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except CliError as error:
+        print(f"acktr-lab {args.command}: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
 
 
 if __name__ == "__main__":

@@ -1,0 +1,233 @@
+"""The learning benchmark: ACKTR's presets against the published SB2 zoo ACKTR scores and
+Stable Baselines3 A2C with its zoo settings, on the same envs, budgets and seeds.
+
+Every run is evaluated deterministically every ``budget / 15`` steps (10 episodes) and at
+the end (20 episodes), on a fresh env whose episode ``i`` starts from ``reset(seed=10_000
++ i)``. The results go to ``out/results.md`` (with the machine they ran on) and one
+learning-curve PNG per env. SB3 and PyTorch are imported only here and only when asked:
+they are never dependencies of acktr_lab (``pip install torch==2.13.0 stable-baselines3``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from acktr_lab.evaluation import evaluate
+from acktr_lab.presets import PRESETS, Preset
+
+BENCHMARK_ENVS = ("CartPole-v1", "Acrobot-v1", "Pendulum-v1", "LunarLander-v3", "LunarLanderContinuous-v3")
+EVALUATIONS = 15
+EVAL_SEED = 10_000
+
+#: rl-baselines3-zoo ``hyperparams/a2c.yml`` (@02846e4), for today's ids. ``lin_x``: linear from x.
+SB3_A2C_ZOO: dict[str, dict[str, Any]] = {
+    "CartPole-v1": {"n_envs": 8, "ent_coef": 0.0},
+    "Acrobot-v1": {"normalize": True, "n_envs": 16, "ent_coef": 0.0},
+    "Pendulum-v1": {
+        "normalize": True,
+        "n_envs": 8,
+        "ent_coef": 0.0,
+        "max_grad_norm": 0.5,
+        "n_steps": 8,
+        "gae_lambda": 0.9,
+        "vf_coef": 0.4,
+        "gamma": 0.99,
+        "use_rms_prop": True,
+        "normalize_advantage": False,
+        "learning_rate": "lin_7e-4",
+        "use_sde": True,
+        "policy_kwargs": {"log_std_init": -2, "ortho_init": False},
+    },
+    "LunarLander-v3": {"n_envs": 8, "gamma": 0.995, "n_steps": 5, "learning_rate": "lin_0.00083", "ent_coef": 1e-5},
+    "LunarLanderContinuous-v3": {
+        "normalize": True,
+        "n_envs": 4,
+        "ent_coef": 0.0,
+        "max_grad_norm": 0.5,
+        "n_steps": 8,
+        "gae_lambda": 0.9,
+        "vf_coef": 0.4,
+        "gamma": 0.99,
+        "use_rms_prop": True,
+        "normalize_advantage": False,
+        "learning_rate": "lin_7e-4",
+        "use_sde": True,
+        "policy_kwargs": {"log_std_init": -2, "ortho_init": False},
+    },
+}
+
+
+@dataclass
+class Run:
+    """One algorithm on one env with one seed: its evaluation curve and final score."""
+
+    algorithm: str
+    env_id: str
+    seed: int
+    budget: int
+    curve: list[tuple[int, float]] = field(default_factory=list)
+    final: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def first_reaching(self, score: float | None) -> int | None:
+        if score is None:
+            return None
+        return next((t for t, mean in self.curve if mean >= score), None)
+
+
+def _eval_points(budget: int) -> list[int]:
+    return [round(budget * (i + 1) / EVALUATIONS) for i in range(EVALUATIONS)]
+
+
+def run_acktr(preset: Preset, seed: int, budget: int) -> Run:
+    from acktr_lab import ACKTR
+
+    run = Run("ACKTR (acktr_lab)", preset.env_id, seed, budget)
+    started = time.perf_counter()
+    model = ACKTR(preset.policy, preset.make_env(seed=seed), seed=seed, **preset.acktr_kwargs())
+    points = _eval_points(budget)
+    for report in model.trainer(budget):
+        while points and report.timesteps >= points[0]:
+            points.pop(0)
+            run.curve.append((report.timesteps, float(np.mean(evaluate(model, preset.make_eval_env(), 10, EVAL_SEED)))))
+    run.final = evaluate(model, preset.make_eval_env(), 20, EVAL_SEED)
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+def run_sb3_a2c(env_id: str, seed: int, budget: int) -> Run:  # pragma: no cover - needs torch and SB3
+    from stable_baselines3 import A2C
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    settings = dict(SB3_A2C_ZOO[env_id])
+    normalize = settings.pop("normalize", False)
+    n_envs = settings.pop("n_envs")
+    if isinstance(settings.get("learning_rate"), str):
+        initial = float(settings["learning_rate"].removeprefix("lin_"))
+        settings["learning_rate"] = lambda remaining: remaining * initial
+    venv = make_vec_env(env_id, n_envs=n_envs, seed=seed)
+    if normalize:
+        venv = VecNormalize(venv, gamma=settings.get("gamma", 0.99))
+    model = A2C("MlpPolicy", venv, seed=seed, device="cpu", **settings)
+    run = Run("A2C (SB3)", env_id, seed, budget)
+
+    class Predictor:  # what evaluate() calls: raw observations in, normalised where trained so
+        def predict(self, obs: Any, state: Any = None, mask: Any = None, deterministic: bool = True) -> Any:
+            if normalize:
+                obs = venv.normalize_obs(obs)
+            return model.predict(obs, deterministic=deterministic)
+
+    points = _eval_points(budget)
+
+    class Evaluations(BaseCallback):
+        def _on_step(self) -> bool:
+            while points and self.num_timesteps >= points[0]:
+                points.pop(0)
+                score = float(np.mean(evaluate(Predictor(), gym.make(env_id), 10, EVAL_SEED)))
+                run.curve.append((self.num_timesteps, score))
+            return True
+
+    started = time.perf_counter()
+    model.learn(budget, callback=Evaluations())
+    run.final = evaluate(Predictor(), gym.make(env_id), 20, EVAL_SEED)
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+def _machine() -> str:
+    import tensorflow as tf
+
+    return (
+        f"{platform.platform()}, {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
+        f"Python {platform.python_version()}, TensorFlow {tf.__version__}, gymnasium {gym.__version__}"
+    )
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.1f}"
+
+
+def write_results(runs: list[Run], out: Path, seeds: list[int], budget_scale: float) -> Path:
+    """``out/results.md`` and ``out/<env>.png`` from the runs."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "# Learning benchmark",
+        "",
+        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {_machine()}.",
+        f"Seeds {seeds}; budgets are {budget_scale:g} × each preset's. Final: deterministic evaluation, "
+        "20 episodes per seed, mean ± std over all of them; first ≥ zoo: the first 10-episode evaluation "
+        "(every budget/15 steps) at or above the published SB2 ACKTR score, per seed.",
+        "",
+        "| env | algorithm | budget | final (mean ± std) | per-seed finals | first ≥ zoo, per seed "
+        "| zoo ACKTR (SB2) | minutes |",
+        "|---|---|--:|--:|---|---|--:|--:|",
+    ]
+    for env_id in dict.fromkeys(run.env_id for run in runs):
+        preset = PRESETS[env_id]
+        figure = Figure(figsize=(6, 3.5), dpi=100)
+        axes = figure.add_subplot()
+        for algorithm in dict.fromkeys(run.algorithm for run in runs if run.env_id == env_id):
+            group = [run for run in runs if run.env_id == env_id and run.algorithm == algorithm]
+            finals = [value for run in group for value in run.final]
+            firsts = ", ".join(_fmt(run.first_reaching(preset.zoo_score)) for run in group)
+            per_seed = ", ".join(_fmt(float(np.mean(run.final))) for run in group)
+            minutes = sum(run.seconds for run in group) / 60
+            lines.append(
+                f"| {env_id} | {algorithm} | {group[0].budget:,} | {np.mean(finals):,.1f} ± {np.std(finals):,.1f} "
+                f"| {per_seed} | {firsts} | {_fmt(preset.zoo_score)} | {minutes:.1f} |"
+            )
+            for run in group:
+                steps, scores = zip(*run.curve) if run.curve else ((), ())
+                axes.plot(steps, scores, label=f"{algorithm} seed {run.seed}", alpha=0.8)
+        if preset.zoo_score is not None:
+            axes.axhline(preset.zoo_score, color="grey", linestyle="--", label="SB2 zoo ACKTR")
+        axes.set(title=env_id, xlabel="timesteps", ylabel="deterministic evaluation")
+        axes.legend(fontsize=6)
+        figure.tight_layout()
+        FigureCanvasAgg(figure).print_png(str(out / f"{env_id.replace('/', '_')}.png"))
+        lines.append("")
+    path = out / "results.md"
+    path.write_text("\n".join(lines).rstrip() + "\n")
+    return path
+
+
+def run_benchmark(
+    envs: Iterable[str],
+    seeds: Iterable[int],
+    budget_scale: float,
+    out: Path,
+    with_sb3: bool = True,
+    progress: Callable[[str], None] = print,
+) -> Path:
+    """Train every (env, algorithm, seed), then write the results (see the module docstring)."""
+    from tqdm.auto import tqdm
+
+    envs, seeds = list(envs), list(seeds)
+    jobs: list[tuple[str, str, int]] = [(env_id, "acktr", seed) for env_id in envs for seed in seeds]
+    if with_sb3:
+        jobs += [(env_id, "a2c", seed) for env_id in envs for seed in seeds]
+    runs: list[Run] = []
+    for env_id, algorithm, seed in tqdm(jobs, unit="run", desc="benchmark"):
+        preset = PRESETS[env_id]
+        budget = max(1, round(preset.n_timesteps * budget_scale))
+        run = run_acktr(preset, seed, budget) if algorithm == "acktr" else run_sb3_a2c(env_id, seed, budget)
+        runs.append(run)
+        progress(f"{run.algorithm} {env_id} seed {seed}: final {np.mean(run.final):.1f} in {run.seconds / 60:.1f} min")
+    path = write_results(runs, out, seeds, budget_scale)
+    progress(f"wrote {path}")
+    return path

@@ -1,0 +1,159 @@
+"""Presets (every one builds and trains), settings files, and the command line: train,
+enjoy, record-expert and bench run and refuse bad input clearly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from acktr_lab import ACKTR
+from acktr_lab.cli import main
+from acktr_lab.expert import ExpertDataset
+from acktr_lab.presets import PRESETS, get_preset, preset_from_yaml
+
+ZOO_ENVS = [
+    "CartPole-v1",
+    "Acrobot-v1",
+    "MountainCar-v0",
+    "Pendulum-v1",
+    "LunarLander-v3",
+    "LunarLanderContinuous-v3",
+    "MountainCarContinuous-v0",
+    "BipedalWalker-v3",
+    "ALE/Pong-v5",
+    "ALE/Breakout-v5",
+]
+
+
+def test_every_zoo_env_has_a_preset() -> None:
+    assert sorted(PRESETS) == sorted(ZOO_ENVS)
+    for preset in PRESETS.values():
+        assert preset.zoo_score is not None and preset.zoo_timesteps is not None
+
+
+@pytest.mark.parametrize("env_id", ZOO_ENVS)
+def test_each_preset_builds_and_trains_a_few_updates(env_id: str) -> None:
+    preset = PRESETS[env_id]
+    env = preset.make_env(n_envs=2, seed=0)
+    model = ACKTR(preset.policy, env, seed=0, **preset.acktr_kwargs())
+    if preset.atari:
+        assert env.single_observation_space.shape == (4, 84, 84) and model.policy.channels_first
+    assert model.normalize_returns == (preset.normalize or preset.hyperparameters.get("normalize_returns", False))
+    reports = list(model.trainer(3 * 2 * model.n_steps))
+    assert len(reports) == 3 and all(np.isfinite(r.policy_loss) and not r.skipped for r in reports)
+    assert all(np.all(np.isfinite(v)) for v in model.get_parameters().values())
+    eval_env = preset.make_eval_env()
+    obs, _ = eval_env.reset(seed=0)
+    action, _ = model.predict(obs, deterministic=True)
+    assert eval_env.action_space.contains(action)
+    eval_env.close()
+    env.close()
+
+
+def test_an_env_without_a_preset_gets_acktr_defaults() -> None:
+    preset = get_preset("FrozenLake-v1")
+    assert preset.n_envs == 1 and preset.acktr_kwargs() == {} and preset.policy == "MlpPolicy"
+
+
+def test_settings_from_a_zoo_yaml_file(tmp_path: Path) -> None:
+    path = tmp_path / "acktr.yml"
+    path.write_text(
+        "CartPole-v1:\n  n_envs: 4\n  n_timesteps: !!float 2e4\n  policy: 'MlpPolicy'\n  ent_coef: 0.0\n"
+        "  normalize: true\n"
+    )
+    preset = preset_from_yaml(path, "CartPole-v1")
+    assert (preset.n_envs, preset.n_timesteps) == (4, 20_000)
+    assert preset.acktr_kwargs() == {"ent_coef": 0.0, "normalize_returns": True, "normalize_observations": True}
+    for bad, message in (
+        ('policy_kwargs: "dict(net_arch=[64])"\n', "Python expression"),
+        ("n_envs: -3\n", "n_envs"),
+        ("bogus: 1\n", "bogus"),
+        ("- 1\n- 2\n", "mapping"),
+        ("n_envs: [\n", "cannot read"),
+    ):
+        path.write_text(bad)
+        with pytest.raises(ValueError, match=message):
+            preset_from_yaml(path, "CartPole-v1")
+
+
+# -- the command line -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    flags = ["--timesteps", "640", "--n-envs", "2", "--out", str(out), "--eval-episodes", "1", "--no-gif"]
+    code = main(["train", "Pendulum-v1", *flags, "--set", "n_steps=16", "--set", "normalize=true"])
+    assert code == 0
+    return out / "acktr_Pendulum-v1.zip"
+
+
+def test_train_uses_the_preset_flags_and_settings(trained: Path) -> None:
+    model = ACKTR.load(trained)
+    assert model.env_id == "Pendulum-v1" and model.num_timesteps == 640 and model.n_steps == 16
+    assert model.learning_rate == 0.06 and model.lr_schedule == "constant"  # from the preset
+    assert model.normalize_observations and model.normalize_returns  # from --set normalize=true
+
+
+def test_enjoy_prints_returns_and_writes_a_gif(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    gif = trained.parent / "replay.gif"
+    assert main(["enjoy", str(trained), "--episodes", "2", "--output", str(gif)]) == 0
+    out = capsys.readouterr().out
+    assert "episode 1: return" in out and "mean return" in out
+    assert gif.read_bytes()[:6] in (b"GIF87a", b"GIF89a")
+
+
+def test_record_expert_writes_a_dataset(trained: Path) -> None:
+    target = trained.parent / "expert"
+    assert main(["record-expert", str(trained), "--episodes", "2", "--output", str(target)]) == 0
+    dataset = ExpertDataset(expert_path=str(target.with_suffix(".npz")), verbose=0)
+    assert len(dataset.returns) == 2
+    assert dataset.observations.shape == (400, 3)  # Pendulum episodes last 200 steps
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "NoSuchEnv-v0"], "unknown environment"),
+        (["train", "CartPole-v1", "--set", "ent_coef=-1"], "ent_coef"),
+        (["train", "CartPole-v1", "--set", "warp=9"], "warp"),
+        (["train", "CartPole-v1", "--set", "ent_coef"], "key=value"),
+        (["train", "CartPole-v1", "--timesteps", "0"], "n_timesteps"),
+        (["enjoy", "missing.zip"], "no model file"),
+        (["enjoy", "{trained}", "--output", "replay.avi"], ".gif or .mp4"),
+        (["enjoy", "{trained}", "--env", "NoSuchEnv-v0"], "unknown environment"),
+        (["record-expert", "{trained}", "--episodes", "0"], "--episodes"),
+        (["bench", "--envs", "Pong"], "no benchmark"),
+        (["bench", "--budget-scale", "2"], "budget-scale"),
+    ],
+)
+def test_bad_input_is_refused_with_a_clear_message(
+    argv: list[str], message: str, trained: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [a.replace("{trained}", str(trained)) for a in argv]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_corrupt_model_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"not a zip at all")
+    assert main(["enjoy", str(bad), "--env", "CartPole-v1"]) == 2
+    assert "cannot load" in capsys.readouterr().err
+
+
+def test_bench_writes_results_and_curves(tmp_path: Path) -> None:
+    argv = ["bench", "--envs", "CartPole-v1", "--seeds", "1", "--budget-scale", "0.01", "--no-sb3"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "results.md").read_text()
+    assert "| CartPole-v1 | ACKTR (acktr_lab) | 1,500 |" in text and "487.6" in text and "CPU cores" in text
+    assert (tmp_path / "CartPole-v1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_gymnasium_env_check_of_the_atari_pipeline() -> None:
+    env = get_preset("ALE/Pong-v5").make_eval_env()
+    assert env.observation_space == gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    env.close()
