@@ -29,41 +29,29 @@ BENCHMARK_ENVS = ("CartPole-v1", "Acrobot-v1", "Pendulum-v1", "LunarLander-v3", 
 EVALUATIONS = 15
 EVAL_SEED = 10_000
 
+#: rl-baselines3-zoo's tuned A2C settings for continuous control (``hyperparams/a2c.yml``).
+_SB3_A2C_CONTINUOUS: dict[str, Any] = {
+    "normalize": True,
+    "ent_coef": 0.0,
+    "max_grad_norm": 0.5,
+    "n_steps": 8,
+    "gae_lambda": 0.9,
+    "vf_coef": 0.4,
+    "gamma": 0.99,
+    "use_rms_prop": True,
+    "normalize_advantage": False,
+    "learning_rate": "lin_7e-4",
+    "use_sde": True,
+    "policy_kwargs": {"log_std_init": -2, "ortho_init": False},
+}
+
 #: rl-baselines3-zoo ``hyperparams/a2c.yml`` (@02846e4), for today's ids. ``lin_x``: linear from x.
 SB3_A2C_ZOO: dict[str, dict[str, Any]] = {
     "CartPole-v1": {"n_envs": 8, "ent_coef": 0.0},
     "Acrobot-v1": {"normalize": True, "n_envs": 16, "ent_coef": 0.0},
-    "Pendulum-v1": {
-        "normalize": True,
-        "n_envs": 8,
-        "ent_coef": 0.0,
-        "max_grad_norm": 0.5,
-        "n_steps": 8,
-        "gae_lambda": 0.9,
-        "vf_coef": 0.4,
-        "gamma": 0.99,
-        "use_rms_prop": True,
-        "normalize_advantage": False,
-        "learning_rate": "lin_7e-4",
-        "use_sde": True,
-        "policy_kwargs": {"log_std_init": -2, "ortho_init": False},
-    },
+    "Pendulum-v1": {**_SB3_A2C_CONTINUOUS, "n_envs": 8},
     "LunarLander-v3": {"n_envs": 8, "gamma": 0.995, "n_steps": 5, "learning_rate": "lin_0.00083", "ent_coef": 1e-5},
-    "LunarLanderContinuous-v3": {
-        "normalize": True,
-        "n_envs": 4,
-        "ent_coef": 0.0,
-        "max_grad_norm": 0.5,
-        "n_steps": 8,
-        "gae_lambda": 0.9,
-        "vf_coef": 0.4,
-        "gamma": 0.99,
-        "use_rms_prop": True,
-        "normalize_advantage": False,
-        "learning_rate": "lin_7e-4",
-        "use_sde": True,
-        "policy_kwargs": {"log_std_init": -2, "ortho_init": False},
-    },
+    "LunarLanderContinuous-v3": {**_SB3_A2C_CONTINUOUS, "n_envs": 4},
 }
 
 

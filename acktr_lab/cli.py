@@ -248,20 +248,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-gif", action="store_true", help="skip the replay GIF")
     p.set_defaults(run=train)
 
-    p = commands.add_parser("enjoy", help="run a saved agent: returns, and a GIF or MP4 of an episode")
-    p.add_argument("path", help="a model .zip saved by acktr_lab")
-    p.add_argument("--env", default=None, help="env id (default: the one the model was trained on)")
-    p.add_argument("--episodes", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
+    def saved_agent_command(name: str, help_text: str, episodes: int) -> argparse.ArgumentParser:
+        p = commands.add_parser(name, help=help_text)
+        p.add_argument("path", help="a model .zip saved by acktr_lab")
+        p.add_argument("--env", default=None, help="env id (default: the one the model was trained on)")
+        p.add_argument("--episodes", type=int, default=episodes)
+        p.add_argument("--seed", type=int, default=0)
+        return p
+
+    p = saved_agent_command("enjoy", "run a saved agent: returns, and a GIF or MP4 of an episode", 5)
     p.add_argument("--output", default=None, metavar="FILE.gif|FILE.mp4", help="write a replay of one episode")
     p.add_argument("--stochastic", action="store_true", help="sample actions in the replay")
     p.set_defaults(run=enjoy)
 
-    p = commands.add_parser("record-expert", help="record a saved agent's episodes as expert data (.npz)")
-    p.add_argument("path", help="a model .zip saved by acktr_lab")
-    p.add_argument("--env", default=None, help="env id (default: the one the model was trained on)")
-    p.add_argument("--episodes", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
+    p = saved_agent_command("record-expert", "record a saved agent's episodes as expert data (.npz)", 20)
     p.add_argument("--output", default="expert", help="the .npz to write")
     p.add_argument("--deterministic", action="store_true", help="record the greedy policy")
     p.set_defaults(run=record_expert)
