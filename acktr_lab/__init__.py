@@ -11,6 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from acktr_lab.acktr import ACKTR
 from acktr_lab.expert import ExpertDataset, generate_expert_traj
 from acktr_lab.policies import CnnPolicy, MlpPolicy
+from acktr_lab.recurrent import MlpLstmPolicy
 from acktr_lab.report import FactorEigenvalues, PretrainReport, UpdateReport
 from acktr_lab.trainer import Trainer, TrainerSnapshot
 from acktr_lab.vec_env import DummyVecEnv, SubprocVecEnv, make_vec_env
@@ -21,6 +22,7 @@ __all__ = [
     "DummyVecEnv",
     "ExpertDataset",
     "FactorEigenvalues",
+    "MlpLstmPolicy",
     "MlpPolicy",
     "PretrainReport",
     "SubprocVecEnv",

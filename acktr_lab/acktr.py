@@ -29,6 +29,7 @@ from acktr_lab.normalization import ObservationNormalizer, ReturnNormalizer
 from acktr_lab.policies import ActorCriticPolicy, resolve_policy
 from acktr_lab.preprocessing import space_from_json, space_to_json, spaces_equal
 from acktr_lab.pretrain import behaviour_cloning
+from acktr_lab.recurrent import MlpLstmPolicy  # noqa: F401 (registers the recurrent policy names)
 from acktr_lab.report import PretrainReport
 from acktr_lab.rollout import Collector, StateArrays
 from acktr_lab.serialization import ModelFile, PathOrFile, load_model, save_model

@@ -329,6 +329,7 @@ class CnnPolicy(ActorCriticPolicy):
         return x, x
 
 
+#: Policy names → classes; other modules add theirs (``acktr_lab.recurrent``).
 POLICIES: dict[str, type[ActorCriticPolicy]] = {"MlpPolicy": MlpPolicy, "CnnPolicy": CnnPolicy}
 
 

@@ -137,6 +137,12 @@ def behaviour_cloning(
     if int(val_interval) < 1:
         raise ValueError(f"val_interval must be at least 1, got {val_interval}")
     obs_space, action_space = policy.observation_space, policy.action_space
+    if getattr(policy, "state_shapes", ()):
+        raise ValueError(
+            f"behaviour cloning of a recurrent policy ({type(policy).__name__}) is not supported yet: it needs "
+            "whole trajectories unrolled from their episode starts, and cloning single transitions from the "
+            "initial state would teach a policy that forgets; pretrain a feedforward policy instead"
+        )
     if not isinstance(action_space, _SUPPORTED_ACTIONS):
         raise ValueError(
             f"behaviour cloning supports Box, Discrete, MultiDiscrete and MultiBinary actions, got {action_space}"
