@@ -143,14 +143,10 @@ PRESETS: dict[str, Preset] = {
             "Acrobot-v1",
             500_000,
             n_envs=16,
-            hyperparameters={"ent_coef": 0.0, "normalize_returns": True},
+            hyperparameters={"ent_coef": 0.0},
+            normalize=True,
             zoo_score=-91.3,
             zoo_timesteps=500_000,
-            changes=(
-                "return normalisation only, not the zoo's observation normalisation: measured with both, seeds 0 "
-                "and 2 stay at -500 with the policy's entropy at its maximum for 500k steps; with returns only, "
-                "seeds 0 and 2 evaluate at -77 to -100 from 50k steps on"
-            ),
         ),
         Preset(
             "MountainCar-v0",

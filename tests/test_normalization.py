@@ -13,7 +13,7 @@ from test_run_core import CountdownEnv, StepCountingActor
 
 from acktr_lab import ACKTR
 from acktr_lab.callbacks import EvalCallback
-from acktr_lab.normalization import ReturnNormalizer
+from acktr_lab.normalization import OBSERVATION_PRIOR_COUNT, ReturnNormalizer
 from acktr_lab.rollout import Collector
 
 
@@ -152,7 +152,8 @@ def test_observation_statistics_follow_the_env_and_survive_save_and_load(tmp_pat
     model = ACKTR("MlpPolicy", "Pendulum-v1", n_envs=2, n_steps=8, seed=0, normalize_observations=True)
     model.learn(16 * 10)
     statistics = model.observation_normalizer.statistics
-    assert statistics.count == pytest.approx(1e-4 + 2 + 16 * 10)  # 2 envs: their resets, then every step
+    # The prior's weight, then 2 envs: their resets and every step.
+    assert statistics.count == pytest.approx(OBSERVATION_PRIOR_COUNT + 2 + 16 * 10)
     # The policy reads the statistics as they were when the last rollout began.
     assert not np.allclose(model.policy.observation_mean.numpy(), 0.0)
     model.save(tmp_path / "m")
@@ -169,3 +170,17 @@ def test_observation_normalisation_needs_a_box() -> None:
         ACKTR("MlpPolicy", "FrozenLake-v1", normalize_observations=True)
     with pytest.raises(ValueError, match="normalize_observations"):
         ACKTR("MlpPolicy", "CartPole-v1", normalize_observations="yes")
+
+
+def test_the_first_rollouts_see_observations_close_to_raw() -> None:
+    """Acrobot-v1 starts every episode within ±0.1 of rest: the statistics of the first
+    observations alone would scale some inputs 100 times (then clip them at ±10). With the
+    prior the first update's inputs stay near the raw observations."""
+    model = ACKTR("MlpPolicy", "Acrobot-v1", n_envs=4, n_steps=5, seed=0, normalize_observations=True)
+    trainer = model.trainer(1_000)
+    trainer.step()
+    observations = np.concatenate([model.collector.observations, np.ones((1, 6), np.float32)])
+    mean, var = model.policy.observation_mean.numpy(), model.policy.observation_var.numpy()
+    standardised = (observations - mean) / np.sqrt(var + 1e-8)
+    assert np.all(np.abs(standardised) < 2.0), standardised
+    assert np.all(var > 0.9)  # still mostly the prior after 24 observations
