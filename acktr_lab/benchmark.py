@@ -10,6 +10,8 @@ they are never dependencies of acktr_lab (``pip install torch==2.13.0 stable-bas
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import os
 import platform
@@ -147,6 +149,10 @@ def _fmt(value: float | None) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.1f}"
 
 
+def _steps(value: int | None) -> str:
+    return "never" if value is None else f"{value:,}"
+
+
 def write_results(runs: list[Run], out: Path, seeds: list[int], budget_scale: float) -> Path:
     """``out/results.md`` and ``out/<env>.png`` from the runs."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -172,7 +178,7 @@ def write_results(runs: list[Run], out: Path, seeds: list[int], budget_scale: fl
         for algorithm in dict.fromkeys(run.algorithm for run in runs if run.env_id == env_id):
             group = [run for run in runs if run.env_id == env_id and run.algorithm == algorithm]
             finals = [value for run in group for value in run.final]
-            firsts = ", ".join(_fmt(run.first_reaching(preset.zoo_score)) for run in group)
+            firsts = ", ".join(_steps(run.first_reaching(preset.zoo_score)) for run in group)
             per_seed = ", ".join(_fmt(float(np.mean(run.final))) for run in group)
             minutes = sum(run.seconds for run in group) / 60
             lines.append(
@@ -188,9 +194,13 @@ def write_results(runs: list[Run], out: Path, seeds: list[int], budget_scale: fl
         axes.legend(fontsize=6)
         figure.tight_layout()
         FigureCanvasAgg(figure).print_png(str(out / f"{env_id.replace('/', '_')}.png"))
-        lines.append("")
+    lines += [
+        "",
+        "Learning curves: " + ", ".join(f"`{e.replace('/', '_')}.png`" for e in dict.fromkeys(r.env_id for r in runs)),
+    ]
     path = out / "results.md"
     path.write_text("\n".join(lines).rstrip() + "\n")
+    (out / "runs.json").write_text(json.dumps([dataclasses.asdict(run) for run in runs], indent=1))
     return path
 
 
