@@ -94,6 +94,8 @@ def test_constructor_signature_matches_stable_baselines() -> None:
         "eigen_epsilon": 1e-6,
         "stats_update": 1,
         "approx_t2": False,
+        "normalize_returns": False,
+        "normalize_observations": False,
     }
 
 
@@ -240,11 +242,6 @@ def test_cnn_policy_needs_images() -> None:
         ACKTR(CnnPolicy, SpaceEnv(gym.spaces.Box(0, 255, (8, 8, 1), np.uint8), gym.spaces.Discrete(2)))
 
 
-# -- prediction and action probabilities ----------------------------------------------
-
-
-@pytest.fixture(scope="module")
-
 def test_cnn_policy_reads_channel_first_images_as_their_channel_last_transpose() -> None:
     last = CnnPolicy(gym.spaces.Box(0, 255, (40, 36, 4), np.uint8), gym.spaces.Discrete(3), seed=5)
     first = CnnPolicy(gym.spaces.Box(0, 255, (4, 40, 36), np.uint8), gym.spaces.Discrete(3), seed=5)
@@ -257,6 +254,11 @@ def test_cnn_policy_reads_channel_first_images_as_their_channel_last_transpose()
     np.testing.assert_allclose(values_first.numpy(), values_last.numpy(), rtol=1e-5)
     np.testing.assert_allclose(dist_first.probabilities().numpy(), dist_last.probabilities().numpy(), rtol=1e-5)
 
+
+# -- prediction and action probabilities ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
 def cartpole() -> ACKTR:
     return ACKTR("MlpPolicy", "CartPole-v1", seed=0)
 
