@@ -229,6 +229,6 @@ def test_cartpole_preset_ends_at_475_or_more(seed: int) -> None:
     preset = PRESETS["CartPole-v1"]
     model = ACKTR(preset.policy, preset.make_env(seed=seed), seed=seed, **preset.acktr_kwargs())
     model.learn(preset.n_timesteps)
-    assert model.num_timesteps == preset.n_timesteps == 150_000
+    assert 150_000 == preset.n_timesteps <= model.num_timesteps < preset.n_timesteps + 8 * 20  # whole updates
     returns = evaluate(model, gym.make("CartPole-v1"), n_episodes=20, seed=EVAL_SEED)
     assert np.mean(returns) >= 475, returns
