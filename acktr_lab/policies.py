@@ -205,12 +205,18 @@ class ActorCriticPolicy(tf.Module):
         self.q_head = self._dense(vf_dim, factory.param_size, "q", 1.0, rng)
 
     # -- forward ----------------------------------------------------------------------
-    def features(self, obs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """Latent vectors (policy, value) for a batch of raw observations."""
+    def flat_inputs(self, obs: tf.Tensor) -> tf.Tensor:
+        """``[B, d]`` network inputs: preprocessed, flattened and, with ``normalize_observations``,
+        standardised ``x̃ = clip((x − μ) / √(σ² + ε), −10, 10)``."""
         x = preprocess_observation(obs, self.observation_space)
         x = tf.reshape(tf.cast(x, self.dtype), [tf.shape(x)[0], -1])
-        if self.normalize_observations:  # x̃ = clip((x − μ) / √(σ² + ε), −10, 10)
+        if self.normalize_observations:
             x = tf.clip_by_value((x - self.observation_mean) / tf.sqrt(self.observation_var + 1e-8), -10.0, 10.0)
+        return x
+
+    def features(self, obs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Latent vectors (policy, value) for a batch of raw observations."""
+        x = self.flat_inputs(obs)
         for layer in self.shared_layers:
             x = self.act_fun(layer(x))
         pi, vf = x, x

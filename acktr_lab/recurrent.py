@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from acktr_lab.policies import POLICIES, ActorCriticPolicy, PolicyState, PolicyStep, env_major
-from acktr_lab.preprocessing import flat_observation_dim, preprocess_observation
+from acktr_lab.preprocessing import flat_observation_dim
 
 
 class MlpLstmPolicy(ActorCriticPolicy):
@@ -67,10 +67,7 @@ class MlpLstmPolicy(ActorCriticPolicy):
         return ((2 * self.n_lstm,),)
 
     def _encode(self, observations: tf.Tensor) -> tf.Tensor:
-        x = preprocess_observation(observations, self.observation_space)
-        x = tf.reshape(tf.cast(x, self.dtype), [tf.shape(x)[0], -1])
-        if self.normalize_observations:
-            x = tf.clip_by_value((x - self.observation_mean) / tf.sqrt(self.observation_var + 1e-8), -10.0, 10.0)
+        x = self.flat_inputs(observations)
         for layer in self.trunk:
             x = self.act_fun(layer(x))
         return x
