@@ -15,7 +15,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from acktr_lab.kfac import Conv2D, Conv2DBlock, Dense, KfacLayer, KfacOptimizer, UpdatePlan, capture
+from acktr_lab.kfac import (
+    BLOCKS,
+    Conv2D,
+    Conv2DBlock,
+    Dense,
+    KfacLayer,
+    KfacOptimizer,
+    ScaleAndShift,
+    ScaleAndShiftBlock,
+    UpdatePlan,
+    capture,
+    layer_norm,
+    make_block,
+)
 
 F64 = tf.float64
 LossFn = Callable[[], tuple[tf.Tensor, tf.Tensor]]
@@ -797,3 +810,104 @@ def test_shared_layer_statistics_pool_the_rows_of_every_use() -> None:
     # Not just the statistics of the last (or first) use.
     only_first = np.concatenate([x1, np.ones((batch, 1))], axis=1)
     assert not np.allclose(block.input_factor.numpy(), only_first.T @ only_first / batch, atol=1e-3)
+
+
+# -- 10. a matrix without bias and a diagonal scale-and-shift block (layer norm) --------------
+def _per_example_gradients(loss_of_row: Callable[[int], tf.Tensor], n: int, variables: list[tf.Variable]) -> np.ndarray:
+    """Row ``i``: the gradient of example ``i``'s loss with respect to ``variables``, flattened."""
+    rows = []
+    for i in range(n):
+        with tf.GradientTape() as tape:
+            loss = loss_of_row(i)
+        rows.append(np.concatenate([g.numpy().ravel() for g in tape.gradient(loss, variables)]))
+    return np.stack(rows)
+
+
+def test_a_dense_layer_without_bias_gets_a_block_without_the_bias_column() -> None:
+    """``s = a W``: ``A = E[a aᵀ]`` (no column of ones) and ``kron(A, G)`` is the empirical
+    Fisher of one input, as for a layer with bias."""
+    rng = np.random.default_rng(20)
+    d, c, n = 4, 3, 32
+    layer = Dense(d, c, name="nobias", rng=rng, dtype=F64, use_bias=False)
+    assert layer.bias is None and layer.parameters == (layer.kernel,)
+    x = rng.normal(size=d)
+    labels = tf.constant(rng.integers(0, c, n))
+    xs = tf.constant(np.tile(x, (n, 1)))
+
+    def loss_fn() -> tuple[tf.Tensor, tf.Tensor]:
+        nll = cross_entropy(layer(xs), labels)
+        return nll, nll
+
+    per_example = _per_example_gradients(
+        lambda i: cross_entropy(layer(xs[i : i + 1]), labels[i : i + 1]), n, [layer.kernel]
+    )  # at the parameters the statistics are taken at, before the update moves them
+    opt = KfacOptimizer([layer.kernel], [layer], learning_rate=0.1, cold_iter=100)
+    opt.minimize(loss_fn)
+    block = opt.blocks[0]
+    assert block.input_factor.shape == (d, d)
+    np.testing.assert_allclose(block.input_factor.numpy(), np.outer(x, x), atol=1e-12)
+    np.testing.assert_allclose(
+        np.kron(block.input_factor.numpy(), block.gradient_factor.numpy()),
+        per_example.T @ per_example / n,
+        atol=1e-10,
+    )
+    (natural,) = opt.precondition([tf.ones_like(layer.kernel)])
+    assert natural.shape == layer.kernel.shape
+
+
+@pytest.mark.parametrize("scale", [True, False])
+def test_scale_and_shift_block_is_the_diagonal_of_the_empirical_fisher(scale: bool) -> None:
+    """``s = LN(a W) ⊙ γ + β``: the block holds ``diag(E[∇ℓ_i ∇ℓ_iᵀ])`` over γ and β exactly
+    (float64, per-example gradients taken one example at a time), and preconditions by
+    ``∇ / (diag + δ)``."""
+    rng = np.random.default_rng(21)
+    d, c, n = 4, 5, 16
+    matrix = Dense(d, c, name="matrix", rng=rng, dtype=F64, use_bias=False)
+    gain = ScaleAndShift(c, name="gain", scale=scale, dtype=F64)
+    if scale:
+        gain.scale.assign(rng.normal(1.0, 0.3, c))
+    gain.shift.assign(rng.normal(0.0, 0.3, c))
+    xs = tf.constant(rng.normal(size=(n, d)))
+    labels = tf.constant(rng.integers(0, c, n))
+
+    def logits(x: tf.Tensor) -> tf.Tensor:
+        return gain(layer_norm(matrix(x)))
+
+    def loss_fn() -> tuple[tf.Tensor, tf.Tensor]:
+        nll = cross_entropy(logits(xs), labels)
+        return nll, nll
+
+    variables = [matrix.kernel, *gain.parameters]
+    per_example = _per_example_gradients(
+        lambda i: cross_entropy(logits(xs[i : i + 1]), labels[i : i + 1]), n, list(gain.parameters)
+    )
+    opt = KfacOptimizer(variables, [matrix, gain], learning_rate=0.1, cold_iter=100, eigen_epsilon=0.0)
+    opt.minimize(loss_fn)
+    block = opt.blocks[1]
+    assert isinstance(block, ScaleAndShiftBlock)
+    want = np.mean(per_example**2, axis=0)
+    np.testing.assert_allclose(block.diagonal.numpy(), want, rtol=1e-10, atol=1e-14)
+    assert np.all(want > 0) and want.size == c * (1 + scale)
+
+    block.refresh_inverse(0.0)
+    damping = 0.01
+    gradient = [tf.constant(rng.normal(size=v.shape)) for v in variables]
+    natural = opt.precondition(gradient)
+    flat_gradient = np.concatenate([g.numpy().ravel() for g in gradient[1:]])
+    np.testing.assert_allclose(
+        np.concatenate([v.numpy().ravel() for v in natural[1:]]), flat_gradient / (want + damping), rtol=1e-10
+    )
+    values_a, values_g = block.eigenvalues()
+    np.testing.assert_allclose(values_a, np.sort(want), rtol=1e-10)
+    np.testing.assert_array_equal(values_g, [1.0])
+
+
+def test_every_layer_type_has_a_block_and_others_are_refused() -> None:
+    class Custom(KfacLayer):
+        @property
+        def parameters(self) -> tuple[tf.Variable, ...]:
+            return ()
+
+    assert {Dense, Conv2D, ScaleAndShift} <= set(BLOCKS)
+    with pytest.raises(ValueError, match="no curvature block for Custom; supported: Dense, Conv2D, ScaleAndShift"):
+        make_block(Custom(name="custom"))

@@ -1,14 +1,20 @@
-"""Kronecker-factored curvature blocks, one per registered layer.
+"""Curvature blocks, one per registered layer, found by layer type (:func:`make_block`).
 
-A block approximates its layer's Fisher block by a Kronecker product. Writing the layer's
-gradient as a matrix ``∇`` of shape ``[d_in + 1, d_out]`` (the kernel with the bias as a
-last row) and vectorising row-major,
+A Kronecker block approximates its layer's Fisher block by a Kronecker product. Writing the
+layer's gradient as a matrix ``∇`` of shape ``[d_in + 1, d_out]`` (the kernel with the bias
+as a last row; ``[d_in, d_out]`` for a layer without bias) and vectorising row-major,
 
     F ≈ A ⊗ G,     A = E[ā āᵀ] ∈ R^{(d_in+1)²},     G = E[g gᵀ] ∈ R^{d_out²}.
 
-The public surface is small (as in kfac-jax): :meth:`~KroneckerBlock.batch_statistics`,
-:meth:`~KroneckerBlock.update_statistics`, :meth:`~KroneckerBlock.refresh_inverse`,
-:meth:`~KroneckerBlock.multiply_inverse` and :meth:`~KroneckerBlock.eigenvalues`.
+A diagonal block (:class:`ScaleAndShiftBlock`, for the gains and shifts of a layer norm, as
+kfac-jax's ``ScaleAndShiftDiagonal``) keeps ``F ≈ diag(E[(∂ℓ/∂θ)²])`` over the per-example
+gradients of its parameters.
+
+The public surface is small (as in kfac-jax): :meth:`~CurvatureBlock.batch_statistics`,
+:meth:`~CurvatureBlock.update_statistics`, :meth:`~CurvatureBlock.refresh_inverse`,
+:meth:`~CurvatureBlock.multiply_inverse` and :meth:`~CurvatureBlock.eigenvalues`, plus the
+layout helpers :meth:`~CurvatureBlock.gradient_matrix` / :meth:`~CurvatureBlock.split_matrix`.
+A block covers one or two variables (:attr:`~acktr_lab.kfac.layers.KfacLayer.parameters`).
 
 With eigendecompositions ``A = Q_A diag(λ_A) Q_Aᵀ`` and ``G = Q_G diag(λ_G) Q_Gᵀ``, the
 damped inverse applied to a gradient is
@@ -23,20 +29,89 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from acktr_lab.kfac.layers import Conv2D, Dense, KfacLayer, LayerUse
+from acktr_lab.kfac.layers import Conv2D, Dense, KfacLayer, LayerUse, ScaleAndShift
+
+Statistics = tuple[tf.Tensor, ...]
 
 
-class KroneckerBlock(tf.Module):
-    """Statistics and inverse of one layer's Kronecker factors."""
+class CurvatureBlock(tf.Module):
+    """Statistics and damped inverse of one layer's Fisher block (the interface every block has)."""
 
-    def __init__(self, layer: KfacLayer, input_dim: int, output_dim: int) -> None:
+    def __init__(self, layer: KfacLayer) -> None:
         super().__init__(name=f"{layer.name}_kfac")
         self.layer = layer
         self.layer_name = layer.name
-        self.input_dim = input_dim  # d_in + 1 (bias column)
+        self.variables_covered: tuple[tf.Variable, ...] = layer.parameters
+        self.dtype = self.variables_covered[0].dtype
+
+    def batch_statistics(self, uses: list[LayerUse], preactivation_grads: list[tf.Tensor]) -> Statistics:
+        """This batch's statistics from the recorded uses and ``∂L_fisher/∂s`` of each use.
+
+        ``L_fisher`` is a *mean* over the batch, so per-example gradients are recovered
+        by multiplying with the number of examples ``N`` (the leading dimensions of all
+        uses together).
+        """
+        raise NotImplementedError
+
+    def statistics(self) -> tuple[tf.Variable, ...]:
+        """The running statistics, in the order :meth:`batch_statistics` returns them."""
+        raise NotImplementedError
+
+    def update_statistics(self, batch: Statistics, new_weight: tf.Tensor) -> None:
+        """``S ← S + w·(S_batch − S)`` for each statistic, in place: a running mean while
+        ``w = 1/(k+1)``, an exponential moving average once ``w = 1 − stats_decay``.
+
+        ``w = 0`` leaves the statistics exactly as they are, even when the batch ones are
+        not finite (``multiply_no_nan``): a skipped update needs no branch.
+        """
+        w = tf.cast(new_weight, self.dtype)
+        for variable, value in zip(self.statistics(), batch):
+            variable.assign_add(tf.math.multiply_no_nan(value - variable, w))
+
+    def refresh_inverse(self, eigen_epsilon: float | tf.Tensor, accept: bool | tf.Tensor = True) -> tf.Tensor:
+        """Recompute what :meth:`multiply_inverse` uses from the statistics; a boolean tensor,
+        False (previous inverse kept) when ``accept`` is False or the result is not finite."""
+        raise NotImplementedError
+
+    def inverse_variables(self) -> tuple[tf.Variable, ...]:
+        """What :meth:`refresh_inverse` computes, in the order :meth:`set_inverse` takes it."""
+        raise NotImplementedError
+
+    def set_inverse(self, *values: tf.Tensor | np.ndarray) -> None:
+        """Install an inverse computed elsewhere (the asynchronous path)."""
+        for variable, value in zip(self.inverse_variables(), values, strict=True):
+            variable.assign(tf.cast(value, self.dtype))
+
+    def multiply_inverse(self, gradient: tf.Tensor, damping: float | tf.Tensor) -> tf.Tensor:
+        """``(F̂ + δI)⁻¹`` applied to the gradient in :meth:`gradient_matrix` layout."""
+        raise NotImplementedError
+
+    def eigenvalues(self) -> tuple[np.ndarray, np.ndarray]:
+        """The current (clipped) eigenvalues of the two factors, ascending."""
+        raise NotImplementedError
+
+    def gradient_matrix(self, *grads: tf.Tensor) -> tf.Tensor:
+        """The gradients of :attr:`variables_covered` in the block's layout."""
+        raise NotImplementedError
+
+    def split_matrix(self, matrix: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        """Inverse of :meth:`gradient_matrix`: one tensor per covered variable."""
+        raise NotImplementedError
+
+    def state_variables(self) -> dict[str, tf.Variable]:
+        """Statistics and inverse by stable name (saved with a model)."""
+        raise NotImplementedError
+
+
+class KroneckerBlock(CurvatureBlock):
+    """Statistics and inverse of one layer's Kronecker factors ``A ⊗ G``."""
+
+    def __init__(self, layer: KfacLayer, input_dim: int, output_dim: int) -> None:
+        super().__init__(layer)
+        self.has_bias = len(self.variables_covered) == 2
+        self.input_dim = input_dim  # d_in, plus 1 for a bias column
         self.output_dim = output_dim
-        dtype = layer.kernel.dtype
-        self.dtype = dtype
+        dtype = self.dtype
         with self.name_scope:
             self.input_factor = tf.Variable(tf.zeros([input_dim, input_dim], dtype), trainable=False, name="A")
             self.gradient_factor = tf.Variable(tf.zeros([output_dim, output_dim], dtype), trainable=False, name="G")
@@ -51,28 +126,18 @@ class KroneckerBlock(tf.Module):
                 tf.eye(output_dim, dtype=dtype), trainable=False, name="G_eigenvectors"
             )
 
-    # -- statistics -------------------------------------------------------------------
-    def batch_statistics(
-        self, uses: list[LayerUse], preactivation_grads: list[tf.Tensor]
-    ) -> tuple[tf.Tensor, tf.Tensor]:
-        """This batch's ``(A, G)`` from the recorded uses and ``∂L_fisher/∂s`` of each use.
+    def statistics(self) -> tuple[tf.Variable, ...]:
+        return self.input_factor, self.gradient_factor
 
-        ``L_fisher`` is a *mean* over the batch, so per-example gradients are recovered
-        by multiplying with the number of examples ``N`` (the leading dimensions of all
-        uses together).
-        """
-        raise NotImplementedError
-
-    def update_statistics(self, batch_input: tf.Tensor, batch_gradient: tf.Tensor, new_weight: tf.Tensor) -> None:
-        """``A ← A + w·(A_batch - A)`` (G alike), in place: a running mean while ``w = 1/(k+1)``,
-        an exponential moving average once ``w = 1 - stats_decay``.
-
-        ``w = 0`` leaves the factors exactly as they are, even when the batch factors are
-        not finite (``multiply_no_nan``): a skipped update needs no branch.
-        """
-        w = tf.cast(new_weight, self.dtype)
-        self.input_factor.assign_add(tf.math.multiply_no_nan(batch_input - self.input_factor, w))
-        self.gradient_factor.assign_add(tf.math.multiply_no_nan(batch_gradient - self.gradient_factor, w))
+    def state_variables(self) -> dict[str, tf.Variable]:
+        return {
+            "A": self.input_factor,
+            "G": self.gradient_factor,
+            "A_eigenvalues": self.input_eigenvalues,
+            "A_eigenvectors": self.input_eigenvectors,
+            "G_eigenvalues": self.gradient_eigenvalues,
+            "G_eigenvectors": self.gradient_eigenvectors,
+        }
 
     # -- inverse ----------------------------------------------------------------------
     def refresh_inverse(self, eigen_epsilon: float | tf.Tensor, accept: bool | tf.Tensor = True) -> tf.Tensor:
@@ -104,24 +169,12 @@ class KroneckerBlock(tf.Module):
             tf.where(values_g > eps, values_g, tf.zeros_like(values_g)),
             vectors_g,
         )
-        for variable, value in zip(self._inverse_variables(), new):
+        for variable, value in zip(self.inverse_variables(), new):
             variable.assign(tf.where(ok, value, variable))
         return ok
 
-    def _inverse_variables(self) -> tuple[tf.Variable, tf.Variable, tf.Variable, tf.Variable]:
+    def inverse_variables(self) -> tuple[tf.Variable, ...]:
         return self.input_eigenvalues, self.input_eigenvectors, self.gradient_eigenvalues, self.gradient_eigenvectors
-
-    def set_inverse(
-        self,
-        input_eigenvalues: tf.Tensor | np.ndarray,
-        input_eigenvectors: tf.Tensor | np.ndarray,
-        gradient_eigenvalues: tf.Tensor | np.ndarray,
-        gradient_eigenvectors: tf.Tensor | np.ndarray,
-    ) -> None:
-        """Install a decomposition computed elsewhere (the asynchronous path)."""
-        values = (input_eigenvalues, input_eigenvectors, gradient_eigenvalues, gradient_eigenvectors)
-        for variable, value in zip(self._inverse_variables(), values):
-            variable.assign(tf.cast(value, self.dtype))
 
     def multiply_inverse(self, gradient: tf.Tensor, damping: float | tf.Tensor) -> tf.Tensor:
         """``Q_A [(Q_Aᵀ ∇ Q_G) / (λ_A λ_Gᵀ + δ)] Q_Gᵀ`` for ``∇`` of shape ``[d_in+1, d_out]``."""
@@ -136,18 +189,23 @@ class KroneckerBlock(tf.Module):
         return self.input_eigenvalues.numpy(), self.gradient_eigenvalues.numpy()
 
     # -- layout -----------------------------------------------------------------------
-    def gradient_matrix(self, kernel_grad: tf.Tensor, bias_grad: tf.Tensor) -> tf.Tensor:
-        """The layer's gradient as ``[d_in + 1, d_out]``: kernel rows, then the bias row."""
+    def gradient_matrix(self, *grads: tf.Tensor) -> tf.Tensor:
+        """The layer's gradient as ``[d_in + 1, d_out]``: kernel rows, then the bias row
+        (``[d_in, d_out]``, the kernel alone, for a layer without bias)."""
+        kernel_grad = grads[0]
         if kernel_grad.shape.rank != 2:  # a convolution's [kh, kw, cin, cout]
-            kernel_grad = tf.reshape(kernel_grad, [self.input_dim - 1, self.output_dim])
-        return tf.concat([kernel_grad, bias_grad[None, :]], axis=0)
+            kernel_grad = tf.reshape(kernel_grad, [-1, self.output_dim])
+        if not self.has_bias:
+            return kernel_grad
+        return tf.concat([kernel_grad, grads[1][None, :]], axis=0)
 
-    def split_matrix(self, matrix: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def split_matrix(self, matrix: tf.Tensor) -> tuple[tf.Tensor, ...]:
         """Inverse of :meth:`gradient_matrix`: back to kernel and bias shapes."""
-        kernel = matrix[:-1]
-        if self.layer.kernel.shape.rank != 2:
-            kernel = tf.reshape(kernel, self.layer.kernel.shape)
-        return kernel, matrix[-1]
+        kernel_shape = self.variables_covered[0].shape
+        kernel = matrix[:-1] if self.has_bias else matrix
+        if kernel_shape.rank != 2:
+            kernel = tf.reshape(kernel, kernel_shape)
+        return (kernel, matrix[-1]) if self.has_bias else (kernel,)
 
 
 def _symmetric_eigh(matrix: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -165,18 +223,18 @@ def _with_ones(rows: tf.Tensor) -> tf.Tensor:
 
 
 class DenseBlock(KroneckerBlock):
-    """Dense layer: ``A = āᵀā / N``, ``G = (N g)ᵀ(N g) / N`` over the N rows of all uses."""
+    """Dense layer: ``A = āᵀā / N``, ``G = (N g)ᵀ(N g) / N`` over the N rows of all uses
+    (``ā = [a, 1]``, or ``a`` alone for a layer without bias)."""
 
     def __init__(self, layer: Dense) -> None:
-        super().__init__(layer, layer.in_features + 1, layer.out_features)
+        super().__init__(layer, layer.in_features + (layer.bias is not None), layer.out_features)
 
-    def batch_statistics(
-        self, uses: list[LayerUse], preactivation_grads: list[tf.Tensor]
-    ) -> tuple[tf.Tensor, tf.Tensor]:
+    def batch_statistics(self, uses: list[LayerUse], preactivation_grads: list[tf.Tensor]) -> Statistics:
         inputs = tf.concat([tf.cast(u.inputs, self.dtype) for u in uses], axis=0)
         grads = tf.concat(preactivation_grads, axis=0)
         n = tf.cast(tf.shape(inputs)[0], self.dtype)
-        inputs = _with_ones(inputs)
+        if self.has_bias:
+            inputs = _with_ones(inputs)
         per_example_grads = grads * n
         input_factor = tf.matmul(inputs, inputs, transpose_a=True) / n
         gradient_factor = tf.matmul(per_example_grads, per_example_grads, transpose_a=True) / n
@@ -210,9 +268,7 @@ class Conv2DBlock(KroneckerBlock):
         super().__init__(layer, kh * kw * layer.in_channels + 1, layer.filters)
         self.approx_t2 = bool(approx_t2)
 
-    def batch_statistics(
-        self, uses: list[LayerUse], preactivation_grads: list[tf.Tensor]
-    ) -> tuple[tf.Tensor, tf.Tensor]:
+    def batch_statistics(self, uses: list[LayerUse], preactivation_grads: list[tf.Tensor]) -> Statistics:
         layer = self.layer
         assert isinstance(layer, Conv2D)
         inputs = [tf.cast(u.inputs, self.dtype) for u in uses]
@@ -231,10 +287,85 @@ class Conv2DBlock(KroneckerBlock):
         return input_factor, gradient_factor
 
 
-def make_block(layer: KfacLayer, *, approx_t2: bool = False) -> KroneckerBlock:
+class ScaleAndShiftBlock(CurvatureBlock):
+    """Diagonal Fisher of an elementwise ``s = a ⊙ γ + β`` (kfac-jax's ``ScaleAndShiftDiagonal``).
+
+    Per example (each row of every use, independent samples as in :class:`DenseBlock`) the
+    gradients are ``∂ℓ/∂γ = g ⊙ a`` and ``∂ℓ/∂β = g`` with ``g = N·∂L_F/∂s``, so
+
+        F_γ = E[(g ⊙ a)²],    F_β = E[g²],    (F + δI)⁻¹ ∇ = ∇ / (F + δ)   elementwise.
+
+    The statistics are one vector ``[F_γ, F_β]``. Its refreshed copy, entries below
+    ``eigen_epsilon`` set to 0, is what the inverse uses: refreshed when the Kronecker blocks
+    are decomposed. Reported as a Kronecker pair, a diagonal is ``diag(F) ⊗ [1]``: its
+    eigenvalues are the entries of ``F`` and those of a 1×1 factor ``[1]``.
+    """
+
+    def __init__(self, layer: ScaleAndShift) -> None:
+        super().__init__(layer)
+        self.has_scale = layer.scale is not None
+        self.sizes = [int(v.shape[0]) for v in self.variables_covered]
+        size = sum(self.sizes)
+        with self.name_scope:
+            self.diagonal = tf.Variable(tf.zeros([size], self.dtype), trainable=False, name="F")
+            self.inverse_diagonal = tf.Variable(tf.zeros([size], self.dtype), trainable=False, name="F_refreshed")
+
+    def batch_statistics(self, uses: list[LayerUse], preactivation_grads: list[tf.Tensor]) -> Statistics:
+        width = self.sizes[0]
+        inputs = tf.concat([tf.reshape(tf.cast(u.inputs, self.dtype), [-1, width]) for u in uses], axis=0)
+        grads = tf.concat([tf.reshape(g, [-1, width]) for g in preactivation_grads], axis=0)
+        n = tf.cast(tf.shape(grads)[0], self.dtype)
+        per_example = grads * n
+        parts = [per_example * inputs] if self.has_scale else []
+        if len(parts) < len(self.sizes):
+            parts.append(per_example)
+        return (tf.concat([tf.reduce_mean(tf.square(p), axis=0) for p in parts], axis=0),)
+
+    def statistics(self) -> tuple[tf.Variable, ...]:
+        return (self.diagonal,)
+
+    def refresh_inverse(self, eigen_epsilon: float | tf.Tensor, accept: bool | tf.Tensor = True) -> tf.Tensor:
+        eps = tf.cast(tf.convert_to_tensor(eigen_epsilon, dtype_hint=self.dtype), self.dtype)
+        values = self.diagonal.read_value()
+        ok = tf.logical_and(tf.convert_to_tensor(accept), tf.reduce_all(tf.math.is_finite(values)))
+        clipped = tf.where(values > eps, values, tf.zeros_like(values))
+        self.inverse_diagonal.assign(tf.where(ok, clipped, self.inverse_diagonal))
+        return ok
+
+    def inverse_variables(self) -> tuple[tf.Variable, ...]:
+        return (self.inverse_diagonal,)
+
+    def multiply_inverse(self, gradient: tf.Tensor, damping: float | tf.Tensor) -> tf.Tensor:
+        damping = tf.cast(tf.convert_to_tensor(damping, dtype_hint=self.dtype), self.dtype)
+        return gradient / (self.inverse_diagonal + damping)
+
+    def eigenvalues(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.sort(self.inverse_diagonal.numpy()), np.ones(1, self.dtype.as_numpy_dtype)
+
+    def gradient_matrix(self, *grads: tf.Tensor) -> tf.Tensor:
+        return tf.concat([tf.reshape(g, [-1]) for g in grads], axis=0)
+
+    def split_matrix(self, matrix: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        return tuple(tf.split(matrix, self.sizes))
+
+    def state_variables(self) -> dict[str, tf.Variable]:
+        return {"F": self.diagonal, "F_refreshed": self.inverse_diagonal}
+
+
+#: Layer type → curvature block (kfac-jax's registry); :func:`make_block` looks layers up here.
+BLOCKS: dict[type[KfacLayer], type[CurvatureBlock]] = {
+    Dense: DenseBlock,
+    Conv2D: Conv2DBlock,
+    ScaleAndShift: ScaleAndShiftBlock,
+}
+
+
+def make_block(layer: KfacLayer, *, approx_t2: bool = False) -> CurvatureBlock:
     """The curvature block for ``layer``'s type (``approx_t2``: see :class:`Conv2DBlock`)."""
-    if isinstance(layer, Conv2D):
-        return Conv2DBlock(layer, approx_t2=approx_t2)
-    if isinstance(layer, Dense):
-        return DenseBlock(layer)
-    raise ValueError(f"K-FAC has no curvature block for {type(layer).__name__}; supported: Dense, Conv2D")
+    for layer_type, block_type in BLOCKS.items():
+        if isinstance(layer, layer_type):
+            if block_type is Conv2DBlock:
+                return Conv2DBlock(layer, approx_t2=approx_t2)  # type: ignore[arg-type]
+            return block_type(layer)  # type: ignore[call-arg]
+    supported = ", ".join(t.__name__ for t in BLOCKS)
+    raise ValueError(f"K-FAC has no curvature block for {type(layer).__name__}; supported: {supported}")

@@ -88,10 +88,12 @@ def _active_capture() -> Capture | None:
 
 
 class KfacLayer(tf.Module):
-    """A layer with a kernel and a bias whose calls can be captured for K-FAC."""
+    """A layer whose calls can be captured for K-FAC; :attr:`parameters` are its 1 or 2 variables."""
 
-    kernel: tf.Variable
-    bias: tf.Variable
+    @property
+    def parameters(self) -> tuple[tf.Variable, ...]:
+        """The variables this layer's curvature block covers, in the block's order."""
+        raise NotImplementedError
 
     def __call__(self, inputs: tf.Tensor) -> tf.Tensor:
         preactivations = self.forward(inputs)
@@ -105,12 +107,15 @@ class KfacLayer(tf.Module):
 
 
 class Dense(KfacLayer):
-    """Fully connected layer ``s = a W + b`` with ``W`` of shape ``[in, out]``.
+    """Fully connected layer ``s = a W + b`` with ``W`` of shape ``[in, out]`` (``s = a W``
+    with ``use_bias=False``, for a matrix whose shift is applied after a normalisation).
 
     Variables are named ``w`` and ``b`` inside the module's name scope, so a layer named
     ``pi_fc0`` under ``model`` owns ``model/pi_fc0/w:0`` and ``model/pi_fc0/b:0``, the names
     Stable Baselines 2 uses.
     """
+
+    bias: tf.Variable | None
 
     def __init__(
         self,
@@ -121,6 +126,7 @@ class Dense(KfacLayer):
         init_scale: float = 1.0,
         rng: np.random.Generator | None = None,
         dtype: tf.DType = tf.float32,
+        use_bias: bool = True,
     ) -> None:
         super().__init__(name=name)
         if in_features <= 0 or out_features <= 0:
@@ -134,10 +140,15 @@ class Dense(KfacLayer):
                 dtype=dtype,
                 name="w",
             )
-            self.bias = tf.Variable(tf.zeros([out_features], dtype=dtype), name="b")
+            self.bias = tf.Variable(tf.zeros([out_features], dtype=dtype), name="b") if use_bias else None
+
+    @property
+    def parameters(self) -> tuple[tf.Variable, ...]:
+        return (self.kernel,) if self.bias is None else (self.kernel, self.bias)
 
     def forward(self, inputs: tf.Tensor) -> tf.Tensor:
-        return tf.matmul(inputs, self.kernel) + self.bias
+        outputs = tf.matmul(inputs, self.kernel)
+        return outputs if self.bias is None else outputs + self.bias
 
 
 class Conv2D(KfacLayer):
@@ -175,6 +186,10 @@ class Conv2D(KfacLayer):
                 name="w",
             )
             self.bias = tf.Variable(tf.zeros([filters], dtype=dtype), name="b")
+
+    @property
+    def parameters(self) -> tuple[tf.Variable, ...]:
+        return (self.kernel, self.bias)
 
     def forward(self, inputs: tf.Tensor) -> tf.Tensor:
         return tf.nn.conv2d(inputs, self.kernel, strides=(1, *self.strides, 1), padding=self.padding) + self.bias
@@ -228,3 +243,39 @@ class Conv2D(KfacLayer):
             rates=[1, 1, 1, 1],
             padding=self.padding,
         )
+
+
+class ScaleAndShift(KfacLayer):
+    """Elementwise ``s = a ⊙ γ + β`` over the last axis (the gains and shifts of a layer
+    norm); ``scale=False`` gives a pure shift ``s = a + β``.
+
+    Variables ``g`` (γ, initialised to ones) and ``b`` (β, zeros), each ``[size]``.
+    """
+
+    def __init__(
+        self, size: int, *, name: str, scale: bool = True, shift: bool = True, dtype: tf.DType = tf.float32
+    ) -> None:
+        super().__init__(name=name)
+        if size <= 0:
+            raise ValueError(f"ScaleAndShift {name!r} needs a positive size, got {size}")
+        if not (scale or shift):
+            raise ValueError(f"ScaleAndShift {name!r} needs a scale, a shift or both")
+        self.size = int(size)
+        with self.name_scope:
+            self.scale = tf.Variable(tf.ones([size], dtype=dtype), name="g") if scale else None
+            self.shift = tf.Variable(tf.zeros([size], dtype=dtype), name="b") if shift else None
+
+    @property
+    def parameters(self) -> tuple[tf.Variable, ...]:
+        return tuple(v for v in (self.scale, self.shift) if v is not None)
+
+    def forward(self, inputs: tf.Tensor) -> tf.Tensor:
+        outputs = inputs if self.scale is None else inputs * self.scale
+        return outputs if self.shift is None else outputs + self.shift
+
+
+def layer_norm(x: tf.Tensor, epsilon: float = 1e-5) -> tf.Tensor:
+    """``(x − mean(x)) / √(var(x) + ε)`` over the last axis, without gain or shift
+    (Stable Baselines 2's ``_ln`` before its gain and bias)."""
+    mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
+    return (x - mean) / tf.sqrt(variance + epsilon)

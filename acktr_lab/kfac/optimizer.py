@@ -55,7 +55,7 @@ import numpy as np
 import tensorflow as tf
 from threadpoolctl import threadpool_limits
 
-from acktr_lab.kfac.blocks import KroneckerBlock, make_block
+from acktr_lab.kfac.blocks import CurvatureBlock, make_block
 from acktr_lab.kfac.layers import Capture, KfacLayer, capture
 
 Metrics = dict[str, tf.Tensor]
@@ -107,7 +107,8 @@ class KfacOptimizer(tf.Module):
         variables: every variable to train, in a fixed order. Variables that belong to a
             registered layer are preconditioned by its block; the others (e.g. a
             state-independent log std) get the plain gradient.
-        layers: the K-FAC layers (``Dense``, ``Conv2D``) whose curvature to model.
+        layers: the K-FAC layers (``Dense``, ``Conv2D``, ``ScaleAndShift``) whose curvature
+            to model; each gets the block :data:`~acktr_lab.kfac.blocks.BLOCKS` names for its type.
         learning_rate, momentum, damping, kfac_clip, stats_decay, cold_iter, kfac_update,
         max_grad_norm, eigen_epsilon: see the module docstring; defaults are ACKTR's.
         stats_update: update the curvature statistics every this many updates once the
@@ -173,19 +174,19 @@ class KfacOptimizer(tf.Module):
 
         position = {v.ref(): i for i, v in enumerate(self.trainable)}
         seen: set[int] = set()
-        self.blocks: list[KroneckerBlock] = []
-        self._block_slots: list[tuple[int, int]] = []  # (kernel index, bias index) per block
+        self.blocks: list[CurvatureBlock] = []
+        self._block_slots: list[tuple[int, ...]] = []  # indices of each block's variables
         for layer in layers:
             _check(id(layer) not in seen, f"layer {layer.name!r} registered twice")
             seen.add(id(layer))
-            for var in (layer.kernel, layer.bias):
+            for var in layer.parameters:
                 _check(
                     var.ref() in position,
                     f"layer {layer.name!r} is registered but its variable {var.name} is not "
                     "among the optimizer's variables",
                 )
             self.blocks.append(make_block(layer, approx_t2=self.approx_t2))
-            self._block_slots.append((position[layer.kernel.ref()], position[layer.bias.ref()]))
+            self._block_slots.append(tuple(position[var.ref()] for var in layer.parameters))
         owned = {i for slots in self._block_slots for i in slots}
         self._unregistered = [i for i in range(len(self.trainable)) if i not in owned]
 
@@ -295,8 +296,9 @@ class KfacOptimizer(tf.Module):
 
     def _batch_statistics(
         self, tape: tf.GradientTape, fisher_loss: tf.Tensor | None, recorded: Capture
-    ) -> list[tuple[tf.Tensor, tf.Tensor]]:
-        """Every block's ``(A_batch, G_batch)``: one backward pass of ``L_F`` to the pre-activations."""
+    ) -> list[tuple[tf.Tensor, ...]]:
+        """Every block's batch statistics (``(A_batch, G_batch)`` for a Kronecker block): one
+        backward pass of ``L_F`` to the pre-activations."""
         uses = [recorded.uses_of(block.layer) for block in self.blocks]
         preactivations = [use.preactivations for block_uses in uses for use in block_uses]
         flat_fisher_grads = tape.gradient(fisher_loss, preactivations)
@@ -320,7 +322,7 @@ class KfacOptimizer(tf.Module):
         loss: tf.Tensor,
         fisher_loss: tf.Tensor | None,
         grads: list[tf.Tensor],
-        batch_stats: list[tuple[tf.Tensor, tf.Tensor]] | None,
+        batch_stats: list[tuple[tf.Tensor, ...]] | None,
     ) -> Metrics:
         """Apply the update if every number it uses is finite, else skip it.
 
@@ -333,7 +335,7 @@ class KfacOptimizer(tf.Module):
         others = [grads[i] for i in self._unregistered]
         grad_norm = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(tf.cast(g, F64))) for g in matrices + others]))
         finite = [x for x in (loss, fisher_loss, grad_norm) if x is not None]
-        finite += [tf.linalg.trace(m) for pair in batch_stats or [] for m in pair]
+        finite += [_statistic_sum(m) for stats in batch_stats or [] for m in stats]
         all_finite = tf.reduce_all([tf.math.is_finite(tf.cast(x, F64)) for x in finite])
         return self._update(plan, grads, matrices, grad_norm, batch_stats, all_finite)
 
@@ -343,7 +345,7 @@ class KfacOptimizer(tf.Module):
         grads: list[tf.Tensor],
         matrices: list[tf.Tensor],
         grad_norm: tf.Tensor,
-        batch_stats: list[tuple[tf.Tensor, tf.Tensor]] | None,
+        batch_stats: list[tuple[tf.Tensor, ...]] | None,
         finite: tf.Tensor,
     ) -> Metrics:
         """One update as straight-line code, specialised to ``plan`` (no branch in the graph).
@@ -360,8 +362,8 @@ class KfacOptimizer(tf.Module):
             # Running mean while cold (weight 1/(k+1) for the new batch), then the moving average.
             new_weight = 1.0 / (tf.cast(k, F64) + 1.0) if plan.cold else 1.0 - hp["stats_decay"]
             new_weight = tf.where(finite, new_weight, zero)
-            for block, (batch_input, batch_gradient) in zip(self.blocks, batch_stats):
-                block.update_statistics(batch_input, batch_gradient, new_weight)
+            for block, stats in zip(self.blocks, batch_stats):
+                block.update_statistics(stats, new_weight)
         refreshed = self._refresh_all(finite) if plan.refresh else tf.constant(False)
 
         if plan.cold:  # momentum SGD on the gradient clipped to global norm max_grad_norm
@@ -417,8 +419,9 @@ class KfacOptimizer(tf.Module):
     def _unflatten(self, naturals: Sequence[tf.Tensor], grads: Sequence[tf.Tensor]) -> list[tf.Tensor]:
         """Per variable: its block's preconditioned matrix split back; the gradient if unregistered."""
         directions = list(grads)
-        for block, (ki, bi), natural in zip(self.blocks, self._block_slots, naturals):
-            directions[ki], directions[bi] = block.split_matrix(natural)
+        for block, slots, natural in zip(self.blocks, self._block_slots, naturals):
+            for index, direction in zip(slots, block.split_matrix(natural)):
+                directions[index] = direction
         return directions
 
     def _refresh_all(self, accept: tf.Tensor) -> tf.Tensor:
@@ -437,8 +440,8 @@ class KfacOptimizer(tf.Module):
     def _gradient_matrices(self, grads: Sequence[tf.Tensor]) -> list[tf.Tensor]:
         """Each block's gradient as one ``[d_in + 1, d_out]`` matrix (kernel rows, then the bias)."""
         return [
-            block.gradient_matrix(tf.cast(grads[ki], block.dtype), tf.cast(grads[bi], block.dtype))
-            for block, (ki, bi) in zip(self.blocks, self._block_slots)
+            block.gradient_matrix(*(tf.cast(grads[i], block.dtype) for i in slots))
+            for block, slots in zip(self.blocks, self._block_slots)
         ]
 
     # -- Python bookkeeping between updates -------------------------------------------
@@ -479,7 +482,7 @@ class KfacOptimizer(tf.Module):
             return True
         with self._lock:
             if self._pending is None:
-                snapshot = [(b.input_factor.numpy(), b.gradient_factor.numpy()) for b in self.blocks]
+                snapshot = [tuple(s.numpy() for s in b.statistics()) for b in self.blocks]
                 assert self._executor is not None
                 self._pending = self._executor.submit(_eigendecompose_all, snapshot, self.eigen_epsilon)
         return refreshed
@@ -531,13 +534,8 @@ class KfacOptimizer(tf.Module):
         for i, (var, velocity) in enumerate(zip(self.trainable, self.velocities)):
             state[f"velocity/{i}/{var.name}"] = velocity
         for block in self.blocks:
-            prefix = f"blocks/{block.layer_name}"
-            state[f"{prefix}/A"] = block.input_factor
-            state[f"{prefix}/G"] = block.gradient_factor
-            state[f"{prefix}/A_eigenvalues"] = block.input_eigenvalues
-            state[f"{prefix}/A_eigenvectors"] = block.input_eigenvectors
-            state[f"{prefix}/G_eigenvalues"] = block.gradient_eigenvalues
-            state[f"{prefix}/G_eigenvectors"] = block.gradient_eigenvectors
+            for name, variable in block.state_variables().items():
+                state[f"blocks/{block.layer_name}/{name}"] = variable
         return state
 
     def mark_restored(self) -> None:
@@ -575,10 +573,14 @@ class KfacOptimizer(tf.Module):
         return metrics
 
 
-def _eigendecompose_all(
-    factors: list[tuple[np.ndarray, np.ndarray]], eigen_epsilon: float
-) -> list[tuple[np.ndarray, ...]]:
-    """Eigendecompositions of every block's (A, G), in float64 on the worker thread.
+def _statistic_sum(statistic: tf.Tensor) -> tf.Tensor:
+    """A scalar that is finite iff the statistic is: a factor's trace, a diagonal's sum."""
+    return tf.linalg.trace(statistic) if statistic.shape.rank == 2 else tf.reduce_sum(statistic)
+
+
+def _eigendecompose_all(factors: list[tuple[np.ndarray, ...]], eigen_epsilon: float) -> list[tuple[np.ndarray, ...]]:
+    """Eigendecompositions of every block's factors, in float64 on the worker thread: a
+    matrix gives its clipped eigenvalues and eigenvectors, a diagonal its clipped entries.
 
     LAPACK's divide-and-conquer ``syevd`` (``numpy.linalg.eigh``) on one BLAS thread (the
     training step keeps the other cores), several times faster than ``tf.linalg.eigh`` on
@@ -586,10 +588,13 @@ def _eigendecompose_all(
     """
     out = []
     with threadpool_limits(limits=1, user_api="blas"):
-        for input_factor, gradient_factor in factors:
+        for block_factors in factors:
             decomposition: list[np.ndarray] = []
-            for factor in (input_factor, gradient_factor):
+            for factor in block_factors:
                 matrix = np.asarray(factor, dtype=np.float64)
+                if matrix.ndim == 1:
+                    decomposition.append(np.where(matrix > eigen_epsilon, matrix, 0.0))
+                    continue
                 values, vectors = np.linalg.eigh(matrix, UPLO="L")  # the lower triangle, as tf.linalg.eigh
                 decomposition += [np.where(values > eigen_epsilon, values, 0.0), vectors]
             out.append(tuple(decomposition))
