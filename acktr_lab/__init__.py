@@ -11,17 +11,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from acktr_lab.acktr import ACKTR
 from acktr_lab.expert import ExpertDataset, generate_expert_traj
 from acktr_lab.policies import CnnPolicy, MlpPolicy
-from acktr_lab.recurrent import MlpLstmPolicy
+from acktr_lab.recurrent import CnnLnLstmPolicy, CnnLstmPolicy, MlpLnLstmPolicy, MlpLstmPolicy
 from acktr_lab.report import FactorEigenvalues, PretrainReport, UpdateReport
 from acktr_lab.trainer import Trainer, TrainerSnapshot
 from acktr_lab.vec_env import DummyVecEnv, SubprocVecEnv, make_vec_env
 
 __all__ = [
     "ACKTR",
+    "CnnLnLstmPolicy",
+    "CnnLstmPolicy",
     "CnnPolicy",
     "DummyVecEnv",
     "ExpertDataset",
     "FactorEigenvalues",
+    "MlpLnLstmPolicy",
     "MlpLstmPolicy",
     "MlpPolicy",
     "PretrainReport",

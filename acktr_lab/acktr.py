@@ -26,7 +26,7 @@ from acktr_lab.expert import ExpertDataset
 from acktr_lab.kfac import KfacOptimizer
 from acktr_lab.learner import Learner
 from acktr_lab.normalization import ObservationNormalizer, ReturnNormalizer
-from acktr_lab.policies import ActorCriticPolicy, resolve_policy
+from acktr_lab.policies import POLICIES, ActorCriticPolicy, resolve_policy
 from acktr_lab.preprocessing import space_from_json, space_to_json, spaces_equal
 from acktr_lab.pretrain import behaviour_cloning
 from acktr_lab.recurrent import MlpLstmPolicy  # noqa: F401 (registers the recurrent policy names)
@@ -334,9 +334,16 @@ class ACKTR:
         learning_rate: float = 1e-4,
         adam_epsilon: float = 1e-8,
         val_interval: int | None = None,
+        sequence_length: int = 16,
     ) -> Iterator[PretrainReport]:
-        """Behaviour cloning as an iterator of per-epoch reports (for dashboards)."""
-        return behaviour_cloning(self.policy, dataset, n_epochs, learning_rate, adam_epsilon, val_interval)
+        """Behaviour cloning as an iterator of per-epoch reports (for dashboards).
+
+        Recurrent policies are cloned over whole trajectories, unrolled in chunks of
+        ``sequence_length`` steps (see :mod:`acktr_lab.pretrain`).
+        """
+        return behaviour_cloning(
+            self.policy, dataset, n_epochs, learning_rate, adam_epsilon, val_interval, sequence_length
+        )
 
     def pretrain(
         self,
@@ -345,13 +352,17 @@ class ACKTR:
         learning_rate: float = 1e-4,
         adam_epsilon: float = 1e-8,
         val_interval: int | None = None,
+        sequence_length: int = 16,
     ) -> ACKTR:
         """Pretrain the policy by behaviour cloning on ``dataset`` (Stable Baselines 2 API).
 
         Box actions: mean squared error of the deterministic action; other action spaces:
-        negative log-likelihood of the expert's action. Returns the model, ready to ``learn``.
+        negative log-likelihood of the expert's action. Recurrent policies learn over whole
+        trajectories from the dataset's episode starts, unrolled ``sequence_length`` steps at
+        a time. Returns the model, ready to ``learn``.
         """
-        for report in self.pretrainer(dataset, n_epochs, learning_rate, adam_epsilon, val_interval):
+        reports = self.pretrainer(dataset, n_epochs, learning_rate, adam_epsilon, val_interval, sequence_length)
+        for report in reports:
             if self.verbose >= 1 and report.val_loss is not None:
                 print(
                     f"==== Training progress {100 * report.epoch / report.n_epochs:.0f}% ====\n"
@@ -631,7 +642,8 @@ def _load_sb2(cls: type[ACKTR], file: ModelFile, env: EnvLike | None, kwargs: di
     data = file.data
     policy_info = data.get("policy", {})
     text = json.dumps(policy_info)
-    policy_name = next((name for name in ("CnnPolicy", "MlpPolicy") if f"{name}." in text or f"'{name}'" in text), None)
+    names = sorted(POLICIES, key=len, reverse=True)  # CnnLnLstmPolicy before CnnPolicy ...
+    policy_name = next((name for name in names if f"{name}." in text or f"'{name}'" in text), None)
     if policy_name is None:
         raise ValueError(f"unsupported Stable Baselines 2 policy in this file: {str(policy_info)[:200]}")
     keys = (
@@ -676,7 +688,10 @@ def _model_from_file(
     model = cls(policy_name, None, policy_kwargs=policy_kwargs, _init_setup_model=False, **hyper)
     model.observation_space, model.action_space = observation_space, action_space
     model.setup_model()
-    model.load_parameters(file.parameters)
+    parameters = file.parameters
+    if file.source == "stable_baselines2":
+        parameters = model.policy.parameters_from_sb2(parameters)
+    model.load_parameters(parameters)
     return model
 
 

@@ -21,7 +21,7 @@ caller special-cases them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -204,6 +204,47 @@ class ActorCriticPolicy(tf.Module):
         # Unused by ACKTR; present so that Stable Baselines 2 parameter files map one to one.
         self.q_head = self._dense(vf_dim, factory.param_size, "q", 1.0, rng)
 
+    def _conv(self, cin: int, filters: int, size: int, stride: int, name: str, rng: np.random.Generator) -> Conv2D:
+        layer = Conv2D(cin, filters, size, strides=stride, name=name, init_scale=np.sqrt(2), rng=rng, dtype=self.dtype)
+        self.parameters[f"model/{name}/w:0"] = layer.kernel
+        self.parameters[f"model/{name}/b:0"] = layer.bias
+        return layer
+
+    def _build_nature_cnn(self, rng: np.random.Generator) -> int:
+        """The Nature CNN (``c1``, ``c2``, ``c3``, ``fc1``) for image observations; its output size (512)."""
+        layout = image_layout(self.observation_space)
+        if layout is None:
+            raise ValueError(
+                f"{type(self).__name__} needs image observations (Box of uint8, shape HxWxC or CxHxW), got "
+                f"{self.observation_space}; use an Mlp policy"
+            )
+        # Channel-first images (gymnasium's Atari stacks) are transposed to the layout the
+        # convolutions and Stable Baselines 2's weights use.
+        self.channels_first = layout == "channels_first"
+        shape = self.observation_space.shape
+        height, width, channels = (shape[1], shape[2], shape[0]) if self.channels_first else shape
+        self.conv_layers = [
+            self._conv(channels, 32, 8, 4, "c1", rng),
+            self._conv(32, 64, 4, 2, "c2", rng),
+            self._conv(64, 64, 3, 1, "c3", rng),
+        ]
+        for size, stride in ((8, 4), (4, 2), (3, 1)):
+            height, width = (height - size) // stride + 1, (width - size) // stride + 1
+            if height <= 0 or width <= 0:
+                raise ValueError(f"image {self.observation_space.shape} is too small for the Nature CNN")
+        self.fc = self._dense(height * width * 64, 512, "fc1", np.sqrt(2), rng)
+        return 512
+
+    def _nature_cnn(self, obs: tf.Tensor, activation: Activation) -> tf.Tensor:
+        """``[B, 512]`` Nature CNN features of raw images (scaled to [0, 1] first)."""
+        x = tf.cast(preprocess_observation(obs, self.observation_space), self.dtype)
+        if self.channels_first:
+            x = tf.transpose(x, [0, 2, 3, 1])
+        for layer in self.conv_layers:
+            x = activation(layer(x))
+        x = tf.reshape(x, [tf.shape(x)[0], -1])
+        return activation(self.fc(x))
+
     # -- forward ----------------------------------------------------------------------
     def flat_inputs(self, obs: tf.Tensor) -> tf.Tensor:
         """``[B, d]`` network inputs: preprocessed, flattened and, with ``normalize_observations``,
@@ -272,6 +313,11 @@ class ActorCriticPolicy(tf.Module):
         """Every parameter, in Stable Baselines 2 creation order."""
         return list(self.parameters.values())
 
+    def parameters_from_sb2(self, parameters: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Stable Baselines 2's parameters (name → array) under this policy's names (the same
+        names here; a policy that joins SB2 variables into one layer overrides this)."""
+        return dict(parameters)
+
     def constructor_kwargs(self) -> dict[str, Any]:
         """JSON-able ``policy_kwargs`` that rebuild this architecture."""
         kwargs: dict[str, Any] = {"act_fun": self.act_fun_name}
@@ -291,47 +337,15 @@ class CnnPolicy(ActorCriticPolicy):
     feature_extraction = "cnn"
     default_act_fun = "relu"
 
-    def _conv(self, cin: int, filters: int, size: int, stride: int, name: str, rng: np.random.Generator) -> Conv2D:
-        layer = Conv2D(cin, filters, size, strides=stride, name=name, init_scale=np.sqrt(2), rng=rng, dtype=self.dtype)
-        self.parameters[f"model/{name}/w:0"] = layer.kernel
-        self.parameters[f"model/{name}/b:0"] = layer.bias
-        return layer
-
     def _build(self, rng: np.random.Generator) -> None:
-        layout = image_layout(self.observation_space)
-        if layout is None:
-            raise ValueError(
-                f"CnnPolicy needs image observations (Box of uint8, shape HxWxC or CxHxW), got "
-                f"{self.observation_space}; use MlpPolicy"
-            )
         if self.net_arch is not None:
             raise ValueError("CnnPolicy has a fixed Nature CNN; net_arch is not supported")
-        # Channel-first images (gymnasium's Atari stacks) are transposed to the layout the
-        # convolutions and Stable Baselines 2's weights use.
-        self.channels_first = layout == "channels_first"
-        shape = self.observation_space.shape
-        height, width, channels = (shape[1], shape[2], shape[0]) if self.channels_first else shape
-        self.conv_layers = [
-            self._conv(channels, 32, 8, 4, "c1", rng),
-            self._conv(32, 64, 4, 2, "c2", rng),
-            self._conv(64, 64, 3, 1, "c3", rng),
-        ]
-        for size, stride in ((8, 4), (4, 2), (3, 1)):
-            height, width = (height - size) // stride + 1, (width - size) // stride + 1
-            if height <= 0 or width <= 0:
-                raise ValueError(f"image {self.observation_space.shape} is too small for the Nature CNN")
-        self.fc = self._dense(height * width * 64, 512, "fc1", np.sqrt(2), rng)
-        self._build_heads(512, 512, rng)
+        features = self._build_nature_cnn(rng)
+        self._build_heads(features, features, rng)
         self.kfac_layers = [*self.conv_layers, self.fc, self.value_head, self.pi_head]
 
     def features(self, obs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        x = tf.cast(preprocess_observation(obs, self.observation_space), self.dtype)
-        if self.channels_first:
-            x = tf.transpose(x, [0, 2, 3, 1])
-        for layer in self.conv_layers:
-            x = self.act_fun(layer(x))
-        x = tf.reshape(x, [tf.shape(x)[0], -1])
-        x = self.act_fun(self.fc(x))
+        x = self._nature_cnn(obs, self.act_fun)
         return x, x
 
 

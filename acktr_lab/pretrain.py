@@ -17,6 +17,15 @@ epsilon=adam_epsilon)``) on the policy's trainable variables that the loss reach
 epoch, with the mean training loss over the epoch's minibatches and, every
 ``val_interval`` epochs (and after the last one), the mean validation loss (both
 weighted by minibatch size, i.e. means over transitions).
+
+Recurrent policies (those with a non-empty ``state_shapes``) are cloned over whole
+trajectories, as they act: each epoch lays the (shuffled) episodes end to end in
+``n_lanes = max(1, batch_size // sequence_length)`` parallel streams, as a vector env's
+envs would see them, with the dataset's ``episode_starts`` resetting the state. The streams
+are cut into chunks of ``sequence_length`` steps, unrolled by ``policy.unroll`` from the
+state the previous chunk ended in (truncated backpropagation through time; the state is
+carried, its gradient is not). The loss is the same per-step loss, averaged over the real
+steps of each chunk (padding at the ends of the streams has weight 0).
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from acktr_lab.expert import DataLoader, ExpertDataset
+from acktr_lab.policies import env_major
 from acktr_lab.report import PretrainReport
 
 
@@ -104,6 +114,7 @@ def behaviour_cloning(
     learning_rate: float = 1e-4,
     adam_epsilon: float = 1e-8,
     val_interval: int | None = None,
+    sequence_length: int = 16,
 ) -> Iterator[PretrainReport]:
     """Clone the expert in ``dataset`` into ``policy``, one epoch per ``next()``.
 
@@ -117,6 +128,8 @@ def behaviour_cloning(
         adam_epsilon: Adam's ε.
         val_interval: validate every this many epochs (and after the last one);
             default ``max(1, n_epochs // 10)`` as SB2.
+        sequence_length: recurrent policies only: the steps of each unrolled chunk (see
+            the module docstring).
 
     Yields:
         ``PretrainReport(epoch, n_epochs, train_loss, val_loss)``; ``val_loss`` is ``None``
@@ -136,13 +149,9 @@ def behaviour_cloning(
         val_interval = max(1, int(n_epochs) // 10)
     if int(val_interval) < 1:
         raise ValueError(f"val_interval must be at least 1, got {val_interval}")
+    if isinstance(sequence_length, bool) or not isinstance(sequence_length, (int, np.integer)) or sequence_length < 1:
+        raise ValueError(f"sequence_length must be a positive integer, got {sequence_length!r}")
     obs_space, action_space = policy.observation_space, policy.action_space
-    if getattr(policy, "state_shapes", ()):
-        raise ValueError(
-            f"behaviour cloning of a recurrent policy ({type(policy).__name__}) is not supported yet: it needs "
-            "whole trajectories unrolled from their episode starts, and cloning single transitions from the "
-            "initial state would teach a policy that forgets; pretrain a feedforward policy instead"
-        )
     if not isinstance(action_space, _SUPPORTED_ACTIONS):
         raise ValueError(
             f"behaviour cloning supports Box, Discrete, MultiDiscrete and MultiBinary actions, got {action_space}"
@@ -153,7 +162,33 @@ def behaviour_cloning(
         raise ValueError(f"the expert dataset does not fit the policy: {error}") from error
     if len(dataset.train_loader) == 0:
         raise ValueError("the expert dataset's training split is empty")
-    return _clone(policy, dataset, int(n_epochs), float(learning_rate), float(adam_epsilon), int(val_interval))
+    settings = (int(n_epochs), float(learning_rate), float(adam_epsilon), int(val_interval))
+    if getattr(policy, "state_shapes", ()):
+        return _clone_sequences(policy, dataset, *settings, int(sequence_length))
+    return _clone(policy, dataset, *settings)
+
+
+def _step_loss(continuous: bool) -> Any:
+    """Per-step loss: squared error of the deterministic action (Box), else −log π(a*|s)."""
+
+    def loss(distribution: Any, actions: tf.Tensor) -> tf.Tensor:
+        if continuous:
+            mode = distribution.mode()
+            return tf.reduce_mean(tf.square(mode - tf.cast(actions, mode.dtype)), axis=-1)
+        return -distribution.log_prob(actions)
+
+    return loss
+
+
+def _reached_variables(policy: ClonablePolicy, loss: Any) -> list[tf.Variable]:
+    """The policy's trainable variables that ``loss()`` depends on (not the value head)."""
+    candidates = list(policy.trainable_variables)
+    with tf.GradientTape() as tape:
+        probe = loss()
+    variables = [v for v, g in zip(candidates, tape.gradient(probe, candidates)) if g is not None]
+    if not variables:
+        raise ValueError("the behaviour-cloning loss does not depend on any trainable variable of the policy")
+    return variables
 
 
 def _clone(
@@ -173,21 +208,14 @@ def _clone(
         tf.TensorSpec([None, *act_shape], act_dtype),
     )
 
+    step_loss = _step_loss(continuous)
+
     def loss_fn(obs: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
         distribution, _ = policy(obs)
-        if continuous:
-            mode = distribution.mode()
-            return tf.reduce_mean(tf.square(mode - tf.cast(actions, mode.dtype)))
-        return -tf.reduce_mean(distribution.log_prob(actions))
+        return tf.reduce_mean(step_loss(distribution, actions))
 
-    # Only the variables the loss reaches (not the value head) are optimised.
     first_obs, first_actions = next(_batches(dataset.train_loader, obs_space, action_space))
-    candidates = list(policy.trainable_variables)
-    with tf.GradientTape() as tape:
-        probe = loss_fn(first_obs, first_actions)
-    variables = [v for v, g in zip(candidates, tape.gradient(probe, candidates)) if g is not None]
-    if not variables:
-        raise ValueError("the behaviour-cloning loss does not depend on any trainable variable of the policy")
+    variables = _reached_variables(policy, lambda: loss_fn(first_obs, first_actions))
     optimizer = tf.keras.optimizers.Adam(learning_rate=learning_rate, epsilon=adam_epsilon)
     optimizer.build(variables)
 
@@ -221,4 +249,107 @@ def _clone(
         yield PretrainReport(epoch=epoch, n_epochs=n_epochs, train_loss=train_loss, val_loss=val_loss)
 
 
-__all__ = ["ClonablePolicy", "behaviour_cloning", "prepare_actions", "prepare_observations"]
+def episode_lanes(
+    bounds: np.ndarray, episodes: np.ndarray, n_lanes: int, multiple: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Whole episodes laid end to end in ``n_lanes`` parallel streams, each next episode in
+    the shortest stream so far: ``(indices, starts)``, both ``[T, n_lanes]`` with ``T`` the
+    longest stream rounded up to a multiple of ``multiple``.
+
+    ``indices[t, lane]`` is a transition index, ``-1`` for padding after a stream's last
+    episode; ``starts`` is true at each episode's first step (and on padding).
+    Episode ``e`` covers transitions ``bounds[e] … bounds[e + 1] − 1``.
+    """
+    streams: list[list[int]] = [[] for _ in range(n_lanes)]
+    stream_starts: list[list[bool]] = [[] for _ in range(n_lanes)]
+    for episode in episodes:
+        lane = int(np.argmin([len(stream) for stream in streams]))
+        length = int(bounds[episode + 1] - bounds[episode])
+        streams[lane].extend(range(int(bounds[episode]), int(bounds[episode + 1])))
+        stream_starts[lane].extend([True] + [False] * (length - 1))
+    longest = max(len(stream) for stream in streams)
+    n_steps = -(-longest // multiple) * multiple
+    indices = np.full((n_steps, n_lanes), -1, np.int64)
+    starts = np.ones((n_steps, n_lanes), bool)
+    for lane, (stream, flags) in enumerate(zip(streams, stream_starts)):
+        indices[: len(stream), lane] = stream
+        starts[: len(stream), lane] = flags
+    return indices, starts
+
+
+def _clone_sequences(
+    policy: Any,
+    dataset: ExpertDataset,
+    n_epochs: int,
+    learning_rate: float,
+    adam_epsilon: float,
+    val_interval: int,
+    sequence_length: int,
+) -> Iterator[PretrainReport]:
+    """Behaviour cloning of a recurrent policy over whole trajectories (module docstring)."""
+    obs_space, action_space = policy.observation_space, policy.action_space
+    step_loss = _step_loss(isinstance(action_space, gym.spaces.Box))
+    bounds = np.append(np.flatnonzero(dataset.episode_starts), dataset.n_transitions)
+    loader = dataset.train_loader  # reads observations (and image paths) by index
+    length = sequence_length
+
+    def chunks(episodes: np.ndarray) -> Iterator[tuple[tf.Tensor, ...]]:
+        """``(obs [L, B, ...], actions [L, B, ...], starts [L, B], weights [L, B])`` in stream order."""
+        n_lanes = max(1, min(len(episodes), dataset.batch_size // length))
+        indices, starts = episode_lanes(bounds, episodes, n_lanes, length)
+        for begin in range(0, len(indices), length):
+            chunk = indices[begin : begin + length]
+            rows = np.where(chunk >= 0, chunk, 0).reshape(-1)
+            obs = prepare_observations(loader.load_observations(rows), obs_space)
+            actions = prepare_actions(dataset.actions[rows], action_space)
+            yield (
+                tf.convert_to_tensor(obs.reshape(length, n_lanes, *obs.shape[1:])),
+                tf.convert_to_tensor(actions.reshape(length, n_lanes, *actions.shape[1:])),
+                tf.convert_to_tensor(starts[begin : begin + length]),
+                tf.convert_to_tensor((chunk >= 0).astype(np.float64)),
+            )
+
+    def chunk_loss(obs: tf.Tensor, actions: tf.Tensor, starts: tf.Tensor, weights: tf.Tensor, state: Any) -> Any:
+        """``(Σ w·ℓ / Σ w, Σ w, final state)`` of one chunk unrolled from ``state``."""
+        output = policy.unroll(obs, state, starts)
+        losses = tf.cast(step_loss(output.distribution, env_major(actions)), tf.float64)
+        weights = env_major(weights)
+        total = tf.reduce_sum(weights)
+        return tf.reduce_sum(losses * weights) / tf.maximum(total, 1.0), total, output.state
+
+    first = next(chunks(dataset.train_episodes[:1]))
+    first_state = policy.initial_state(int(first[0].shape[1]))
+    variables = _reached_variables(policy, lambda: chunk_loss(*first, first_state)[0])
+    optimizer = tf.keras.optimizers.Adam(learning_rate=learning_rate, epsilon=adam_epsilon)
+    optimizer.build(variables)
+
+    @tf.function(reduce_retracing=True)
+    def train_step(obs: tf.Tensor, actions: tf.Tensor, starts: tf.Tensor, weights: tf.Tensor, state: Any) -> Any:
+        with tf.GradientTape() as tape:
+            loss, total, new_state = chunk_loss(obs, actions, starts, weights, state)
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss, total, tuple(tf.stop_gradient(s) for s in new_state)
+
+    eval_step = tf.function(chunk_loss, reduce_retracing=True)
+
+    def epoch_mean(step: Any, episodes: np.ndarray) -> float:
+        """The per-transition mean loss over ``episodes``, streamed in chunks."""
+        state, loss_sum, count = None, 0.0, 0.0
+        for obs, actions, starts, weights in chunks(episodes):
+            if state is None:
+                state = policy.initial_state(int(obs.shape[1]))
+            loss, total, state = step(obs, actions, starts, weights, state)
+            loss_sum += float(loss) * float(total)
+            count += float(total)
+        return loss_sum / count
+
+    for epoch in range(1, n_epochs + 1):
+        order = dataset.rng.permutation(dataset.train_episodes) if dataset.randomize else dataset.train_episodes
+        train_loss = epoch_mean(train_step, order)
+        val_loss: float | None = None
+        if len(dataset.val_episodes) > 0 and (epoch % val_interval == 0 or epoch == n_epochs):
+            val_loss = epoch_mean(eval_step, dataset.val_episodes)
+        yield PretrainReport(epoch=epoch, n_epochs=n_epochs, train_loss=train_loss, val_loss=val_loss)
+
+
+__all__ = ["ClonablePolicy", "behaviour_cloning", "episode_lanes", "prepare_actions", "prepare_observations"]

@@ -99,8 +99,10 @@ def main(argv: list[str] | None = None) -> float:
 
     median_without = statistics.median(without)
     median_with = statistics.median(with_dashboard)
-    print(f"updates per segment {args.updates}, batch {batch_size(plain.model)} timesteps, "
-          f"redraw_interval {args.redraw_interval} s")
+    print(
+        f"updates per segment {args.updates}, batch {batch_size(plain.model)} timesteps, "
+        f"redraw_interval {args.redraw_interval} s"
+    )
     print(f"renders {dashboard.renders} (last took {dashboard.render_seconds * 1000:.0f} ms)")
     print(f"median throughput without dashboard {median_without:.1f} timesteps/s")
     print(f"median throughput with dashboard    {median_with:.1f} timesteps/s")

@@ -42,7 +42,11 @@ The line ``kfac_overhead_ratio_amortised`` gives the amortised rows' ratios, and
 configurations named on the line above it: MLP sync kfac_update=1 (ACKTR's default), CNN
 async kfac_update=1 (what OpenAI baselines' ACKTR runs for Atari).
 
-Usage: ``python benchmarks/kfac_overhead.py [--quick]``.
+The line ``kfac_overhead_ratio_lstm`` gives the same two ratios for ``MlpLstmPolicy``
+(MLP 64-64, an LSTM of 256 units unrolled over 20 steps of 32 envs; its gate block is
+``[x_t, h_{t−1}, 1] → 1024``, 321×321 and 1024×1024 factors).
+
+Usage: ``python benchmarks/kfac_overhead.py [--quick] [--networks mlp lstm cnn]``.
 """
 
 from __future__ import annotations
@@ -58,10 +62,12 @@ from dataclasses import dataclass, field
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 
 from acktr_lab.kfac import Conv2D, Dense, KfacLayer, KfacOptimizer
+from acktr_lab.recurrent import MlpLstmPolicy
 
 Batch = dict[str, tf.Tensor]
 
@@ -91,7 +97,7 @@ class ActorCritic(tf.Module):
 
     @property
     def weights(self) -> list[tf.Variable]:
-        return [v for layer in self.layers for v in (layer.kernel, layer.bias)]
+        return [v for layer in self.layers for v in layer.parameters]
 
 
 class Mlp(ActorCritic):
@@ -134,6 +140,26 @@ class NatureCnn(ActorCritic):
         return tf.nn.relu(self.body[3](hidden))
 
 
+class Lstm(ActorCritic):
+    """Stable Baselines 2's MlpLstmPolicy (``acktr_lab``'s own: 64-64 tanh, an LSTM of 256 whose
+    gates are one K-FAC block over ``[x_t, h_{t−1}, 1]``), unrolled over ``n_steps`` steps of
+    ``batch / n_steps`` envs from a zero state."""
+
+    def __init__(self, obs_dim: int, n_actions: int, seed: int, n_steps: int) -> None:
+        tf.Module.__init__(self)
+        space = gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
+        self.policy = MlpLstmPolicy(space, gym.spaces.Discrete(n_actions), seed=seed)
+        self.n_steps = n_steps
+        self.layers = list(self.policy.kfac_layers)
+
+    def __call__(self, obs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        n_envs = obs.shape[0] // self.n_steps
+        sequences = tf.reshape(obs, [self.n_steps, n_envs, -1])
+        starts = tf.zeros([self.n_steps, n_envs], tf.bool)
+        output = self.policy.unroll(sequences, self.policy.initial_state(n_envs), starts)
+        return output.distribution.logits, output.values
+
+
 # -- losses ----------------------------------------------------------------------------------
 def actor_critic_losses(model: ActorCritic, batch: Batch) -> tuple[tf.Tensor, Callable[[], tf.Tensor]]:
     """ACKTR's training loss and (lazily, for updates that take statistics) its sampled-Fisher loss,
@@ -157,7 +183,7 @@ def actor_critic_losses(model: ActorCritic, batch: Batch) -> tuple[tf.Tensor, Ca
 
 def make_batch(network: str, batch_size: int, n_actions: int, seed: int) -> Batch:
     rng = np.random.default_rng(seed)
-    if network == "mlp":
+    if network in ("mlp", "lstm"):
         obs = tf.constant(rng.normal(size=(batch_size, 8)).astype(np.float32))
     else:
         obs = tf.constant(rng.integers(0, 256, size=(batch_size, 84, 84, 4), dtype=np.uint8))
@@ -169,7 +195,17 @@ def make_batch(network: str, batch_size: int, n_actions: int, seed: int) -> Batc
     }
 
 
-def make_model(network: str, n_actions: int) -> ActorCritic:
+def lstm_steps(batch_size: int) -> int:
+    """Time steps the LSTM is unrolled over: SB2 ACKTR's n_steps (20), or 16 for a batch of 64."""
+    for steps in (20, 16):
+        if batch_size % steps == 0:
+            return steps
+    raise SystemExit(f"--batch {batch_size}: the LSTM rows need a batch divisible by 20 or 16")
+
+
+def make_model(network: str, n_actions: int, batch_size: int) -> ActorCritic:
+    if network == "lstm":
+        return Lstm(8, n_actions, seed=0, n_steps=lstm_steps(batch_size))
     return Mlp(8, n_actions, seed=0) if network == "mlp" else NatureCnn(n_actions, seed=0)
 
 
@@ -198,7 +234,7 @@ class Config:
 
 
 def rmsprop_config(network: str, batch: Batch, n_actions: int) -> Config:
-    model = make_model(network, n_actions)
+    model = make_model(network, n_actions, int(batch["obs"].shape[0]))
     optimizer = tf.keras.optimizers.RMSprop(learning_rate=7e-4, rho=0.99, epsilon=1e-5)
 
     @tf.function
@@ -231,7 +267,7 @@ def kfac_config(
     label: str | None = None,
     approx_t2: bool = False,
 ) -> Config:
-    model = make_model(network, n_actions)
+    model = make_model(network, n_actions, int(batch["obs"].shape[0]))
     opt = KfacOptimizer(
         model.weights,
         model.layers,
@@ -313,12 +349,13 @@ def main(argv: list[str] | None = None) -> None:
         "--period", type=int, default=10, help="kfac_update = stats_update of the amortised rows (default 10)"
     )
     parser.add_argument(
-        "--networks", nargs="+", choices=["mlp", "cnn"], default=["mlp", "cnn"], help="networks to time"
+        "--networks", nargs="+", choices=["mlp", "lstm", "cnn"], default=["mlp", "lstm", "cnn"], help="networks to time"
     )
     args = parser.parse_args(argv)
 
     batch_size = args.batch or (64 if args.quick else 640)
     mlp_reps, cnn_reps = (20, 3) if args.quick else (200, 7)  # CNN async: cnn_reps blocks of async_block
+    lstm_reps = 5 if args.quick else 30
     cnn_u = args.cnn_sync_kfac_update
     period = args.period
     async_block = 3 if args.quick else 5
@@ -333,16 +370,16 @@ def main(argv: list[str] | None = None) -> None:
 
     all_rows: list[Config] = []
     ratios: dict[str, dict[str, float]] = {"default": {}, "amortised": {}, "approx_t2": {}}
-    for network, reps in (("mlp", mlp_reps), ("cnn", cnn_reps)):
+    for network, reps in (("mlp", mlp_reps), ("lstm", lstm_reps), ("cnn", cnn_reps)):
         if network not in args.networks:
             continue
-        n_actions = n_actions_mlp if network == "mlp" else n_actions_cnn
+        n_actions = n_actions_cnn if network == "cnn" else n_actions_mlp
         batch = make_batch(network, batch_size, n_actions, seed=1)
         rmsprop = rmsprop_config(network, batch, n_actions)
         kfac = functools.partial(kfac_config, network, batch, n_actions)
         every_period = {"kfac_update": period, "stats_update": period}  # the amortised rows
         no_eigh = "K-FAC sync, no eigh"
-        if network == "mlp":  # ACKTR's default for MlpPolicy: synchronous, kfac_update=1
+        if network in ("mlp", "lstm"):  # ACKTR's default for Mlp policies: synchronous, kfac_update=1
             default = kfac(kfac_update=1)
             amortised = kfac(**every_period, block=period)
             extra = [kfac(kfac_update=NEVER, label=f"{no_eigh} (diagnostic)")]
@@ -412,6 +449,11 @@ def main(argv: list[str] | None = None) -> None:
         "kfac_overhead_ratio_approx_t2: cnn async with approx_t2 (mean-patch conv factors), "
         f"kfac_update=1 / kfac_update=stats_update={period}: "
         + " ".join(f"{ratios['approx_t2'].get(kind, float('nan')):.3f}" for kind in ("default", "amortised"))
+    )
+    print(
+        f"kfac_overhead_ratio_lstm: MlpLstmPolicy (n_lstm 256, unrolled {lstm_steps(batch_size)} steps), "
+        f"sync kfac_update=1 / kfac_update=stats_update={period}: "
+        + " ".join(f"{ratios[kind].get('lstm', float('nan')):.3f}" for kind in ("default", "amortised"))
     )
     print("kfac_overhead_ratio columns: ACKTR's defaults, mlp = K-FAC sync kfac_update=1; cnn = async kfac_update=1")
     print(f"kfac_overhead_ratio {line('default')}")

@@ -108,10 +108,12 @@ class FakeTrainer:
 
     def learning_rate_curve(self, n_points: int = 200) -> tuple[np.ndarray, np.ndarray]:
         steps = np.linspace(0, self.total_timesteps, max(2, n_points))
-        rates = np.array([
-            learning_rate_at(self._live["learning_rate"], self._live["lr_schedule"], s / self.total_timesteps)
-            for s in steps
-        ])
+        rates = np.array(
+            [
+                learning_rate_at(self._live["learning_rate"], self._live["lr_schedule"], s / self.total_timesteps)
+                for s in steps
+            ]
+        )
         return steps, rates
 
     def step(self) -> UpdateReport:
@@ -124,8 +126,9 @@ class FakeTrainer:
         self.updates += 1
         u = self.updates
         rng = self._rng
-        lr = learning_rate_at(used["learning_rate"], used["lr_schedule"],
-                              progress_of(self.num_timesteps, self.total_timesteps))
+        lr = learning_rate_at(
+            used["learning_rate"], used["lr_schedule"], progress_of(self.num_timesteps, self.total_timesteps)
+        )
         kfac = u > self.cold_iter
         returns: list[float] = []
         lengths: list[int] = []

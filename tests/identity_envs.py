@@ -124,3 +124,33 @@ class CueMemoryEnv(gym.Env):
         if self._t > self.delay:
             obs[2] = 1.0
         return obs, 0.0, False, False, {}
+
+
+class ImageCueMemoryEnv(gym.Env):
+    """:class:`CueMemoryEnv` in pictures, for the CNN-LSTM policies: 36×36 single-channel
+    ``uint8`` images (the Nature CNN's smallest input). The cue is a bright square in the
+    left or right half at the first step only; blank frames follow; the query frame is a
+    bar across the middle, the same for both cues."""
+
+    observation_space = gym.spaces.Box(0, 255, (36, 36, 1), np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, delay: int = 3) -> None:
+        self.memory = CueMemoryEnv(delay)
+
+    def _image(self, obs: np.ndarray) -> np.ndarray:
+        image = np.zeros((36, 36, 1), np.uint8)
+        if obs[0] or obs[1]:
+            left = 2 if obs[0] else 20
+            image[10:26, left : left + 14] = 255
+        elif obs[2]:
+            image[16:20, :] = 255
+        return image
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        obs, info = self.memory.reset(seed=seed)
+        return self._image(obs), info
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = self.memory.step(action)
+        return self._image(obs), reward, terminated, truncated, info

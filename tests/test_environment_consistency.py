@@ -29,9 +29,7 @@ ENV_ONLY = {"python", "pip"}
 # conda-forge names that stand for a different PyPI name.
 CONDA_ALIASES = {"tensorflow": "tensorflow-cpu", "matplotlib-base": "matplotlib"}
 
-_REQ = re.compile(
-    r"^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[(?P<extras>[^\]]*)\])?\s*(?P<spec>[^;]*)"
-)
+_REQ = re.compile(r"^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[(?P<extras>[^\]]*)\])?\s*(?P<spec>[^;]*)")
 _EDITABLE = re.compile(r"^-e\s+\.(?:\[(?P<extras>[^\]]*)\])?\s*$")
 
 
@@ -107,17 +105,12 @@ def compare(pyproject: dict, env: dict) -> list[str]:
         for requirement in requirements:
             name, _, spec = parse_requirement(requirement)
             if name in wanted and wanted[name] != spec:
-                problems.append(
-                    f"pyproject.toml gives {name!r} two different bounds: "
-                    f"{wanted[name]!r} and {spec!r}"
-                )
+                problems.append(f"pyproject.toml gives {name!r} two different bounds: {wanted[name]!r} and {spec!r}")
             wanted[name] = spec
 
     for name, spec in sorted(wanted.items()):
         if name not in packages:
-            problems.append(
-                f"{name!r} is a dependency in pyproject.toml but not in environment.yml"
-            )
+            problems.append(f"{name!r} is a dependency in pyproject.toml but not in environment.yml")
         elif packages[name] != spec:
             problems.append(
                 f"{name!r}: environment.yml asks for {packages[name] or 'any version'!r}, "
@@ -145,8 +138,7 @@ def compare(pyproject: dict, env: dict) -> list[str]:
         problems.append("environment.yml does not list python")
     elif (lower_env and lower_env[1]) != (lower_project and lower_project[1]):
         problems.append(
-            f"python lower bound: environment.yml says {python!r}, "
-            f"pyproject.toml requires-python {requires!r}"
+            f"python lower bound: environment.yml says {python!r}, pyproject.toml requires-python {requires!r}"
         )
     return problems
 

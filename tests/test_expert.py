@@ -137,9 +137,7 @@ def test_split_is_by_trajectory_and_loaders_cover_each_split_once(cartpole_file:
         assert obs_batch.shape[1:] == (4,) and act_batch.shape[1:] == (1,)
         seen.append(obs_batch)
     assert len(seen) == len(dataset.train_loader) == -(-len(train_idx) // 128)
-    np.testing.assert_array_equal(
-        np.sort(np.concatenate(seen), axis=0), np.sort(data["obs"][train_idx], axis=0)
-    )
+    np.testing.assert_array_equal(np.sort(np.concatenate(seen), axis=0), np.sort(data["obs"][train_idx], axis=0))
     # seeded: the same seed gives the same split; two epochs are shuffled differently
     again = ExpertDataset(expert_path=path, train_fraction=0.7, batch_size=128, verbose=0, seed=3)
     np.testing.assert_array_equal(again.val_episodes, dataset.val_episodes)
@@ -300,9 +298,7 @@ def test_image_observations_are_written_as_png_and_loaded_back(
 
     dataset = ExpertDataset(expert_path="data/images_expert.npz", randomize=False, batch_size=4, verbose=0)
     dataset.check_spaces(env.observation_space, env.action_space)
-    loaded = np.concatenate(
-        [obs for loader in (dataset.train_loader, dataset.val_loader) for obs, _ in loader]
-    )
+    loaded = np.concatenate([obs for loader in (dataset.train_loader, dataset.val_loader) for obs, _ in loader])
     order = np.concatenate([dataset.train_loader.original_indices, dataset.val_loader.original_indices])
     assert loaded.dtype == np.uint8 and loaded.shape == (15, 8, 8, channels)
     np.testing.assert_array_equal(loaded, frames[order])
@@ -342,9 +338,7 @@ class FakeModel:
 
 
 def test_model_with_its_one_env_vector_env_and_training_first() -> None:
-    vec = gym.vector.SyncVectorEnv(
-        [lambda: gym.make("CartPole-v1")], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
-    )
+    vec = gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1")], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     model = FakeModel(vec)
     data = generate_expert_traj(model, n_timesteps=7, n_episodes=2, seed=1, deterministic=True, verbose=0)
     assert model.learned == 7 and all(model.deterministic)

@@ -277,8 +277,9 @@ def test_learning_rate_changes_are_recorded_and_redraw_the_curve() -> None:
 
 
 def test_pretrain_reports_come_first() -> None:
-    epochs = [PretrainReport(epoch=e, n_epochs=3, train_loss=1.0 / e, val_loss=None if e < 3 else 0.5)
-              for e in (1, 2, 3)]
+    epochs = [
+        PretrainReport(epoch=e, n_epochs=3, train_loss=1.0 / e, val_loss=None if e < 3 else 0.5) for e in (1, 2, 3)
+    ]
     dashboard, trainer = make_dashboard(pretrain=epochs)
     assert isinstance(dashboard.step(), PretrainReport) and trainer.updates == 0
     assert "behaviour cloning epoch 1/3" in dashboard.status.value

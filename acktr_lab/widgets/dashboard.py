@@ -138,6 +138,7 @@ LIVE_CONTROLS: dict[str, dict[str, Any]] = {
     },
 }
 
+
 class Dashboard(WidgetPanel):
     """Watch and steer a step-wise trainer from a notebook.
 

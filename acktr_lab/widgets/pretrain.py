@@ -60,6 +60,7 @@ __all__ = ["Evaluation", "PretrainDashboard"]
 
 DatasetSource = ExpertDataset | str | os.PathLike[str]
 
+
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
     """Returns of deterministic episodes of the policy at one point of the session.
