@@ -19,6 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from acktr_lab.evaluation import evaluate
+from acktr_lab.policies import POLICIES
 from acktr_lab.presets import Preset, get_preset, preset_from_yaml
 
 #: Exit status for bad input (argparse's own).
@@ -239,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="change one setting (repeatable)")
     p.add_argument("--timesteps", type=int, default=None, help="training steps (default: the preset's)")
     p.add_argument("--n-envs", type=int, default=None, help="parallel envs (default: the preset's)")
-    p.add_argument("--policy", choices=["MlpPolicy", "CnnPolicy"], default=None, help="default: the preset's")
+    p.add_argument("--policy", choices=sorted(POLICIES), default=None, help="default: the preset's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tensorboard", default=None, metavar="DIR", help="write TensorBoard logs to DIR")
     p.add_argument("--out", default="runs", help="folder for the model, plot and replay")

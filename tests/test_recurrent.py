@@ -470,3 +470,19 @@ def test_a_cnn_lstm_solves_the_memory_task_in_pictures(policy: str) -> None:
     frame only. Measured: both policies (n_lstm 32) evaluate at 40/40 after 10k steps (≈ 55 s
     each on 2 cores)."""
     assert _memory_score(policy, identity_envs.ImageCueMemoryEnv, 10_000, policy_kwargs={"n_lstm": 32}) >= 0.95
+
+
+def test_the_dashboard_shows_every_lstm_block_of_a_real_run() -> None:
+    """A real MlpLnLstmPolicy run through the live dashboard: the LSTM's Kronecker and
+    diagonal blocks get spectrum lines like every other layer, and the figure renders."""
+    from acktr_lab.widgets import Dashboard
+
+    model = _model("MlpLnLstmPolicy")
+    dashboard = Dashboard(model.trainer(14 * 10), redraw_interval=3600.0)
+    assert dashboard.run_blocking() == 14
+    png = dashboard.plots.render_png()
+    lines = dashboard.plots._spectrum_lines
+    assert {"lstm1_wx", "lstm1_wh", "lstm1_ln_x", "lstm1_ln_h", "lstm1_b", "lstm1_ln_c", "pi", "vf"} <= set(lines)
+    line_a, line_g = lines["lstm1_ln_c"]
+    assert len(line_a.get_xdata()) == 16 and list(line_g.get_ydata()) == [1.0]
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
