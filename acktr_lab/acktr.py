@@ -226,7 +226,7 @@ class ACKTR:
     def _collector(self, env: gym.vector.VectorEnv) -> Collector:
         return Collector(
             env,
-            self.learner,
+            self.learner.rollout_actor,
             self.seed,
             return_normalizer=self.return_normalizer,
             observation_normalizer=self.observation_normalizer,

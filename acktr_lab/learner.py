@@ -14,8 +14,11 @@ policy; the value head has a unit-variance Gaussian predictive distribution). K-
 the KL trust region (see :mod:`acktr_lab.kfac.optimizer`). For Box actions the
 advantages are standardised first.
 
-The learner also acts for the collector (:meth:`act`, :meth:`value`): both are compiled
-once, and sampling draws from the learner's seeded generator, as the Fisher noise does.
+The learner also acts (:meth:`act`, :meth:`value`): both are compiled once, and sampling
+draws from the learner's seeded generator, as the Fisher noise does. For rollouts of a
+feedforward MLP policy the collector acts through :attr:`Learner.rollout_actor`, the same
+policy in NumPy with the rollout's noise drawn from that generator in one call
+(:mod:`acktr_lab.numpy_actor`): no TensorFlow call per step.
 Python bookkeeping stays outside the compiled steps, which return a metrics dict.
 """
 
@@ -32,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from acktr_lab.kfac import KfacOptimizer, UpdatePlan, capture
+from acktr_lab.numpy_actor import RolloutActor, numpy_acting_unsupported
 from acktr_lab.policies import ActorCriticPolicy, PolicyState
 from acktr_lab.rollout import Batch, StateArrays
 
@@ -54,7 +58,9 @@ class LearnerState:
 class Learner:
     """Owns ``policy`` and ``optimizer`` (built over the policy's K-FAC layers)."""
 
-    def __init__(self, policy: ActorCriticPolicy, optimizer: KfacOptimizer, seed: int) -> None:
+    def __init__(
+        self, policy: ActorCriticPolicy, optimizer: KfacOptimizer, seed: int, numpy_acting: bool = True
+    ) -> None:
         self.policy = policy
         self.optimizer = optimizer
         #: Identifies this learner's snapshots (a snapshot restores only into its own model).
@@ -67,6 +73,10 @@ class Learner:
         self._act = tf.function(self._act_graph, reduce_retracing=True)
         self._value = tf.function(self._value_graph, reduce_retracing=True)
         self._update_steps: dict[UpdatePlan, Any] = {}  # one compiled step per K-FAC update plan
+        #: What the collector acts through: the NumPy actor where the policy allows it, else this learner.
+        self.rollout_actor: Any = self
+        if numpy_acting and numpy_acting_unsupported(policy) is None:
+            self.rollout_actor = RolloutActor(policy, self.generator)
 
     # -- acting (the collector's Actor) -----------------------------------------------
     def initial_state(self, n_envs: int) -> StateArrays:

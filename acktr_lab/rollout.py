@@ -162,6 +162,9 @@ class Collector:
         actor, n_envs = self.actor, self.num_envs
         if self.observation_normalizer is not None:
             self.observation_normalizer.publish()  # fixed for this rollout and the update after it
+        begin_rollout = getattr(actor, "begin_rollout", None)
+        if begin_rollout is not None:  # e.g. the NumPy actor: current weights, the rollout's noise
+            begin_rollout(n_steps, n_envs)
         initial_state = self.policy_state
         obs_buf, act_buf, rew_buf, done_buf, start_buf, val_buf = [], [], [], [], [], []
         episode_returns: list[float] = []
