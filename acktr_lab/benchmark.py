@@ -216,9 +216,9 @@ def run_benchmark(
     from tqdm.auto import tqdm
 
     envs, seeds = list(envs), list(seeds)
-    jobs: list[tuple[str, str, int]] = [(env_id, "acktr", seed) for env_id in envs for seed in seeds]
-    if with_sb3:
-        jobs += [(env_id, "a2c", seed) for env_id in envs for seed in seeds]
+    algorithms = ("acktr", "a2c") if with_sb3 else ("acktr",)
+    # Interleaved per seed, so that a benchmark stopped early still compares both on its seeds.
+    jobs = [(env_id, algorithm, seed) for env_id in envs for seed in seeds for algorithm in algorithms]
     runs: list[Run] = []
     for env_id, algorithm, seed in tqdm(jobs, unit="run", desc="benchmark"):
         preset = PRESETS[env_id]
@@ -226,6 +226,7 @@ def run_benchmark(
         run = run_acktr(preset, seed, budget) if algorithm == "acktr" else run_sb3_a2c(env_id, seed, budget)
         runs.append(run)
         progress(f"{run.algorithm} {env_id} seed {seed}: final {np.mean(run.final):.1f} in {run.seconds / 60:.1f} min")
+        write_results(runs, out, seeds, budget_scale)  # after every run: a long benchmark stopped early keeps its rows
     path = write_results(runs, out, seeds, budget_scale)
     progress(f"wrote {path}")
     return path

@@ -70,8 +70,8 @@ class Learner:
         self.loss_coefficients = {
             name: tf.Variable(0.0, dtype=tf.float32, trainable=False, name=name) for name in LOSS_COEFFICIENTS
         }
-        self._act = tf.function(self._act_graph, reduce_retracing=True)
-        self._value = tf.function(self._value_graph, reduce_retracing=True)
+        self._act = tf.function(self._act_graph, reduce_retracing=True, autograph=False)
+        self._value = tf.function(self._value_graph, reduce_retracing=True, autograph=False)
         self._update_steps: dict[UpdatePlan, Any] = {}  # one compiled step per K-FAC update plan
         #: What the collector acts through: the NumPy actor where the policy allows it, else this learner.
         self.rollout_actor: Any = self
@@ -145,10 +145,15 @@ class Learner:
         return self.optimizer.after_update({k: v.numpy() for k, v in metrics.items()})
 
     def _update_step(self, plan: UpdatePlan) -> Any:
-        """The compiled update for ``plan`` (the plan is baked in: no per-call argument for it)."""
+        """The compiled update for ``plan`` (the plan is baked in: no per-call argument for it).
+
+        Traced without AutoGraph: the update is straight-line Python over static structures,
+        and AutoGraph's conversion made the first trace about six times slower (measured
+        2.8 s against 0.45 s for the cold-start plan of a CartPole MlpPolicy).
+        """
         step = self._update_steps.get(plan)
         if step is None:
-            step = tf.function(functools.partial(self._update_graph, plan=plan), reduce_retracing=True)
+            step = tf.function(functools.partial(self._update_graph, plan=plan), reduce_retracing=True, autograph=False)
             self._update_steps[plan] = step
         return step
 

@@ -162,7 +162,7 @@ class RolloutActor:
         self.numpy_actor = NumpyActor(policy)
         self.generator = generator
         self.factory = policy.distribution_factory
-        self._draw = tf.function(self._draw_noise)
+        self._draw = tf.function(self._draw_noise, autograph=False)
         self._noise = np.zeros((0, 0, 0), np.float32)
         self._next = 0
 

@@ -219,7 +219,7 @@ def _clone(
     optimizer = tf.keras.optimizers.Adam(learning_rate=learning_rate, epsilon=adam_epsilon)
     optimizer.build(variables)
 
-    @tf.function(input_signature=signature)
+    @tf.function(input_signature=signature, autograph=False)
     def train_step(obs: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             loss = loss_fn(obs, actions)
@@ -227,7 +227,7 @@ def _clone(
         optimizer.apply_gradients(zip(gradients, variables))
         return loss
 
-    @tf.function(input_signature=signature)
+    @tf.function(input_signature=signature, autograph=False)
     def eval_step(obs: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
         return loss_fn(obs, actions)
 
@@ -323,14 +323,14 @@ def _clone_sequences(
     optimizer = tf.keras.optimizers.Adam(learning_rate=learning_rate, epsilon=adam_epsilon)
     optimizer.build(variables)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def train_step(obs: tf.Tensor, actions: tf.Tensor, starts: tf.Tensor, weights: tf.Tensor, state: Any) -> Any:
         with tf.GradientTape() as tape:
             loss, total, new_state = chunk_loss(obs, actions, starts, weights, state)
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss, total, tuple(tf.stop_gradient(s) for s in new_state)
 
-    eval_step = tf.function(chunk_loss, reduce_retracing=True)
+    eval_step = tf.function(chunk_loss, reduce_retracing=True, autograph=False)
 
     def epoch_mean(step: Any, episodes: np.ndarray) -> float:
         """The per-transition mean loss over ``episodes``, streamed in chunks."""

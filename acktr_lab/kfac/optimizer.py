@@ -559,7 +559,8 @@ class KfacOptimizer(tf.Module):
         if plan not in steps:
             # The plan is baked in and the step takes no argument: its concrete function is
             # called directly, with no per-call argument binding.
-            steps[plan] = tf.function(functools.partial(self._minimize_step, loss_fn, plan)).get_concrete_function()
+            step = tf.function(functools.partial(self._minimize_step, loss_fn, plan), autograph=False)
+            steps[plan] = step.get_concrete_function()
         metrics = {k: v.numpy() for k, v in steps[plan]().items()}
         return self.after_update(metrics)
 
