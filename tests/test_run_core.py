@@ -376,3 +376,27 @@ def test_the_package_has_no_import_cycle() -> None:
     for start in sorted(graph):
         visit(start, [])
     assert cycles == []
+
+
+def test_preparing_the_plans_not_due_yet_changes_nothing() -> None:
+    """At the first update every K-FAC plan is traced and the ones not due are run to their
+    failing plan assertion (so that TensorFlow instantiates them then, not mid-run): no
+    parameter, statistic, momentum, counter or random draw may change."""
+    model = ACKTR("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=5, seed=0)
+    learner = model.learner
+    batch = model.collector.collect(5, 0.99)
+
+    def everything() -> dict[str, np.ndarray]:
+        values = {f"param/{k}": v.numpy().copy() for k, v in model.policy.parameters.items()}
+        values.update({f"kfac/{k}": v.numpy().copy() for k, v in learner.optimizer.state_variables().items()})
+        values["generator"] = learner.generator.state.numpy().copy()
+        return values
+
+    before = everything()
+    plans = learner.optimizer.possible_plans()
+    assert len(plans) >= 2
+    learner._prepare_every_plan(learner.optimizer.plan(), learner.step_inputs(batch))
+    assert learner.update_traces() == len(plans)
+    after = everything()
+    for name, value in before.items():
+        np.testing.assert_array_equal(after[name], value, err_msg=name)

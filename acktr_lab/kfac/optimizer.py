@@ -252,6 +252,7 @@ class KfacOptimizer(tf.Module):
         fisher_loss: tf.Tensor | None,
         recorded: Capture,
         plan: UpdatePlan,
+        plan_check: tf.Operation | None = None,
     ) -> Metrics:
         """Compute gradients and statistics from one forward pass and apply one update.
 
@@ -259,9 +260,10 @@ class KfacOptimizer(tf.Module):
         pass, the :func:`capture` of that pass, and the :meth:`plan` taken just before
         (a Python value: the step is traced once per plan). ``fisher_loss`` may be None
         when ``plan.statistics`` is False (nothing needs it then; sampling it would be
-        wasted work). Returns a dict of metric tensors.
+        wasted work). ``plan_check``: the :meth:`assert_plan` op where the caller made it the
+        step's first op already. Returns a dict of metric tensors.
         """
-        checked = self._assert_plan(plan)
+        checked = self.assert_plan(plan) if plan_check is None else plan_check
         if plan.statistics and fisher_loss is None:
             raise ValueError("this update computes curvature statistics: it needs the sampled-Fisher loss")
         grads = [
@@ -272,8 +274,12 @@ class KfacOptimizer(tf.Module):
         with tf.control_dependencies([checked]):  # nothing is assigned unless the plan is right
             return self._checked_update(plan, loss, fisher_loss, grads, batch_stats)
 
-    def _assert_plan(self, plan: UpdatePlan) -> tf.Operation:
-        """Fail the step (rather than run the wrong one) when ``plan`` is not this iteration's."""
+    def assert_plan(self, plan: UpdatePlan) -> tf.Operation:
+        """Fail the step (rather than run the wrong one) when ``plan`` is not this iteration's.
+
+        A step whose every op depends on this one changes nothing when it fails: a caller
+        can run a step of another plan to have TensorFlow instantiate it ahead of use.
+        """
         if not isinstance(plan, UpdatePlan):
             raise TypeError(f"apply_update needs the UpdatePlan from optimizer.plan(), got {plan!r}")
         k = self.iterations.read_value()
