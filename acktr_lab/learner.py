@@ -202,42 +202,29 @@ class Learner:
         """
         plan_check = self.optimizer.assert_plan(plan)  # first: every op below waits for it
         with tf.control_dependencies([plan_check]):
-            return self._checked_update_graph(
-                observations, initial_state, episode_starts, actions, advantages, returns, plan, plan_check
-            )
-
-    def _checked_update_graph(
-        self,
-        observations: tf.Tensor,
-        initial_state: PolicyState,
-        episode_starts: tf.Tensor,
-        actions: tf.Tensor,
-        advantages: tf.Tensor,
-        returns: tf.Tensor,
-        plan: UpdatePlan,
-        plan_check: tf.Operation,
-    ) -> dict[str, tf.Tensor]:
-        c = self.loss_coefficients
-        with tf.GradientTape(persistent=True) as tape, capture() as recorded:
-            distribution, values, _ = self.policy.unroll(observations, initial_state, episode_starts)
-            neglogp = -distribution.log_prob(actions)
-            entropy = tf.reduce_mean(distribution.entropy())
-            policy_loss = tf.reduce_mean(advantages * neglogp) - c["ent_coef"] * entropy
-            value_loss = tf.reduce_mean(tf.square(values - returns))
-            loss = policy_loss + c["vf_coef"] * value_loss
-            fisher_loss = None  # needed (and its value noise drawn) only by updates that take statistics
-            if plan.statistics:
-                noisy_values = tf.stop_gradient(values + self.generator.normal(tf.shape(values), dtype=values.dtype))
-                fisher_loss = -tf.reduce_mean(neglogp) - c["vf_fisher_coef"] * tf.reduce_mean(
-                    tf.square(values - noisy_values)
-                )
-        metrics = self.optimizer.apply_update(tape, loss, fisher_loss, recorded, plan, plan_check)
-        new_distribution = self.policy.unroll(observations, initial_state, episode_starts).distribution
-        metrics["kl"] = tf.cast(tf.reduce_mean(distribution.kl(new_distribution)), tf.float64)
-        metrics["policy_loss"] = tf.cast(policy_loss, tf.float64)
-        metrics["value_loss"] = tf.cast(value_loss, tf.float64)
-        metrics["entropy"] = tf.cast(entropy, tf.float64)
-        return metrics
+            c = self.loss_coefficients
+            with tf.GradientTape(persistent=True) as tape, capture() as recorded:
+                distribution, values, _ = self.policy.unroll(observations, initial_state, episode_starts)
+                neglogp = -distribution.log_prob(actions)
+                entropy = tf.reduce_mean(distribution.entropy())
+                policy_loss = tf.reduce_mean(advantages * neglogp) - c["ent_coef"] * entropy
+                value_loss = tf.reduce_mean(tf.square(values - returns))
+                loss = policy_loss + c["vf_coef"] * value_loss
+                fisher_loss = None  # needed (and its value noise drawn) only by updates that take statistics
+                if plan.statistics:
+                    noisy_values = tf.stop_gradient(
+                        values + self.generator.normal(tf.shape(values), dtype=values.dtype)
+                    )
+                    fisher_loss = -tf.reduce_mean(neglogp) - c["vf_fisher_coef"] * tf.reduce_mean(
+                        tf.square(values - noisy_values)
+                    )
+            metrics = self.optimizer.apply_update(tape, loss, fisher_loss, recorded, plan, plan_check)
+            new_distribution = self.policy.unroll(observations, initial_state, episode_starts).distribution
+            metrics["kl"] = tf.cast(tf.reduce_mean(distribution.kl(new_distribution)), tf.float64)
+            metrics["policy_loss"] = tf.cast(policy_loss, tf.float64)
+            metrics["value_loss"] = tf.cast(value_loss, tf.float64)
+            metrics["entropy"] = tf.cast(entropy, tf.float64)
+            return metrics
 
     # -- state ------------------------------------------------------------------------
     def get_parameters(self) -> dict[str, np.ndarray]:

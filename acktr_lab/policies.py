@@ -260,6 +260,10 @@ class ActorCriticPolicy(tf.Module):
         x = self.flat_inputs(obs)
         for layer in self.shared_layers:
             x = self.act_fun(layer(x))
+        return self.split_latent(x)
+
+    def split_latent(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The shared latent ``x`` through the policy-only and the value-only layers."""
         pi, vf = x, x
         for layer in self.pi_layers:
             pi = self.act_fun(layer(pi))

@@ -239,12 +239,7 @@ class LstmPolicy(ActorCriticPolicy):
         """``(π, V)`` from the LSTM's outputs through the layers after it."""
         for layer in self.after_lstm:
             hidden = self.act_fun(layer(hidden))
-        pi, vf = hidden, hidden
-        for layer in self.pi_layers:
-            pi = self.act_fun(layer(pi))
-        for layer in self.vf_layers:
-            vf = self.act_fun(layer(vf))
-        return self.heads(pi, vf)
+        return self.heads(*self.split_latent(hidden))
 
     def step(self, observations: tf.Tensor, state: PolicyState, episode_starts: tf.Tensor) -> PolicyStep:
         hidden, new_state = self._cell(self._encode(observations), state[0], episode_starts)
