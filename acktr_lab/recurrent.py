@@ -274,6 +274,10 @@ class LstmPolicy(ActorCriticPolicy):
         out = dict(parameters)
         if not self.layer_norm and "model/lstm1/wx:0" in out and "model/lstm1/wh:0" in out:
             w_x, w_h = np.asarray(out.pop("model/lstm1/wx:0")), np.asarray(out.pop("model/lstm1/wh:0"))
+            if w_x.ndim != 2 or w_h.ndim != 2 or w_x.shape[1] != w_h.shape[1]:
+                raise ValueError(
+                    f"SB2's LSTM matrices do not fit together: wx {w_x.shape}, wh {w_h.shape} (both [rows, 4·n_lstm])"
+                )
             out["model/lstm1/w:0"] = np.concatenate([w_x, w_h])
         return out
 

@@ -486,3 +486,19 @@ def test_the_dashboard_shows_every_lstm_block_of_a_real_run() -> None:
     line_a, line_g = lines["lstm1_ln_c"]
     assert len(line_a.get_xdata()) == 16 and list(line_g.get_ydata()) == [1.0]
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sb2_lstm_matrices_that_do_not_fit_are_refused_and_nothing_changes() -> None:
+    model = _model()
+    before = {k: v.copy() for k, v in model.get_parameters().items()}
+    sb2 = {k: v for k, v in before.items() if "lstm1" not in k}
+    sb2.update(
+        {"model/lstm1/wx:0": np.ones((64, 32)), "model/lstm1/wh:0": np.ones((8, 31)), "model/lstm1/b:0": np.ones(32)}
+    )
+    with pytest.raises(ValueError, match="do not fit together: wx \\(64, 32\\), wh \\(8, 31\\)"):
+        model.load_parameters(model.policy.parameters_from_sb2(sb2))
+    sb2["model/lstm1/wh:0"] = np.ones((9, 32))  # fits wx, not this model's n_lstm
+    with pytest.raises(ValueError, match="model/lstm1/w:0 has shape \\(73, 32\\)"):
+        model.load_parameters(model.policy.parameters_from_sb2(sb2))
+    for name, value in model.get_parameters().items():
+        np.testing.assert_array_equal(value, before[name])
