@@ -31,8 +31,12 @@ still costs time on every update). The step asserts that its plan matches the it
 count before it changes anything.
 
 A non-finite loss, gradient or statistic skips the whole update (parameters, statistics
-and momentum untouched) and is reported; a non-finite eigendecomposition keeps the
-previous one.
+and momentum untouched) and is reported. The step itself is checked too, on what is about
+to be applied (the new momentum buffer and the new parameters, in their own dtype): if any
+entry is not finite (a preconditioner made singular by a damping that underflows, a value
+that overflows float32) the parameters and momentum are left as they were and the update is
+reported as skipped; the curvature statistics of its (finite) batch are kept. A non-finite
+eigendecomposition keeps the previous one.
 
 With ``async_eigen_decomp`` the decompositions run in LAPACK (NumPy's ``eigh``, float64,
 one BLAS thread) on a worker thread: about five times less CPU time than
@@ -90,7 +94,7 @@ def validate_hyperparameter(name: str, value: float) -> float:
     limits = {
         "learning_rate": (value >= 0.0, "≥ 0"),
         "momentum": (0.0 <= value < 1.0, "in [0, 1)"),
-        "damping": (value >= 0.0, "≥ 0"),
+        "damping": (value > 0.0, "> 0 (the damped curvature A ⊗ G + δI must be invertible)"),
         "kfac_clip": (value > 0.0, "> 0"),
         "stats_decay": (0.0 < value <= 1.0, "in (0, 1]"),
         "max_grad_norm": (value > 0.0, "> 0"),
@@ -356,9 +360,10 @@ class KfacOptimizer(tf.Module):
     ) -> Metrics:
         """One update as straight-line code, specialised to ``plan`` (no branch in the graph).
 
-        A skipped update is the same update with a zero step: ``v ← 1·v + 0``,
-        ``θ ← θ - 0·v``, ``A ← A + 0``, the zeros taken with ``multiply_no_nan`` so that
-        non-finite numbers cannot leak in; it leaves every variable exactly as it was.
+        Non-finite inputs make it the same update with zero statistics weight (``A ← A + 0``,
+        the zero taken so that non-finite numbers cannot leak in). The new momentum buffer and
+        parameters are computed first and assigned only where every entry of them is finite;
+        otherwise every parameter and buffer keeps its exact value and the update is skipped.
         """
         hp = {name: variable.read_value() for name, variable in self.hyperparameters.items()}
         k = self.iterations.read_value()
@@ -391,26 +396,29 @@ class KfacOptimizer(tf.Module):
             step_lr = lr * (1.0 - hp["momentum"])
             # K-FAC momentum starts afresh after the cold start, as with SB2's separate optimizer.
             momentum = tf.where(tf.equal(k, self.cold_iter), zero, hp["momentum"])
+        # What is about to be applied, in the variables' dtype: v' = μ·v + c·d and θ' = θ - η·v'.
+        # It is applied only if every entry of both is finite (a finite float64 number can
+        # still overflow float32, and a tiny damping can make the preconditioned step inf).
         coefficient = tf.where(finite, coefficient, zero)
-        step_lr, momentum = tf.where(finite, step_lr, zero), tf.where(finite, momentum, one)
+        candidates = []
         as_dtype: dict[tf.DType, tuple[tf.Tensor, tf.Tensor, tf.Tensor]] = {}
         for var, velocity, direction in zip(self.trainable, self.velocities, directions):
             if var.dtype not in as_dtype:
                 as_dtype[var.dtype] = tuple(tf.cast(x, var.dtype) for x in (step_lr, coefficient, momentum))
             var_lr, var_coefficient, var_momentum = as_dtype[var.dtype]
-            tf.raw_ops.ResourceApplyMomentum(
-                var=var.handle,
-                accum=velocity.handle,
-                lr=var_lr,
-                grad=tf.math.multiply_no_nan(tf.cast(direction, var.dtype), var_coefficient),
-                momentum=var_momentum,
-                use_locking=False,
-                use_nesterov=False,
-            )
-        self.iterations.assign_add(tf.where(finite, tf.constant(1, tf.int64), 0))
-        self.skipped_updates.assign_add(tf.where(finite, tf.constant(0, tf.int64), 1))
+            scaled = tf.math.multiply_no_nan(tf.cast(direction, var.dtype), var_coefficient)
+            new_velocity = var_momentum * velocity + scaled
+            new_value = var - var_lr * new_velocity
+            candidates.append((new_velocity, new_value))
+        step_finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(x)) for pair in candidates for x in pair])
+        applied = tf.logical_and(finite, step_finite)
+        for var, velocity, (new_velocity, new_value) in zip(self.trainable, self.velocities, candidates):
+            velocity.assign(tf.where(applied, new_velocity, velocity))
+            var.assign(tf.where(applied, new_value, var))
+        self.iterations.assign_add(tf.where(applied, tf.constant(1, tf.int64), 0))
+        self.skipped_updates.assign_add(tf.where(applied, tf.constant(0, tf.int64), 1))
 
-        kfac_step = tf.logical_and(finite, not plan.cold)
+        kfac_step = tf.logical_and(applied, not plan.cold)
         nan = tf.constant(math.nan, F64)
         return {
             "learning_rate": lr,
@@ -419,7 +427,8 @@ class KfacOptimizer(tf.Module):
             "grad_norm": tf.where(finite, grad_norm, nan),
             "kfac_step": kfac_step,
             "inverse_refreshed": refreshed,
-            "skipped": tf.logical_not(finite),
+            "skipped": tf.logical_not(applied),
+            "step_not_finite": tf.logical_and(finite, tf.logical_not(step_finite)),
         }
 
     def _unflatten(self, naturals: Sequence[tf.Tensor], grads: Sequence[tf.Tensor]) -> list[tf.Tensor]:
@@ -457,7 +466,15 @@ class KfacOptimizer(tf.Module):
         Warns on a skipped update; with ``async_eigen_decomp`` installs a finished
         decomposition (setting ``inverse_refreshed``) and starts the next one when due.
         """
-        if bool(metrics.get("skipped", False)):
+        if bool(metrics.get("step_not_finite", False)):
+            damping = float(self.hyperparameters["damping"].numpy())
+            warnings.warn(
+                "K-FAC skipped an update: the step it would apply was not finite (parameters and "
+                f"momentum left unchanged; is the damping {damping:g} too small for the curvature?)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        elif bool(metrics.get("skipped", False)):
             warnings.warn(
                 "K-FAC skipped an update: the loss, a gradient or a curvature statistic was "
                 "not finite (parameters, statistics and momentum left unchanged)",
