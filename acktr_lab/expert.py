@@ -26,8 +26,13 @@ Deliberate differences from Stable Baselines 2 (each documented where it happens
   transition of the k-th one and slices ``episode_returns`` by transition count);
 * observations keep their shape (SB2 flattens arrays of rank > 2), because our policies
   take raw observations and preprocess them themselves;
-* files are read with ``allow_pickle=False``: archives holding pickled object arrays are
-  refused with a ``ValueError`` instead of being unpickled;
+* files are never unpickled: archives holding pickled object arrays are refused with an
+  :class:`ExpertDataError` (a ``ValueError``), as is everything else wrong with a file or
+  its arrays (corrupt or truncated archives and members, wrong dtypes, shapes or lengths,
+  NaN, ±inf or values that overflow float32), the message naming the file and the array;
+* the work of reading a file is bounded: members are decompressed in chunks only after
+  their declared sizes and ``.npy`` headers are checked against ``max_bytes`` (default
+  :data:`MAX_EXPERT_BYTES`, 1 GiB), so a small "zip bomb" cannot exhaust memory;
 * images are written as lossless PNG (SB2 writes JPEG unless frames are stacked by 4);
 * batches are produced in the calling thread (no preprocessing process), with a seeded
   ``numpy.random.Generator``; ``sequential_preprocessing`` is accepted and ignored;
@@ -40,13 +45,13 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
-import zipfile
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
+
+from acktr_lab.safe_archive import BoundedArchive, check_code_points, float32_overflow
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -85,7 +90,11 @@ def _save_image(path: str, image: np.ndarray) -> None:
 
 
 def load_image(path: str) -> np.ndarray:
-    """Read an image file as an ``(H, W, C)`` ``uint8`` array (grey images get ``C = 1``)."""
+    """Read an image file as an ``(H, W, C)`` ``uint8`` array (grey images get ``C = 1``).
+
+    Raises ``ExpertDataError`` (a ``ValueError``) naming the path for a missing,
+    unreadable or oversized (decompression bomb) image, or a path with a NUL character.
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -95,8 +104,8 @@ def load_image(path: str) -> np.ndarray:
                 array = np.asarray(converted, dtype=np.uint8)
             else:
                 array = np.asarray(image, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError) as error:
-        raise ValueError(f"could not read the expert image {path!r}: {error}") from error
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
+        raise ExpertDataError(f"could not read the expert image {path!r}: {error}") from error
     if array.ndim == 2:
         array = array[:, :, np.newaxis]
     return array
@@ -347,120 +356,183 @@ def generate_expert_traj(
 # ---------------------------------------------------------------------------------------
 # loading
 # ---------------------------------------------------------------------------------------
-_READ_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, KeyError, RuntimeError)
+#: Default cap, in bytes, on what one expert archive may decompress to: the sum of the
+#: declared (uncompressed) sizes of its ``.npy`` members, headers included, and so also on
+#: any single array. Archives over it are refused before any array is read or allocated,
+#: so a small hostile file (a "zip bomb") cannot exhaust memory. 1 GiB holds about 30
+#: million CartPole transitions (float32 observations, int64 actions, float64 rewards,
+#: bool starts: 33 bytes each). Pass ``max_bytes`` to :func:`load_expert_data` or
+#: :class:`ExpertDataset` to read a bigger archive.
+MAX_EXPERT_BYTES: int = 1 << 30
+
+_HINT = "expected an .npz archive written by generate_expert_traj or Stable Baselines 2"
 
 
-def load_expert_data(expert_path: PathLike) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` archive, read eagerly with ``allow_pickle=False``.
+class ExpertDataError(ValueError):
+    """Expert data that cannot be used, with a message naming the file (or ``traj_data``)
+    and the array at fault: a missing, corrupt, truncated, oversized or foreign file, or
+    arrays with missing keys or wrong dtypes, shapes, lengths or values. A ``ValueError``."""
 
-    Raises:
-        ValueError: the file is missing, empty, truncated, corrupt, not an ``.npz`` archive,
-            or holds pickled (object) arrays.
-    """
+
+def _resolve_expert_path(expert_path: PathLike) -> str:
+    """``expert_path``, or ``expert_path + '.npz'`` when only that exists (as SB2)."""
     path = os.fspath(expert_path)
     if not os.path.exists(path) and os.path.exists(path + ".npz"):
         path += ".npz"
+    return path
+
+
+def _byte_cap(max_bytes: int | None) -> int:
+    """``max_bytes`` checked, or :data:`MAX_EXPERT_BYTES` (read at call time) when ``None``."""
+    if max_bytes is None:
+        return int(MAX_EXPERT_BYTES)
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 1:
+        raise ValueError(f"max_bytes must be a positive integer (bytes), got {max_bytes!r}")
+    return int(max_bytes)
+
+
+def load_expert_data(expert_path: PathLike, max_bytes: int | None = None) -> dict[str, np.ndarray]:
+    """Every array (``.npy`` member) of an ``.npz`` archive, read eagerly, never unpickled.
+
+    The work is bounded by ``max_bytes`` (default :data:`MAX_EXPERT_BYTES`): the members'
+    declared sizes, and each member's ``.npy`` header (shape × itemsize), are checked
+    against it before anything is decompressed or allocated, and each member is read in
+    bounded chunks up to its declared size only. Members that are not ``.npy`` arrays are
+    skipped (``np.savez`` writes none).
+
+    Raises:
+        ExpertDataError: the file is missing, empty, truncated, corrupt, not an ``.npz``
+            archive, bigger than ``max_bytes`` once decompressed, or holds pickled
+            (object), structured or otherwise unsupported arrays; the message names the
+            file and the member.
+        ValueError: ``max_bytes`` is not a positive integer.
+    """
+    cap = _byte_cap(max_bytes)
+    path = _resolve_expert_path(expert_path)
+    where = f"expert dataset {path!r}"
     if not os.path.isfile(path):
-        raise ValueError(f"expert dataset {path!r} does not exist")
-    if os.path.getsize(path) == 0:
-        raise ValueError(f"expert dataset {path!r} is an empty file (0 bytes); expected an .npz archive")
-    hint = "expected an .npz archive written by generate_expert_traj or Stable Baselines 2"
+        raise ExpertDataError(f"{where} does not exist")
     try:
-        archive = np.load(path, allow_pickle=False)
-    except ValueError as error:
+        if os.path.getsize(path) == 0:
+            raise ExpertDataError(f"{where} is an empty file (0 bytes); expected an .npz archive")
+        with open(path, "rb") as handle:
+            magic = handle.read(6)
+    except OSError as error:
+        raise ExpertDataError(f"could not read {where}: {error}") from error
+    if magic.startswith(b"\x93NUMPY"):
+        raise ExpertDataError(f"{where} is a single .npy array, not an .npz archive; {_HINT}")
+    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         # Neither a zip archive nor a .npy file: numpy would unpickle it, which we never do.
-        raise ValueError(
-            f"expert dataset {path!r} is not an .npz archive (unknown or pickled content); {hint}"
-        ) from error
-    except _READ_ERRORS as error:
-        raise ValueError(
-            f"could not read expert dataset {path!r} (corrupt or truncated file: "
-            f"{type(error).__name__}: {error}); {hint}"
-        ) from error
-    if not isinstance(archive, Mapping) and not hasattr(archive, "files"):
-        raise ValueError(f"expert dataset {path!r} is a single .npy array, not an .npz archive; {hint}")
+        raise ExpertDataError(f"{where} is not an .npz archive (unknown or pickled content); {_HINT}")
+    advice = "if the file is trusted, pass a larger max_bytes (default acktr_lab.expert.MAX_EXPERT_BYTES)"
+    archive, bounded = BoundedArchive.open(path, where, cap, ExpertDataError, _HINT, advice)
+    with archive:
+        return bounded.read_arrays()
+
+
+def _check_float32_range(array: np.ndarray, key: str, source: str) -> None:
+    """``ExpertDataError`` if a float array holds NaN, ±inf, or values that overflow to ±inf
+    when cast to float32 (the network's dtype): checked on the array as stored."""
+    problem = float32_overflow(array)
+    if problem is not None:
+        raise ExpertDataError(f"{source}: {key!r} {problem}")
+
+
+def _as_array(value: Any, key: str, source: str) -> np.ndarray:
+    """``np.asarray(value)`` with a field-naming error; object arrays and scalars refused."""
     try:
-        with archive:
-            data = {key: np.asarray(archive[key]) for key in archive.files}
-    except ValueError as error:
-        if "allow_pickle" in str(error):
-            raise ValueError(
-                f"expert dataset {path!r} contains pickled object arrays, which are never loaded "
-                f"(allow_pickle=False); re-save it with plain numeric or string arrays"
-            ) from error
-        raise ValueError(f"could not read expert dataset {path!r} (corrupt array: {error}); {hint}") from error
-    except _READ_ERRORS as error:
-        raise ValueError(
-            f"could not read expert dataset {path!r} (corrupt or truncated file: "
-            f"{type(error).__name__}: {error}); {hint}"
-        ) from error
-    return data
+        array = np.asarray(value)
+    except (ValueError, TypeError, OverflowError) as error:
+        raise ExpertDataError(f"{source}: {key!r} is not an array ({error})") from error
+    if array.dtype.hasobject:
+        raise ExpertDataError(f"{source}: {key!r} is an object array; use numeric (or, for image paths, str) arrays")
+    if array.ndim == 0:
+        raise ExpertDataError(f"{source}: {key!r} is a scalar; expected one entry per transition")
+    if array.dtype.kind == "c":
+        raise ExpertDataError(f"{source}: {key!r} holds complex numbers, got dtype {array.dtype}; expected reals")
+    return array
 
 
-def _validate(data: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Checked copies of the arrays; ``ValueError`` naming the first problem found."""
+def _validate(data: Mapping[str, Any], source: str = "expert data") -> dict[str, np.ndarray]:
+    """Checked copies of the arrays; ``ExpertDataError`` naming ``source`` (the file, or
+    ``traj_data``) and the array of the first problem found.
+
+    Checks: the required keys; dtypes (numbers or booleans; ``obs`` may be image paths);
+    no scalars; equal lengths of ``obs``, ``actions``, ``rewards`` and ``episode_starts``;
+    at least one transition; no NaN, ±inf or values beyond the float32 range in float
+    arrays; ``episode_starts`` boolean (or 0/1) and true first; one return per episode.
+    """
     missing = [key for key in REQUIRED_KEYS if key not in data]
     if missing:
-        raise ValueError(
-            f"expert data is missing key(s) {missing}; it has {sorted(data)}, and needs "
+        raise ExpertDataError(
+            f"{source} is missing key(s) {missing}; it has {sorted(data)}, and needs "
             f"{list(REQUIRED_KEYS)} (optionally {list(OPTIONAL_KEYS)})"
         )
-    arrays: dict[str, np.ndarray] = {}
-    for key in (*REQUIRED_KEYS, *OPTIONAL_KEYS):
-        if key not in data:
-            continue
-        array = np.asarray(data[key])
-        if array.dtype == object:
-            raise ValueError(f"expert data {key!r} is an object array; use numeric (or, for image paths, str) arrays")
-        if array.ndim == 0:
-            raise ValueError(f"expert data {key!r} is a scalar; expected one entry per transition")
-        arrays[key] = array
+    arrays = {key: _as_array(data[key], key, source) for key in (*REQUIRED_KEYS, *OPTIONAL_KEYS) if key in data}
 
-    n = len(arrays["obs"])
+    obs = arrays["obs"]
+    if obs.dtype.kind == "S":  # bytes paths (as Python 2 would save them): decode
+        try:
+            obs = np.char.decode(obs, "utf-8")
+        except UnicodeDecodeError as error:
+            raise ExpertDataError(f"{source}: 'obs' holds image paths that are not UTF-8 ({error})") from error
+    if obs.dtype.kind == "U":
+        if obs.ndim != 1:
+            raise ExpertDataError(
+                f"{source}: image-path observations must be a 1-D string array, got shape {obs.shape}"
+            )
+        check_code_points(obs, f"{source}: 'obs'", ExpertDataError)
+    elif obs.dtype.kind not in "biuf":
+        raise ExpertDataError(f"{source}: 'obs' must be numeric (or image paths), got dtype {obs.dtype}")
+    arrays["obs"] = obs
+    for key in ("actions", "rewards", "episode_returns"):
+        if key in arrays and arrays[key].dtype.kind not in "biuf":
+            raise ExpertDataError(f"{source}: {key!r} must be numeric, got dtype {arrays[key].dtype}")
+
+    n = len(obs)
     if n == 0:
-        raise ValueError("expert data is empty: 'obs' holds 0 transitions")
+        raise ExpertDataError(f"{source} is empty: 'obs' holds 0 transitions")
     for key in ("actions", "episode_starts", "rewards"):
         if key in arrays and len(arrays[key]) != n:
-            raise ValueError(
-                f"expert data lengths differ: 'obs' has {n} transitions but {key!r} has {len(arrays[key])}"
+            raise ExpertDataError(
+                f"{source}: lengths differ: 'obs' has {n} transitions but {key!r} has {len(arrays[key])}"
             )
+
     starts = arrays["episode_starts"]
     if starts.ndim > 1:
         if starts.size != n:
-            raise ValueError(f"'episode_starts' must hold one flag per transition, got shape {starts.shape}")
+            raise ExpertDataError(
+                f"{source}: 'episode_starts' must hold one flag per transition, got shape {starts.shape}"
+            )
         starts = starts.reshape(n)
     if starts.dtype != bool:
-        if not np.issubdtype(starts.dtype, np.number) or not np.all(np.isin(starts, (0, 1))):
-            raise ValueError("'episode_starts' must be booleans (True at the first step of each episode)")
+        if starts.dtype.kind not in "iuf" or not np.all(np.isin(starts, (0, 1))):
+            raise ExpertDataError(
+                f"{source}: 'episode_starts' must be booleans (True at the first step of each episode), "
+                f"got dtype {starts.dtype}" + ("" if starts.dtype.kind not in "iuf" else " with values other than 0/1")
+            )
         starts = starts.astype(bool)
     if not starts[0]:
-        raise ValueError("episode_starts[0] must be True: the data must begin with the start of an episode")
+        raise ExpertDataError(
+            f"{source}: episode_starts[0] must be True: the data must begin with the start of an episode"
+        )
     arrays["episode_starts"] = starts
 
-    obs = arrays["obs"]
-    if obs.dtype.kind in "US":
-        if obs.ndim != 1:
-            raise ValueError(f"image-path observations must be a 1-D string array, got shape {obs.shape}")
-    elif not np.issubdtype(obs.dtype, np.number) and obs.dtype != bool:
-        raise ValueError(f"'obs' must be numeric (or image paths), got dtype {obs.dtype}")
-    elif np.issubdtype(obs.dtype, np.floating) and not np.all(np.isfinite(obs)):
-        raise ValueError("'obs' holds NaN or infinite values")
-    actions = arrays["actions"]
-    if not (np.issubdtype(actions.dtype, np.number) or actions.dtype == bool):
-        raise ValueError(f"'actions' must be numeric, got dtype {actions.dtype}")
-    if np.issubdtype(actions.dtype, np.floating) and not np.all(np.isfinite(actions)):
-        raise ValueError("'actions' holds NaN or infinite values")
+    for key in ("obs", "actions", "rewards", "episode_returns"):
+        if key in arrays:
+            _check_float32_range(arrays[key], key, source)
     if "rewards" in arrays:
         rewards = arrays["rewards"]
-        if rewards.size != n or not np.issubdtype(rewards.dtype, np.number):
-            raise ValueError(f"'rewards' must hold one number per transition, got shape {rewards.shape}")
+        if rewards.size != n:
+            raise ExpertDataError(f"{source}: 'rewards' must hold one number per transition, got shape {rewards.shape}")
         arrays["rewards"] = rewards.reshape(n)
     if "episode_returns" in arrays:
         returns = arrays["episode_returns"].reshape(-1)
         n_episodes = int(np.sum(starts))
         if len(returns) != n_episodes:
-            raise ValueError(
-                f"'episode_returns' has {len(returns)} entries but 'episode_starts' marks {n_episodes} episodes"
+            raise ExpertDataError(
+                f"{source}: 'episode_returns' has {len(returns)} entries but 'episode_starts' marks "
+                f"{n_episodes} episodes"
             )
         arrays["episode_returns"] = returns
     return arrays
@@ -519,7 +591,15 @@ class DataLoader:
         """Observations at ``batch``; image paths become a ``(B, H, W, C)`` ``uint8`` array."""
         obs = self.observations[batch]
         if self.load_images:
-            return np.stack([load_image(self.image_resolver(str(path))) for path in obs])
+            paths = [self.image_resolver(str(path)) for path in obs]
+            images = [load_image(path) for path in paths]
+            for path, image in zip(paths, images):
+                if image.shape != images[0].shape:
+                    raise ExpertDataError(
+                        f"the expert image {path!r} has shape {image.shape}, but {paths[0]!r} has "
+                        f"{images[0].shape}; all images of a dataset must have one shape"
+                    )
+            return np.stack(images)
         return obs
 
 
@@ -539,6 +619,13 @@ class ExpertDataset:
         sequential_preprocessing: accepted for compatibility; batches are always made in
             the calling thread.
         seed: seed of the split and of the minibatch shuffling.
+        max_bytes: the most bytes ``expert_path`` may decompress to (default
+            :data:`MAX_EXPERT_BYTES`; see :func:`load_expert_data`).
+
+    Raises:
+        ExpertDataError: (a ``ValueError``) the file or the arrays are unusable; the message
+            names the file (or ``traj_data``) and the array.
+        ValueError: bad arguments.
 
     Unlike Stable Baselines 2, which permutes *transitions* before splitting, the split
     is by trajectory: with E ≥ 2 episodes the first ``max(1, min(E-1, ⌊f·E⌋))`` episodes
@@ -564,6 +651,8 @@ class ExpertDataset:
         verbose: int = 1,
         sequential_preprocessing: bool = False,
         seed: int | None = None,
+        *,
+        max_bytes: int | None = None,
     ) -> None:
         if traj_data is not None and expert_path is not None:
             raise ValueError("Cannot specify both 'traj_data' and 'expert_path'")
@@ -574,12 +663,15 @@ class ExpertDataset:
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.expert_path = None if expert_path is None else os.fspath(expert_path)
+        #: What error messages call the data: the file, or ``traj_data``.
+        self.source = "expert data (traj_data)"
         if traj_data is None:
             assert expert_path is not None
-            traj_data = load_expert_data(expert_path)
+            self.source = f"expert dataset {_resolve_expert_path(expert_path)!r}"
+            traj_data = load_expert_data(expert_path, max_bytes=max_bytes)
         if not isinstance(traj_data, Mapping) and not hasattr(traj_data, "keys"):
-            raise ValueError(f"traj_data must be a dict of arrays, got {type(traj_data).__name__}")
-        arrays = _validate({key: traj_data[key] for key in traj_data})
+            raise ExpertDataError(f"traj_data must be a dict of arrays, got {type(traj_data).__name__}")
+        arrays = _validate({key: traj_data[key] for key in traj_data}, self.source)
         if verbose >= 1:
             for key, value in arrays.items():
                 print(key, value.shape)
@@ -749,17 +841,26 @@ class ExpertDataset:
 
     # -- checks -----------------------------------------------------------------------
     def check_spaces(self, observation_space: gym.Space, action_space: gym.Space) -> None:
-        """Raise ``ValueError`` if the observations or actions do not fit the spaces.
+        """Raise ``ExpertDataError`` (a ``ValueError``, its message starting with
+        :attr:`source`) if the observations or actions do not fit the spaces.
 
         Observations: per-transition shape equal to the space's (``(1,)`` or ``()`` for
-        ``Discrete``; a loaded image for image paths). Actions: ``Discrete(n, start)`` →
+        ``Discrete``; a loaded image for image paths); for ``Discrete`` and
+        ``MultiDiscrete``, integers in range; for ``MultiBinary``, values in {0, 1}; for
+        ``Box``, values representable in the space's dtype (no wrap-around or overflow
+        when cast to it). Actions: ``Discrete(n, start)`` →
         integers a with ``start ≤ a < start + n``, stored ``(N,)`` or ``(N, 1)``;
         ``MultiDiscrete(nvec, start)`` → integers with ``start_i ≤ a_i < start_i + nvec_i``;
         ``MultiBinary(n)`` → values in {0, 1}; ``Box(shape)`` → numeric, per-transition shape
         equal to ``shape`` (``(N,)`` accepted for ``shape == (1,)``).
         """
-        self._check_observations(observation_space)
-        self._check_actions(action_space)
+        try:
+            self._check_observations(observation_space)
+            self._check_actions(action_space)
+        except ExpertDataError:
+            raise
+        except ValueError as error:
+            raise ExpertDataError(f"{self.source}: {error}") from error
 
     def _check_observations(self, space: gym.Space) -> None:
         if self.has_images:
@@ -784,6 +885,12 @@ class ExpertDataset:
                 f"expert observations have shape {per_step} per transition but the observation space "
                 f"{space} expects {expected}"
             )
+        if isinstance(space, gym.spaces.MultiDiscrete):
+            _check_integers(self.observations, space.start, space.start + space.nvec, "observations", space)
+        elif isinstance(space, gym.spaces.MultiBinary):
+            _check_integers(self.observations, 0, 2, "observations", space)
+        elif isinstance(space, gym.spaces.Box):
+            _check_representable(self.observations, np.dtype(space.dtype), "observations", space)
 
     def _check_actions(self, space: gym.Space) -> None:
         actions = self.actions
@@ -822,6 +929,21 @@ class ExpertDataset:
             raise ValueError(
                 f"unsupported action space {space}; expert data supports Box, Discrete, MultiDiscrete, MultiBinary"
             )
+
+
+def _check_representable(values: np.ndarray, dtype: np.dtype, what: str, space: gym.Space) -> None:
+    """``ValueError`` if casting ``values`` to ``dtype`` would wrap around (integers) or
+    overflow to ±inf (floats)."""
+    if values.size == 0 or dtype.kind not in "iuf":
+        return
+    low, high = np.min(values), np.max(values)
+    limits = np.iinfo(dtype) if dtype.kind in "iu" else np.finfo(dtype)
+    if low < limits.min or high > limits.max:
+        effect = "wrap around" if dtype.kind in "iu" else "become infinite"
+        raise ValueError(
+            f"expert {what} range over [{low}, {high}], beyond what {space}'s dtype {dtype} holds "
+            f"([{limits.min}, {limits.max}]); they would {effect} when cast to it"
+        )
 
 
 def _check_integers(values: np.ndarray, low: Any, high: Any, what: str, space: gym.Space) -> None:

@@ -18,6 +18,10 @@ epoch, with the mean training loss over the epoch's minibatches and, every
 ``val_interval`` epochs (and after the last one), the mean validation loss (both
 weighted by minibatch size, i.e. means over transitions).
 
+A training step whose loss or gradient is NaN or ±inf (expert values so large that the
+loss overflows float32, or divergence) is not applied: iteration stops with an
+:class:`~acktr_lab.expert.ExpertDataError` and the policy keeps finite parameters.
+
 Recurrent policies (those with a non-empty ``state_shapes``) are cloned over whole
 trajectories, as they act: each epoch lays the (shuffled) episodes end to end in
 ``n_lanes = max(1, batch_size // sequence_length)`` parallel streams, as a vector env's
@@ -37,7 +41,7 @@ import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 
-from acktr_lab.expert import DataLoader, ExpertDataset
+from acktr_lab.expert import DataLoader, ExpertDataError, ExpertDataset
 from acktr_lab.policies import env_major
 from acktr_lab.report import PretrainReport
 
@@ -137,7 +141,8 @@ def behaviour_cloning(
 
     Raises:
         ValueError (at the call, not at the first ``next``): bad arguments, an unsupported
-        action space, or expert data that does not fit the policy's spaces.
+        action space, or (``ExpertDataError``, a ``ValueError``) expert data that does not
+        fit the policy's spaces.
     """
     if int(n_epochs) < 1:
         raise ValueError(f"n_epochs must be at least 1, got {n_epochs}")
@@ -159,7 +164,7 @@ def behaviour_cloning(
     try:
         dataset.check_spaces(obs_space, action_space)
     except ValueError as error:
-        raise ValueError(f"the expert dataset does not fit the policy: {error}") from error
+        raise ExpertDataError(f"the expert dataset does not fit the policy: {error}") from error
     if len(dataset.train_loader) == 0:
         raise ValueError("the expert dataset's training split is empty")
     settings = (int(n_epochs), float(learning_rate), float(adam_epsilon), int(val_interval))
@@ -178,6 +183,35 @@ def _step_loss(continuous: bool) -> Any:
         return -distribution.log_prob(actions)
 
     return loss
+
+
+def _finite_or_stop(loss: tf.Tensor, gradients: list[tf.Tensor]) -> list[tf.Tensor]:
+    """``gradients``, made to depend on a check that ``loss`` and every gradient are finite:
+    an update that uses them runs only if all are, else the step fails with
+    ``InvalidArgumentError`` before any variable changes (see :func:`_stopped`)."""
+    finite = [tf.reduce_all(tf.math.is_finite(loss))]
+    finite += [tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(g))) for g in gradients]
+    check = tf.debugging.Assert(tf.reduce_all(tf.stack(finite)), [_NON_FINITE])
+    with tf.control_dependencies([check]):
+        return [tf.identity(tf.convert_to_tensor(g)) for g in gradients]
+
+
+_NON_FINITE = "non-finite behaviour-cloning loss or gradient"
+
+
+def _stopped(dataset: ExpertDataset, epoch: int, error: Exception) -> ExpertDataError:
+    """The error for a training step whose loss or gradient was NaN or ±inf."""
+    magnitudes = []
+    for name, values in (("observation", dataset.observations), ("action", dataset.actions)):
+        if values.dtype.kind in "biuf" and values.size:
+            magnitudes.append(f"largest |{name}| {float(np.max(np.abs(values))):.3g}")
+    return ExpertDataError(
+        f"{getattr(dataset, 'source', 'the expert dataset')}: behaviour cloning stopped at epoch {epoch}: "
+        f"the loss or a gradient became NaN or infinite, so that step was not applied (the policy "
+        f"keeps its last finite parameters). Expert values of very large magnitude overflow float32 "
+        f"in the loss ({', '.join(magnitudes) or 'no numeric arrays'}); if they are sane, lower the "
+        f"learning rate"
+    )
 
 
 def _reached_variables(policy: ClonablePolicy, loss: Any) -> list[tf.Variable]:
@@ -223,7 +257,7 @@ def _clone(
     def train_step(obs: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             loss = loss_fn(obs, actions)
-        gradients = tape.gradient(loss, variables)
+        gradients = _finite_or_stop(loss, tape.gradient(loss, variables))
         optimizer.apply_gradients(zip(gradients, variables))
         return loss
 
@@ -242,7 +276,12 @@ def _clone(
         return total / count
 
     for epoch in range(1, n_epochs + 1):
-        train_loss = epoch_mean(train_step, dataset.train_loader)
+        try:
+            train_loss = epoch_mean(train_step, dataset.train_loader)
+        except tf.errors.InvalidArgumentError as error:
+            if _NON_FINITE not in str(error):
+                raise
+            raise _stopped(dataset, epoch, error) from error
         val_loss: float | None = None
         if len(dataset.val_loader) > 0 and (epoch % val_interval == 0 or epoch == n_epochs):
             val_loss = epoch_mean(eval_step, dataset.val_loader)
@@ -327,7 +366,8 @@ def _clone_sequences(
     def train_step(obs: tf.Tensor, actions: tf.Tensor, starts: tf.Tensor, weights: tf.Tensor, state: Any) -> Any:
         with tf.GradientTape() as tape:
             loss, total, new_state = chunk_loss(obs, actions, starts, weights, state)
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        gradients = _finite_or_stop(loss, tape.gradient(loss, variables))
+        optimizer.apply_gradients(zip(gradients, variables))
         return loss, total, tuple(tf.stop_gradient(s) for s in new_state)
 
     eval_step = tf.function(chunk_loss, reduce_retracing=True, autograph=False)
@@ -345,7 +385,12 @@ def _clone_sequences(
 
     for epoch in range(1, n_epochs + 1):
         order = dataset.rng.permutation(dataset.train_episodes) if dataset.randomize else dataset.train_episodes
-        train_loss = epoch_mean(train_step, order)
+        try:
+            train_loss = epoch_mean(train_step, order)
+        except tf.errors.InvalidArgumentError as error:
+            if _NON_FINITE not in str(error):
+                raise
+            raise _stopped(dataset, epoch, error) from error
         val_loss: float | None = None
         if len(dataset.val_episodes) > 0 and (epoch % val_interval == 0 or epoch == n_epochs):
             val_loss = epoch_mean(eval_step, dataset.val_episodes)
