@@ -10,7 +10,7 @@ hyperparameters, snapshots, reports). The update's maths is in :mod:`acktr_lab.l
 from __future__ import annotations
 
 import collections
-import json
+import math
 import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -25,14 +25,15 @@ from acktr_lab.distributions import Distribution
 from acktr_lab.expert import ExpertDataset
 from acktr_lab.kfac import KfacOptimizer
 from acktr_lab.learner import Learner
+from acktr_lab.loading import load_into
 from acktr_lab.normalization import ObservationNormalizer, ReturnNormalizer
-from acktr_lab.policies import POLICIES, ActorCriticPolicy, resolve_policy
-from acktr_lab.preprocessing import space_from_json, space_to_json, spaces_equal
+from acktr_lab.policies import ActorCriticPolicy, resolve_policy
+from acktr_lab.preprocessing import space_to_json, spaces_equal
 from acktr_lab.pretrain import behaviour_cloning
 from acktr_lab.recurrent import MlpLstmPolicy  # noqa: F401 (registers the recurrent policy names)
 from acktr_lab.report import PretrainReport
 from acktr_lab.rollout import Collector, StateArrays
-from acktr_lab.serialization import ModelFile, PathOrFile, load_model, save_model
+from acktr_lab.serialization import PathOrFile, load_model, save_model
 from acktr_lab.trainer import Trainer
 from acktr_lab.training_loop import run_learn
 from acktr_lab.vec_env import as_vector_env
@@ -83,6 +84,14 @@ class ACKTR:
     ``predict`` (non-image Box observations only).
 
     Any gymnasium vector env works, in any autoreset mode (see :mod:`acktr_lab.rollout`).
+
+    Every argument is checked against its definition (:mod:`acktr_lab.hyperparameters`):
+    a value of the wrong type or out of bounds raises ``ValueError`` naming the argument;
+    nothing is coerced.
+
+    ``seed`` makes a run reproducible: the same seed gives the same parameters, actions and
+    episodes, except with ``async_eigen_decomp=True``, where which decomposition an update
+    uses depends on when the worker thread finishes, so runs are not bit-identical.
     """
 
     gamma = _LiveHyperparameter()
@@ -131,53 +140,32 @@ class ACKTR:
         normalize_returns: bool = False,
         normalize_observations: bool = False,
     ) -> None:
-        self.policy_class = resolve_policy(policy)
-        self._trainer: Trainer | None = None
-        self._live: dict[str, Any] = hp.validate_live(
-            {
-                "gamma": gamma,
-                "ent_coef": ent_coef,
-                "vf_coef": vf_coef,
-                "vf_fisher_coef": vf_fisher_coef,
-                "learning_rate": learning_rate,
-                "max_grad_norm": max_grad_norm,
-                "kfac_clip": kfac_clip,
-                "lr_schedule": lr_schedule,
-                "gae_lambda": gae_lambda,
-            }
-        )
-        self.n_steps = hp.validate("n_steps", n_steps)
-        self.kfac_update = hp.validate("kfac_update", kfac_update)
-        self.verbose = int(verbose)
-        self.tensorboard_log = tensorboard_log
-        self.full_tensorboard_log = bool(full_tensorboard_log)
-        self.async_eigen_decomp = bool(async_eigen_decomp)
-        self.policy_kwargs = dict(policy_kwargs or {})
-        for name, flag in (
-            ("normalize_returns", normalize_returns),
-            ("normalize_observations", normalize_observations),
-        ):
-            if not isinstance(flag, bool):
-                raise ValueError(f"{name} must be True or False, got {flag!r}")
-        self.normalize_returns = normalize_returns
-        self.normalize_observations = normalize_observations
-        self.kfac_kwargs = {
-            "momentum": momentum,
-            "damping": damping,
-            "stats_decay": stats_decay,
-            "cold_iter": cold_iter,
-            "eigen_epsilon": eigen_epsilon,
-            "stats_update": stats_update,
-            "approx_t2": approx_t2,
-        }
         if nprocs is not None:
             warnings.warn(
                 "nprocs is deprecated (as in Stable Baselines 2.9); use n_cpu_tf_sess", DeprecationWarning, stacklevel=2
             )
             n_cpu_tf_sess = nprocs
-        self.n_cpu_tf_sess = n_cpu_tf_sess
-        _configure_threads(n_cpu_tf_sess)
-        self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (2**31))
+        arguments = locals()
+        checked = {name: hp.validate(name, arguments[name]) for name in hp.HYPERPARAMETERS}
+        if policy_kwargs is not None and not isinstance(policy_kwargs, Mapping):
+            raise ValueError(f"policy_kwargs must be a dict of policy arguments or None, got {policy_kwargs!r}")
+        self.policy_class = resolve_policy(policy)
+        self._trainer: Trainer | None = None
+        self._live: dict[str, Any] = {name: checked[name] for name in hp.LIVE_HYPERPARAMETERS}
+        self.n_steps: int = checked["n_steps"]
+        self.kfac_update: int = checked["kfac_update"]
+        self.verbose: int = checked["verbose"]
+        self.tensorboard_log: str | None = checked["tensorboard_log"]
+        self.full_tensorboard_log: bool = checked["full_tensorboard_log"]
+        self.async_eigen_decomp: bool = checked["async_eigen_decomp"]
+        self.policy_kwargs = dict(policy_kwargs or {})
+        self.normalize_returns: bool = checked["normalize_returns"]
+        self.normalize_observations: bool = checked["normalize_observations"]
+        self.kfac_kwargs = {name: checked[name] for name in hp.KFAC_CONSTANTS}
+        self.n_cpu_tf_sess: int | None = checked["n_cpu_tf_sess"]
+        _configure_threads(self.n_cpu_tf_sess)
+        seed = checked["seed"]
+        self.seed: int = seed if seed is not None else int(np.random.SeedSequence().entropy % (2**31))
         self._num_timesteps = 0
         self._episodes: tuple[tuple[float, ...], tuple[int, ...]] = ((), ())
         self.collector: Collector | None = None
@@ -186,9 +174,10 @@ class ACKTR:
         #: enjoy`` can rebuild the env.
         self.env_id: str | None = env if isinstance(env, str) else _env_id(env)
         if env is not None:
-            self._env = as_vector_env(env, n_envs=hp.validate("n_envs", n_envs))
+            self._env = as_vector_env(env, n_envs=checked["n_envs"])
             self.observation_space = self._env.single_observation_space
             self.action_space = self._env.single_action_space
+            self._check_rollout_memory(self._env)
         if _init_setup_model:
             self.setup_model()
 
@@ -223,7 +212,14 @@ class ACKTR:
         )
         self.collector = self._collector(self._env) if self._env is not None else None
 
+    def _check_rollout_memory(self, env: gym.vector.VectorEnv) -> None:
+        space = env.single_observation_space
+        if space.shape is not None:
+            observation_bytes = math.prod(space.shape) * np.dtype(space.dtype).itemsize
+            hp.check_rollout_memory(self.n_steps, env.num_envs, observation_bytes)
+
     def _collector(self, env: gym.vector.VectorEnv) -> Collector:
+        self._check_rollout_memory(env)
         return Collector(
             env,
             self.learner.rollout_actor,
@@ -436,9 +432,16 @@ class ACKTR:
             # a same-size array of another layout (e.g. a transposed kernel) is an error.
             if _squeezed(array.shape) != _squeezed(tuple(variable.shape)):
                 raise ValueError(f"parameter {name} has shape {array.shape}, the model expects {tuple(variable.shape)}")
-            if not np.all(np.isfinite(array)):
-                raise ValueError(f"parameter {name} holds non-finite values")
-            converted[name] = array.reshape(variable.shape).astype(variable.dtype.as_numpy_dtype)
+            if array.dtype.kind not in "biuf":
+                raise ValueError(f"parameter {name} must hold real numbers, got dtype {array.dtype}")
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked next
+                cast = array.reshape(variable.shape).astype(variable.dtype.as_numpy_dtype)
+            if not np.all(np.isfinite(cast)):  # after the cast: finite float64 can overflow float32
+                raise ValueError(
+                    f"parameter {name} holds values that are not finite as {variable.dtype.name} "
+                    "(NaN, ±inf, or beyond its range)"
+                )
+            converted[name] = cast
         for name, array in converted.items():
             params[name].assign(array)
 
@@ -588,111 +591,17 @@ class ACKTR:
         """Load a model saved by :meth:`save` (or a Stable Baselines 2 ACKTR zip).
 
         ``custom_objects`` replaces stored values (needed for callables, which are stored by
-        name only); ``kwargs`` change hyperparameters of the loaded model.
+        name only); ``kwargs`` change hyperparameters of the loaded model. Every problem with
+        the file's content raises :class:`~acktr_lab.serialization.ModelFileError` naming the
+        file and the field (:mod:`acktr_lab.loading`); loading never runs code from the file
+        and its work is bounded by what the file holds. Machine settings (``tensorboard_log``,
+        ``full_tensorboard_log``, ``n_cpu_tf_sess``) are not taken from the file: pass them
+        again to use them.
         """
-        file = load_model(load_path)
-        if file.source == "stable_baselines2":
-            return _load_sb2(cls, file, env, kwargs)
-        data = file.data
-        try:
-            hyper = dict(data["hyperparameters"])
-            observation_space = space_from_json(data["observation_space"])
-            action_space = space_from_json(data["action_space"])
-            policy_name = data["policy"]
-            policy_kwargs = data.get("policy_kwargs", {})
-        except (KeyError, TypeError) as error:
-            raise ValueError(f"model file is missing {error}; it is incomplete or from another program") from error
-        custom_objects = dict(custom_objects or {})
-        for name in data.get("callables", []):
-            if name not in custom_objects and name not in kwargs:
-                raise ValueError(
-                    f"{name} was a callable ({hyper[name]['callable']}); pass it back with "
-                    f"custom_objects={{'{name}': ...}}"
-                )
-        hyper.update(custom_objects)
-        if "policy_kwargs" in kwargs and kwargs["policy_kwargs"] != policy_kwargs:
-            raise ValueError(
-                f"policy_kwargs differ from the saved ones ({policy_kwargs}); the architecture cannot change on load"
-            )
-        kwargs.pop("policy_kwargs", None)
-        hyper.update(kwargs)
-        model = _model_from_file(cls, policy_name, policy_kwargs, hyper, observation_space, action_space, file)
-        model.learner.restore_optimizer(file.optimizer)
-        if "generator_state" in file.extra:
-            model.learner.generator.reset(file.extra["generator_state"])
-        model._num_timesteps = int(data.get("num_timesteps", 0))
-        env_id = data.get("env_id")
-        model.env_id = env_id if isinstance(env_id, str) else None
-        for prefix, normalizer in (
-            ("return_normalizer/", model.return_normalizer),
-            ("observation_normalizer/", model.observation_normalizer),
-        ):
-            if normalizer is not None:
-                state = {k[len(prefix) :]: v for k, v in file.extra.items() if k.startswith(prefix)}
-                if not state:
-                    raise ValueError(f"the model file normalises but holds no {prefix[:-1]} statistics")
-                normalizer.load_state(state)
+        model = load_into(cls, load_model(load_path), custom_objects, kwargs)
         if env is not None:
             model.set_env(env)
         return model
-
-
-def _load_sb2(cls: type[ACKTR], file: ModelFile, env: EnvLike | None, kwargs: dict[str, Any]) -> ACKTR:
-    """A Stable Baselines 2 ACKTR zip: readable fields only; the pickles are never opened."""
-    data = file.data
-    policy_info = data.get("policy", {})
-    text = json.dumps(policy_info)
-    names = sorted(POLICIES, key=len, reverse=True)  # CnnLnLstmPolicy before CnnPolicy ...
-    policy_name = next((name for name in names if f"{name}." in text or f"'{name}'" in text), None)
-    if policy_name is None:
-        raise ValueError(f"unsupported Stable Baselines 2 policy in this file: {str(policy_info)[:200]}")
-    keys = (
-        "gamma",
-        "n_steps",
-        "vf_coef",
-        "ent_coef",
-        "vf_fisher_coef",
-        "max_grad_norm",
-        "learning_rate",
-        "kfac_clip",
-        "lr_schedule",
-        "kfac_update",
-        "gae_lambda",
-    )
-    hyper: dict[str, Any] = {k: data[k] for k in keys if k in data and data[k] is not None}
-    hyper.update(kwargs)
-    model = _model_from_file(
-        cls,
-        policy_name,
-        data.get("policy_kwargs") or None,
-        hyper,
-        space_from_json(data["observation_space"]),
-        space_from_json(data["action_space"]),
-        file,
-    )
-    if env is not None:
-        model.set_env(env)
-    return model
-
-
-def _model_from_file(
-    cls: type[ACKTR],
-    policy_name: str,
-    policy_kwargs: dict[str, Any] | None,
-    hyper: dict[str, Any],
-    observation_space: gym.Space,
-    action_space: gym.Space,
-    file: ModelFile,
-) -> ACKTR:
-    """A model with no env, built for the stored spaces, holding the stored parameters."""
-    model = cls(policy_name, None, policy_kwargs=policy_kwargs, _init_setup_model=False, **hyper)
-    model.observation_space, model.action_space = observation_space, action_space
-    model.setup_model()
-    parameters = file.parameters
-    if file.source == "stable_baselines2":
-        parameters = model.policy.parameters_from_sb2(parameters)
-    model.load_parameters(parameters)
-    return model
 
 
 def _env_id(env: Any) -> str | None:

@@ -255,13 +255,38 @@ class Learner:
         """Assign the K-FAC state (statistics, inverses, momentum, iteration), shapes checked first."""
         variables = self.optimizer.state_variables()
         if set(state) != set(variables):
-            raise ValueError("the saved optimizer state does not match this model's K-FAC layers")
+            missing, unknown = sorted(set(variables) - set(state)), sorted(set(state) - set(variables))
+            raise ValueError(
+                f"the saved optimizer state does not match this model's K-FAC layers "
+                f"(missing {missing[:5]}, unknown {unknown[:5]})"
+            )
+        values = {name: _checked_state(name, state[name], variable) for name, variable in variables.items()}
         for name, variable in variables.items():
-            if tuple(state[name].shape) != tuple(variable.shape):
-                raise ValueError(f"optimizer state {name} has shape {state[name].shape}, expected {variable.shape}")
-        for name, variable in variables.items():
-            variable.assign(state[name])
+            variable.assign(values[name])
         self.optimizer.mark_restored()
+
+
+def _checked_state(name: str, value: np.ndarray, variable: tf.Variable) -> np.ndarray:
+    """One optimizer state array, checked as strictly as the parameters: its shape; counters
+    are non-negative integers; everything else real numbers, finite in the variable's dtype;
+    eigenvalues and diagonal curvatures non-negative."""
+    value = np.asarray(value)
+    if tuple(value.shape) != tuple(variable.shape):
+        raise ValueError(f"{name} has shape {value.shape}, expected {tuple(variable.shape)}")
+    if variable.dtype.is_integer:
+        if value.dtype.kind not in "iu" or np.any(value < 0) or np.any(value > 2**62):
+            raise ValueError(f"{name} must be a non-negative integer count, got {value!r} ({value.dtype})")
+        return value.astype(variable.dtype.as_numpy_dtype)
+    if value.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must hold real numbers, got dtype {value.dtype}")
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked next
+        cast = value.astype(variable.dtype.as_numpy_dtype)
+    if not np.all(np.isfinite(cast)):
+        raise ValueError(f"{name} holds values that are not finite as {variable.dtype.name} (NaN, ±inf, or too large)")
+    leaf = name.rsplit("/", 1)[-1]
+    if (leaf.endswith("eigenvalues") or leaf in ("F", "F_refreshed")) and np.any(cast < 0):
+        raise ValueError(f"{name} holds negative values; a curvature's eigenvalues and diagonal are ≥ 0")
+    return cast
 
 
 def _tensors(state: StateArrays) -> PolicyState:

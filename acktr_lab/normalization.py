@@ -30,6 +30,8 @@ import numpy as np
 import tensorflow as tf
 from gymnasium.wrappers.utils import RunningMeanStd
 
+from acktr_lab.safe_archive import float32_overflow
+
 #: Weight, in observations, of the prior (mean 0, variance 1) the observation statistics start from.
 OBSERVATION_PRIOR_COUNT = 1_000.0
 
@@ -81,6 +83,10 @@ class ObservationNormalizer:
             raise ValueError("observation normalisation statistics hold non-finite values")
         if np.any(var < 0) or count <= 0:
             raise ValueError("observation normalisation statistics have a negative variance or count")
+        for what, values in (("mean", mean), ("variance", var)):
+            problem = float32_overflow(values)
+            if problem is not None:
+                raise ValueError(f"observation normalisation {what} {problem}")
         self.statistics.mean, self.statistics.var, self.statistics.count = mean, var, float(count)
         self.publish()
 

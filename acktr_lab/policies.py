@@ -58,7 +58,7 @@ def resolve_activation(act_fun: str | Activation) -> tuple[str, Activation]:
             raise ValueError(f"unknown act_fun {act_fun!r}; choose one of {sorted(ACTIVATIONS)}")
         return act_fun, ACTIVATIONS[act_fun]
     for name, fn in ACTIVATIONS.items():
-        if fn is act_fun or getattr(fn, "__name__", None) == getattr(act_fun, "__name__", "?"):
+        if fn is act_fun:  # the function itself: another one with the same name is not it
             return name, fn
     raise ValueError(
         f"act_fun {act_fun!r} is not one of {sorted(ACTIVATIONS)}; pass one of those (by name "
@@ -89,6 +89,15 @@ def env_major(x: tf.Tensor) -> tf.Tensor:
     return tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], axis=0))
 
 
+def layer_sizes(sizes: Any, what: str) -> list[int]:
+    """Layer sizes, each a positive int (``2.7`` or ``True`` are refused, not rounded)."""
+    if not isinstance(sizes, list | tuple) or not all(
+        isinstance(x, int | np.integer) and not isinstance(x, bool) and x > 0 for x in sizes
+    ):
+        raise ValueError(f"{what} must be a list of positive integers, got {sizes!r}")
+    return [int(x) for x in sizes]
+
+
 def parse_net_arch(net_arch: NetArch | None) -> tuple[list[int], list[int], list[int]]:
     """Stable Baselines 2 ``net_arch`` → (shared, policy-only, value-only) layer sizes.
 
@@ -101,6 +110,8 @@ def parse_net_arch(net_arch: NetArch | None) -> tuple[list[int], list[int], list
     pi: list[int] = []
     vf: list[int] = []
     seen_dict = False
+    if not isinstance(net_arch, list | tuple):
+        raise ValueError(f"net_arch must be a list of layer sizes and at most one dict, got {net_arch!r}")
     for item in net_arch:
         if isinstance(item, dict):
             if seen_dict:
@@ -108,7 +119,7 @@ def parse_net_arch(net_arch: NetArch | None) -> tuple[list[int], list[int], list
             unknown = set(item) - {"pi", "vf"}
             if unknown:
                 raise ValueError(f"net_arch dict keys must be 'pi' and 'vf', got {sorted(unknown)}")
-            pi, vf = [int(x) for x in item.get("pi", [])], [int(x) for x in item.get("vf", [])]
+            pi, vf = layer_sizes(item.get("pi", []), "net_arch pi"), layer_sizes(item.get("vf", []), "net_arch vf")
             seen_dict = True
         elif isinstance(item, (int, np.integer)) and not isinstance(item, bool) and item > 0:
             if seen_dict:

@@ -264,6 +264,33 @@ def space_from_json(data: dict[str, Any]) -> gym.spaces.Space:
     Raises:
         ValueError: for an unknown space type or unreadable fields.
     """
+    try:
+        return _space_from_json(data)
+    except ValueError:
+        raise
+    except (KeyError, TypeError, AttributeError, IndexError, OverflowError, RecursionError, MemoryError) as exc:
+        raise ValueError(f"malformed space description ({type(exc).__name__}: {exc})") from exc
+
+
+#: The most elements a space read from a file may have (observation or action entries, or
+#: Discrete choices): bounds the memory its bounds and the layers built for it may take.
+MAX_SPACE_ELEMENTS = 1 << 24
+
+
+def _check_space_size(kind: str, count: int) -> None:
+    if count > MAX_SPACE_ELEMENTS:
+        raise ValueError(f"a {kind} space of {count:,} elements is larger than the limit of {MAX_SPACE_ELEMENTS:,}")
+
+
+def _shape(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(k, int) and not isinstance(k, bool) for k in value):
+        raise ValueError(f"a space's shape must be a list of integers, got {value!r}")
+    if any(k < 0 for k in value):
+        raise ValueError(f"a space's shape must not be negative, got {value!r}")
+    return tuple(value)
+
+
+def _space_from_json(data: Any) -> gym.spaces.Space:
     if not isinstance(data, dict):
         raise ValueError(f"a space must be described by a dict, got {type(data).__name__}")
     if ":type:" in data:
@@ -274,13 +301,22 @@ def space_from_json(data: dict[str, Any]) -> gym.spaces.Space:
         raise ValueError(f"space description has no 'type' (or SB2 ':type:') key: {list(data)}")
     try:
         if kind == "Box":
-            dtype = np.dtype(data.get("dtype", "float32"))
-            shape = tuple(int(s) for s in data["shape"])
+            dtype = np.dtype(str(data.get("dtype", "float32")))
+            if dtype.kind not in "biuf" or dtype.names is not None or dtype.subdtype is not None:
+                raise ValueError(f"a Box space must hold numbers, got dtype {dtype}")
+            shape = _shape(data["shape"])
+            _check_space_size("Box", math.prod(shape))
             low = _bounds(data["low"], shape, dtype, "low")
             high = _bounds(data["high"], shape, dtype, "high")
             return gym.spaces.Box(low=low, high=high, shape=shape, dtype=dtype)
         if kind == "Discrete":
-            return gym.spaces.Discrete(int(data["n"]), start=int(data.get("start", 0)))
+            n, start = data["n"], data.get("start", 0)
+            if not all(isinstance(k, int | np.integer) and not isinstance(k, bool) for k in (n, start)):
+                raise ValueError(f"a Discrete space needs integer n and start, got n={n!r}, start={start!r}")
+            _check_space_size("Discrete", int(n))
+            if abs(int(start)) > 2**62:
+                raise ValueError(f"a Discrete space's start must fit int64, got {start!r}")
+            return gym.spaces.Discrete(int(n), start=int(start))
         if kind == "MultiDiscrete":
             if isinstance(data["nvec"], str):  # SB2: str(ndarray), shape stored beside it
                 flat = _int_list(data["nvec"])
@@ -288,6 +324,8 @@ def space_from_json(data: dict[str, Any]) -> gym.spaces.Space:
                 nvec = np.asarray(flat, dtype=np.int64).reshape(shape)
             else:
                 nvec = np.asarray(data["nvec"], dtype=np.int64)
+            _check_space_size("MultiDiscrete", nvec.size)
+            _check_space_size("MultiDiscrete (one-hot)", int(np.sum(nvec)) if nvec.size else 0)
             start = data.get("start")
             start_arr = None if start is None else np.asarray(_int_list(start), dtype=np.int64).reshape(nvec.shape)
             return gym.spaces.MultiDiscrete(nvec, dtype=np.dtype(data.get("dtype", "int64")), start=start_arr)
@@ -295,6 +333,9 @@ def space_from_json(data: dict[str, Any]) -> gym.spaces.Space:
             n = data["n"]
             if isinstance(n, str):
                 n = _int_list(n)
+            n = _shape([n] if isinstance(n, int) else n)
+            _check_space_size("MultiBinary", math.prod(n))
+            n = n[0] if isinstance(data["n"], int) else n
             return gym.spaces.MultiBinary(n if isinstance(n, int) else [int(k) for k in n])
     except (KeyError, TypeError) as exc:
         raise ValueError(f"malformed {kind} space description: {exc!r}") from exc

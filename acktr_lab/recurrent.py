@@ -38,7 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from acktr_lab.kfac.layers import Dense, KfacLayer, ScaleAndShift, layer_norm, orthogonal_initializer
-from acktr_lab.policies import POLICIES, ActorCriticPolicy, PolicyState, PolicyStep, env_major
+from acktr_lab.policies import POLICIES, ActorCriticPolicy, PolicyState, PolicyStep, env_major, layer_sizes
 from acktr_lab.preprocessing import flat_observation_dim
 
 LstmNetArch = Sequence[int | str | dict[str, Sequence[int]]]
@@ -121,9 +121,7 @@ class LstmPolicy(ActorCriticPolicy):
         if net_arch is not None and self.feature_extraction == "cnn":
             raise ValueError(f"{type(self).__name__} has a fixed Nature CNN; net_arch is only for Mlp LSTM policies")
         self.n_lstm = int(n_lstm)
-        self.layers = [64, 64] if layers is None else [int(x) for x in layers]
-        if any(size < 1 for size in self.layers):
-            raise ValueError(f"layers must be positive sizes, got {layers!r}")
+        self.layers = [64, 64] if layers is None else layer_sizes(layers, "layers")
         self.lstm_net_arch = parse_lstm_net_arch(net_arch) if net_arch is not None else None
         super().__init__(observation_space, action_space, net_arch=net_arch, **kwargs)  # type: ignore[arg-type]
 

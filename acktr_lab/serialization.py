@@ -16,22 +16,29 @@ and read from their readable fields only; their cloudpickle blobs are never unpi
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import os
 import tempfile
 import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
+from acktr_lab.safe_archive import READ_ERRORS, BoundedArchive
+
 FORMAT = "acktr_lab"
 FORMAT_VERSION = 1
 _HEADER = "acktr_lab.json"
 _ARRAY_FILES = ("parameters", "optimizer", "extra")
+_HINT = "expected a model saved by acktr_lab or a Stable Baselines 2 ACKTR zip"
+#: The most bytes a model file may hold, and the most its members may decompress to in all
+#: (checked before anything is decompressed): a small hostile file cannot exhaust memory.
+MAX_MODEL_BYTES = 1 << 30
+_READ_CHUNK = 1 << 24
 
 PathOrFile = str | os.PathLike[str] | IO[bytes]
 
@@ -49,6 +56,7 @@ class ModelFile:
     optimizer: dict[str, np.ndarray]
     extra: dict[str, np.ndarray]
     source: str
+    where: str = "model file"
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -57,12 +65,13 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def _read_npz(raw: bytes, what: str, where: str) -> dict[str, np.ndarray]:
-    try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
-        raise ModelFileError(f"{where}: the {what} arrays are corrupt ({error})") from error
+def _read_npz(raw: bytes, what: str, where: str, budget: list[int]) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` member, read with bounded work (:mod:`acktr_lab.safe_archive`);
+    ``budget[0]``, the bytes the file may still decompress to, is charged for them."""
+    archive, bounded = BoundedArchive.open(raw, f"{where}: the {what} arrays", budget[0], ModelFileError, _HINT)
+    with archive:
+        budget[0] -= bounded.declared_total
+        return bounded.read_arrays()
 
 
 def save_model(
@@ -87,8 +96,9 @@ def save_model(
     target = Path(os.fspath(path))  # type: ignore[arg-type]
     if target.suffix != ".zip":
         target = target.with_name(target.name + ".zip")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    _make_parent(target)
+    _remove_stale_temporaries(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as tmp:
             tmp.write(payload)
@@ -103,6 +113,38 @@ def save_model(
         raise
 
 
+def _make_parent(target: Path) -> None:
+    """Create ``target``'s folder; a clear error when a component of it is a file."""
+    for folder in (target.parent, *target.parent.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise NotADirectoryError(f"cannot save to {target}: {folder} is a file, not a folder")
+            break
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Delete temporary files that saves to ``target`` left behind when killed
+    (``.NAME.zip.PID.*.tmp`` whose process no longer runs, and any without a process id)."""
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        pid = leftover.name[len(target.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and _process_running(int(pid)):
+            continue  # another process is saving there right now
+        leftover.unlink(missing_ok=True)
+
+
+def _process_running(pid: int) -> bool:
+    if os.name == "nt":  # no signal 0 there: keep the file
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
 def _resolve_load_path(path: str | os.PathLike[str]) -> Path:
     candidate = Path(os.fspath(path))
     if not candidate.exists() and candidate.suffix != ".zip" and candidate.with_name(candidate.name + ".zip").exists():
@@ -113,60 +155,90 @@ def _resolve_load_path(path: str | os.PathLike[str]) -> Path:
 
 
 def load_model(path: PathOrFile) -> ModelFile:
-    """Read a model file (ours or Stable Baselines 2's zip), validating it."""
+    """Read a model file (ours or Stable Baselines 2's zip), with bounded work.
+
+    At most :data:`MAX_MODEL_BYTES` are read from the file and decompressed from it; every
+    problem with its content raises :class:`ModelFileError` naming the file and the entry.
+    """
     if hasattr(path, "read"):
-        raw = path.read()  # type: ignore[union-attr]
         where = "model file object"
+        raw = _read_capped(path, where)  # type: ignore[arg-type]
     else:
         resolved = _resolve_load_path(path)  # type: ignore[arg-type]
-        raw = resolved.read_bytes()
         where = str(resolved)
+        if resolved.is_dir():
+            raise ModelFileError(f"{where} is a folder, not a model file")
+        with open(resolved, "rb") as handle:
+            raw = _read_capped(handle, where)
     try:
         archive = zipfile.ZipFile(io.BytesIO(raw))
-    except zipfile.BadZipFile as error:
+    except (zipfile.BadZipFile, *READ_ERRORS) as error:
         raise ModelFileError(f"{where} is not a model file: not a zip archive (corrupt or truncated?)") from error
     with archive:
-        names = set(archive.namelist())
-        try:
-            if _HEADER in names:
-                return _load_ours(archive, names, where)
-            if {"data", "parameters"} <= names:
-                return _load_sb2(archive, where)
-        except (zipfile.BadZipFile, KeyError, EOFError, zlib.error) as error:
-            raise ModelFileError(f"{where}: the archive is corrupt or truncated ({error})") from error
+        bounded = BoundedArchive(archive, where, MAX_MODEL_BYTES, ModelFileError, _HINT)
+        names = set(bounded.names())
+        if _HEADER in names:
+            return _load_ours(bounded, names, where)
+        if {"data", "parameters"} <= names:
+            return _load_sb2(bounded, where)
     raise ModelFileError(
-        f"{where} is a zip archive but not an acktr_lab or Stable Baselines model (entries {sorted(names)})"
+        f"{where} is a zip archive but not an acktr_lab or Stable Baselines model (entries {sorted(names)[:20]})"
     )
 
 
-def _load_ours(archive: zipfile.ZipFile, names: set[str], where: str) -> ModelFile:
+def _read_capped(handle: IO[bytes], where: str) -> bytes:
+    """The whole file, read in chunks: ``ModelFileError`` past :data:`MAX_MODEL_BYTES`."""
+    chunks, size = [], 0
+    while chunk := handle.read(_READ_CHUNK):
+        if not isinstance(chunk, bytes):
+            raise TypeError(f"a model file object must be opened in binary mode, got {type(chunk).__name__}")
+        size += len(chunk)
+        if size > MAX_MODEL_BYTES:
+            raise ModelFileError(f"{where} is larger than the limit of {MAX_MODEL_BYTES:,} bytes for a model file")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _json(bounded: BoundedArchive, entry: str, where: str, what: str) -> Any:
+    """A JSON member, parsed; any problem (bad UTF-8, bad JSON, nesting too deep) is a ModelFileError."""
+    raw = bounded.read_bytes(entry)
     try:
-        header = json.loads(archive.read(_HEADER))
-    except json.JSONDecodeError as error:
-        raise ModelFileError(f"{where}: the header is not valid JSON ({error})") from error
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as error:
+        raise ModelFileError(f"{where}: {what} is not valid JSON ({type(error).__name__}: {error})") from error
+
+
+def _load_ours(bounded: BoundedArchive, names: set[str], where: str) -> ModelFile:
+    header = _json(bounded, _HEADER, where, "the header")
     if not isinstance(header, dict) or header.get("format") != FORMAT or not isinstance(header.get("data"), dict):
         raise ModelFileError(f"{where}: the header does not describe an acktr_lab model")
     version = header.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
         raise ModelFileError(
             f"{where} has format version {version!r}; this acktr_lab reads versions up to {FORMAT_VERSION}"
         )
     arrays = {}
+    budget = [MAX_MODEL_BYTES - bounded.declared_total]
     for name in _ARRAY_FILES:
         entry = f"{name}.npz"
         if entry not in names:
             raise ModelFileError(f"{where}: missing {entry}")
-        arrays[name] = _read_npz(archive.read(entry), name, where)
-    return ModelFile(header["data"], arrays["parameters"], arrays["optimizer"], arrays["extra"], FORMAT)
+        arrays[name] = _read_npz(bounded.read_bytes(entry), name, where, budget)
+    return ModelFile(header["data"], arrays["parameters"], arrays["optimizer"], arrays["extra"], FORMAT, where)
 
 
-def _load_sb2(archive: zipfile.ZipFile, where: str) -> ModelFile:
-    try:
-        data = json.loads(archive.read("data"))
-    except json.JSONDecodeError as error:
-        raise ModelFileError(f"{where}: the Stable Baselines 'data' entry is not valid JSON ({error})") from error
-    parameters = _read_npz(archive.read("parameters"), "parameters", where)
-    if "parameter_list" in archive.namelist():
-        order = json.loads(archive.read("parameter_list"))
-        parameters = {k: parameters[k] for k in order if k in parameters}
-    return ModelFile(data, parameters, {}, {}, "stable_baselines2")
+def _load_sb2(bounded: BoundedArchive, where: str) -> ModelFile:
+    data = _json(bounded, "data", where, "the Stable Baselines 'data' entry")
+    if not isinstance(data, dict):
+        raise ModelFileError(f"{where}: the Stable Baselines 'data' entry is a {type(data).__name__}, not a dict")
+    budget = [MAX_MODEL_BYTES - bounded.declared_total]
+    parameters = _read_npz(bounded.read_bytes("parameters"), "parameters", where, budget)
+    if "parameter_list" in bounded.names():
+        order = _json(bounded, "parameter_list", where, "the 'parameter_list' entry")
+        if not isinstance(order, list) or not all(isinstance(k, str) for k in order):
+            raise ModelFileError(f"{where}: 'parameter_list' must be a list of parameter names")
+        missing = [k for k in order if k not in parameters]
+        if missing:
+            raise ModelFileError(f"{where}: 'parameter_list' names {missing[:5]}, which the parameters do not hold")
+        parameters = {k: parameters[k] for k in order}
+    return ModelFile(data, parameters, {}, {}, "stable_baselines2", where)

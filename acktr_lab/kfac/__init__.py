@@ -18,6 +18,7 @@ from acktr_lab.kfac.layers import (
     capture,
     layer_norm,
     orthogonal_initializer,
+    parameter_budget,
 )
 from acktr_lab.kfac.optimizer import LIVE_HYPERPARAMETERS, KfacOptimizer, UpdatePlan, validate_hyperparameter
 
@@ -40,5 +41,6 @@ __all__ = [
     "layer_norm",
     "make_block",
     "orthogonal_initializer",
+    "parameter_budget",
     "validate_hyperparameter",
 ]

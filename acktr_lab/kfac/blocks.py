@@ -103,11 +103,24 @@ class CurvatureBlock(tf.Module):
         raise NotImplementedError
 
 
+#: The most entries one Kronecker factor may have (1 GiB in float32): a layer wider than
+#: this (e.g. a dense layer on raw 2048×2048 images) is refused before anything is allocated.
+MAX_FACTOR_ELEMENTS = 1 << 28
+
+
 class KroneckerBlock(CurvatureBlock):
     """Statistics and inverse of one layer's Kronecker factors ``A ⊗ G``."""
 
     def __init__(self, layer: KfacLayer, input_dim: int, output_dim: int) -> None:
         super().__init__(layer)
+        for name, dim in (("A", input_dim), ("G", output_dim)):
+            if dim * dim > MAX_FACTOR_ELEMENTS:
+                raise ValueError(
+                    f"layer {layer.name!r}: its Kronecker factor {name} would be {dim:,}×{dim:,} "
+                    f"({dim * dim * self.dtype.size / 2**30:,.1f} GiB, twice over with its eigenvectors), "
+                    f"more than K-FAC's limit of {MAX_FACTOR_ELEMENTS:,} entries; use a narrower layer "
+                    "(e.g. a CNN for images)"
+                )
         self.has_bias = len(self.variables_covered) == 2
         self.input_dim = input_dim  # d_in, plus 1 for a bias column
         self.output_dim = output_dim

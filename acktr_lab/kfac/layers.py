@@ -24,6 +24,33 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
+_parameter_budget = threading.local()
+
+
+@contextlib.contextmanager
+def parameter_budget(max_parameters: int) -> Iterator[None]:
+    """Layers created inside (in this thread) may hold at most ``max_parameters`` numbers in
+    all: a layer that would pass the budget raises ``ValueError`` *before* allocating
+    anything. For building a network described by an untrusted source (a file), whose
+    parameters are known to number at most ``max_parameters``."""
+    previous = getattr(_parameter_budget, "left", None)
+    _parameter_budget.left = int(max_parameters)
+    try:
+        yield
+    finally:
+        _parameter_budget.left = previous
+
+
+def _reserve(layer: str, count: int) -> None:
+    left = getattr(_parameter_budget, "left", None)
+    if left is None:
+        return
+    if count > left:
+        raise ValueError(
+            f"layer {layer!r} needs {count:,} parameters, more than the {left:,} left of its parameter budget"
+        )
+    _parameter_budget.left = left - count
+
 
 def orthogonal_initializer(shape: Sequence[int], scale: float, rng: np.random.Generator) -> np.ndarray:
     """Orthogonal initialisation as Stable Baselines 2's ``ortho_init`` (2-D or HWIO 4-D)."""
@@ -131,6 +158,7 @@ class Dense(KfacLayer):
         super().__init__(name=name)
         if in_features <= 0 or out_features <= 0:
             raise ValueError(f"Dense {name!r} needs positive sizes, got {in_features}->{out_features}")
+        _reserve(name, int(in_features) * int(out_features) + (int(out_features) if use_bias else 0))
         rng = rng if rng is not None else np.random.default_rng()
         self.in_features = int(in_features)
         self.out_features = int(out_features)
@@ -173,6 +201,7 @@ class Conv2D(KfacLayer):
         padding = padding.upper()
         if padding not in ("VALID", "SAME"):
             raise ValueError(f"Conv2D {name!r}: padding must be 'VALID' or 'SAME', got {padding!r}")
+        _reserve(name, int(kh) * int(kw) * int(in_channels) * int(filters) + int(filters))
         rng = rng if rng is not None else np.random.default_rng()
         self.kernel_size = (int(kh), int(kw))
         self.strides = (int(sh), int(sw))
@@ -260,6 +289,7 @@ class ScaleAndShift(KfacLayer):
             raise ValueError(f"ScaleAndShift {name!r} needs a positive size, got {size}")
         if not (scale or shift):
             raise ValueError(f"ScaleAndShift {name!r} needs a scale, a shift or both")
+        _reserve(name, int(size) * (int(scale) + int(shift)))
         self.size = int(size)
         with self.name_scope:
             self.scale = tf.Variable(tf.ones([size], dtype=dtype), name="g") if scale else None

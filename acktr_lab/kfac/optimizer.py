@@ -86,10 +86,9 @@ def _check(condition: bool, message: str) -> None:
 
 def validate_hyperparameter(name: str, value: float) -> float:
     """Check one live hyperparameter; raise ``ValueError`` naming it when invalid."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if isinstance(value, bool | np.bool_ | str | bytes) or not hasattr(value, "__float__"):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    value = float(value)
     _check(math.isfinite(value), f"{name} must be finite, got {value}")
     limits = {
         "learning_rate": (value >= 0.0, "≥ 0"),

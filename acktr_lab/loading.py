@@ -1,0 +1,255 @@
+"""A model from a file's content: every field checked first, every problem a ``ModelFileError``.
+
+:func:`load_into` is the body of :meth:`acktr_lab.ACKTR.load`. What a file holds is read by
+:func:`acktr_lab.serialization.load_model` (bounded work, no pickle); here it is checked
+field by field against what the model needs before anything is built:
+
+- hyperparameters against their definitions (:mod:`acktr_lab.hyperparameters`); machine
+  settings (``tensorboard_log``, ``full_tensorboard_log``, ``n_cpu_tf_sess``) are never
+  taken from a file: a file must not choose where ``learn()`` writes or how many threads run;
+- the policy's name and ``policy_kwargs``, and the spaces (sizes bounded);
+- the network it describes is built under a parameter budget equal to the numbers the file
+  holds, so a file cannot make the library allocate more than it carries;
+- parameters, optimizer state, random generator and normaliser statistics: dtype, shape,
+  finiteness, and the float32 range of what is cast to float32.
+
+The arguments a caller passes to ``load`` are checked as in the constructor and raise
+``ValueError`` (their problems are the caller's, not the file's).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import gymnasium as gym
+
+from acktr_lab import hyperparameters as hp
+from acktr_lab.kfac import parameter_budget
+from acktr_lab.policies import POLICIES
+from acktr_lab.preprocessing import space_from_json
+from acktr_lab.safe_archive import float32_overflow
+from acktr_lab.serialization import ModelFile, ModelFileError
+
+if TYPE_CHECKING:
+    from acktr_lab.acktr import ACKTR
+
+#: Errors that building from checked fields can still raise for a file's content.
+_BUILD_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError, MemoryError)
+#: ``policy_kwargs`` a policy builds itself from the model, not from the file.
+_NOT_FROM_FILE = ("seed", "dtype", "normalize_observations", "observation_space", "action_space")
+_MAX_TIMESTEPS = 2**62
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a file says to build: the policy, its arguments, the hyperparameters, the spaces."""
+
+    policy_name: str
+    policy_kwargs: dict[str, Any] | None
+    hyperparameters: dict[str, Any]
+    observation_space: gym.Space
+    action_space: gym.Space
+
+
+def file_error(file: ModelFile, field: str, problem: object) -> ModelFileError:
+    return ModelFileError(f"{file.where}: {field}: {problem}")
+
+
+def load_into(
+    cls: type[ACKTR], file: ModelFile, custom_objects: Mapping[str, Any] | None, overrides: dict[str, Any]
+) -> ACKTR:
+    """A model with no env, built from ``file`` with ``overrides`` (the caller's ``load`` kwargs)."""
+    for name, value in overrides.items():
+        if name in hp.HYPERPARAMETERS:
+            hp.validate(name, value)
+    if overrides.get("policy_kwargs") is not None and not isinstance(overrides["policy_kwargs"], Mapping):
+        raise ValueError(f"policy_kwargs must be a dict, got {overrides['policy_kwargs']!r}")
+    spec = sb2_spec(file, overrides) if file.source == "stable_baselines2" else spec_of(file, custom_objects, overrides)
+    model = build(cls, spec, file)
+    if file.source == "stable_baselines2":
+        return model
+    restore_state(model, file)
+    return model
+
+
+def spec_of(file: ModelFile, custom_objects: Mapping[str, Any] | None, overrides: dict[str, Any]) -> ModelSpec:
+    """The :class:`ModelSpec` of one of our files, every field checked."""
+    data = file.data
+    for key in ("hyperparameters", "policy", "observation_space", "action_space"):
+        if key not in data:
+            raise file_error(file, key, "missing; the file is incomplete or from another program")
+    stored = data["hyperparameters"]
+    if not isinstance(stored, dict):
+        raise file_error(file, "hyperparameters", f"must be a dict, got {type(stored).__name__}")
+    callables = data.get("callables", [])
+    if not isinstance(callables, list) or not all(isinstance(name, str) for name in callables):
+        raise file_error(file, "callables", "must be a list of hyperparameter names")
+    custom = dict(custom_objects or {})
+    for name in callables:
+        if name not in custom and name not in overrides:
+            described = stored.get(name, {}).get("callable") if isinstance(stored.get(name), dict) else None
+            raise ValueError(f"{name} was a callable ({described}); pass it back with custom_objects={{'{name}': ...}}")
+    hyper = file_hyperparameters(file, {k: v for k, v in stored.items() if k not in custom and k not in overrides})
+    hyper.update(custom)
+    policy_name = data["policy"]
+    if not isinstance(policy_name, str) or policy_name not in POLICIES:
+        raise file_error(file, "policy", f"unknown policy {str(policy_name)[:100]!r}; known: {sorted(POLICIES)}")
+    policy_kwargs = check_policy_kwargs(file, policy_name, data.get("policy_kwargs", {}))
+    if overrides.get("policy_kwargs") is not None and dict(overrides["policy_kwargs"]) != (policy_kwargs or {}):
+        raise ValueError(
+            f"policy_kwargs differ from the saved ones ({policy_kwargs}); the architecture cannot change on load"
+        )
+    hyper.update({k: v for k, v in overrides.items() if k != "policy_kwargs"})
+    return ModelSpec(policy_name, policy_kwargs, hyper, *spaces_of(file))
+
+
+def sb2_spec(file: ModelFile, overrides: dict[str, Any]) -> ModelSpec:
+    """The :class:`ModelSpec` of a Stable Baselines 2 ACKTR zip (its readable fields only)."""
+    data = file.data
+    policy_info = data.get("policy", {})
+    text = json.dumps(policy_info)
+    names = sorted(POLICIES, key=len, reverse=True)  # CnnLnLstmPolicy before CnnPolicy ...
+    policy_name = next((name for name in names if f"{name}." in text or f"'{name}'" in text), None)
+    if policy_name is None:
+        raise file_error(file, "policy", f"unsupported Stable Baselines 2 policy: {text[:200]}")
+    stored = {
+        name: data[field]
+        for field, name in hp.SB2_FIELDS.items()
+        if field in data and data[field] is not None and name not in overrides
+    }
+    hyper = file_hyperparameters(file, stored)
+    hyper.update({k: v for k, v in overrides.items() if k != "policy_kwargs"})
+    policy_kwargs = check_policy_kwargs(file, policy_name, data.get("policy_kwargs") or None)
+    return ModelSpec(policy_name, policy_kwargs, hyper, *spaces_of(file))
+
+
+def file_hyperparameters(file: ModelFile, stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A file's hyperparameters, each checked against its definition; machine settings dropped."""
+    hyper = {}
+    for name, value in stored.items():
+        definition = hp.HYPERPARAMETERS.get(name)
+        if definition is None:
+            raise file_error(file, f"hyperparameters.{name}", "unknown hyperparameter")
+        if not definition.from_file:
+            continue
+        try:
+            hyper[name] = definition.validate(value)
+        except (ValueError, TypeError) as error:
+            raise file_error(file, f"hyperparameters.{name}", error) from error
+    return hyper
+
+
+def check_policy_kwargs(file: ModelFile, policy_name: str, value: Any) -> dict[str, Any] | None:
+    """``policy_kwargs`` from a file: a dict of the policy's own keyword arguments."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise file_error(file, "policy_kwargs", f"must be a dict, got {type(value).__name__}")
+    accepted = _keyword_arguments(POLICIES[policy_name])
+    unknown = sorted(k for k in value if k not in accepted or k in _NOT_FROM_FILE)
+    if unknown:
+        raise file_error(file, "policy_kwargs", f"{unknown} are not {policy_name} arguments a file may set")
+    if "act_fun" in value and not isinstance(value["act_fun"], str):
+        raise file_error(file, "policy_kwargs.act_fun", f"must be an activation's name, got {value['act_fun']!r}")
+    return dict(value)
+
+
+def _keyword_arguments(policy_class: type) -> set[str]:
+    names: set[str] = set()
+    for klass in policy_class.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            names |= {p.name for p in inspect.signature(init).parameters.values() if p.kind is p.KEYWORD_ONLY}
+    return names
+
+
+def spaces_of(file: ModelFile) -> tuple[gym.Space, gym.Space]:
+    spaces = []
+    for key in ("observation_space", "action_space"):
+        if key not in file.data:
+            raise file_error(file, key, "missing; the file is incomplete or from another program")
+        try:
+            spaces.append(space_from_json(file.data[key]))
+        except ValueError as error:
+            raise file_error(file, key, error) from error
+    return spaces[0], spaces[1]
+
+
+def check_parameter_arrays(file: ModelFile) -> int:
+    """The number of parameters the file holds, each array checked: real numbers, finite,
+    within float32's range (they become float32)."""
+    total = 0
+    for name, array in file.parameters.items():
+        if array.dtype.kind not in "iuf":
+            raise file_error(file, f"parameter {name}", f"must hold real numbers, got dtype {array.dtype}")
+        problem = float32_overflow(array)
+        if problem is not None:
+            raise file_error(file, f"parameter {name}", problem)
+        total += int(array.size)
+    return total
+
+
+def build(cls: type[ACKTR], spec: ModelSpec, file: ModelFile) -> ACKTR:
+    """The model the file describes, with the file's parameters; nothing bigger than the file."""
+    budget = check_parameter_arrays(file)
+    try:
+        model = cls(
+            spec.policy_name, None, policy_kwargs=spec.policy_kwargs, _init_setup_model=False, **spec.hyperparameters
+        )
+        model.observation_space, model.action_space = spec.observation_space, spec.action_space
+        with parameter_budget(budget):
+            model.setup_model()
+    except _BUILD_ERRORS as error:
+        raise ModelFileError(
+            f"{file.where}: cannot build the {spec.policy_name} it describes "
+            f"(policy_kwargs {spec.policy_kwargs}, {budget:,} parameters in the file): {error}"
+        ) from error
+    parameters = file.parameters
+    try:
+        if file.source == "stable_baselines2":
+            parameters = model.policy.parameters_from_sb2(parameters)
+        model.load_parameters(parameters)
+    except (*_BUILD_ERRORS, RuntimeError) as error:
+        raise ModelFileError(f"{file.where}: the parameters do not fit the model: {error}") from error
+    return model
+
+
+def restore_state(model: ACKTR, file: ModelFile) -> None:
+    """The optimizer, random generator, counters and normaliser statistics a file holds."""
+    try:
+        model.learner.restore_optimizer(file.optimizer)
+    except (ValueError, TypeError) as error:
+        raise file_error(file, "optimizer state", error) from error
+    if "generator_state" in file.extra:
+        state = file.extra["generator_state"]
+        expected = model.learner.generator.state
+        if state.dtype.kind not in "iu" or tuple(state.shape) != tuple(expected.shape):
+            raise file_error(
+                file,
+                "generator_state",
+                f"must be {expected.dtype.name} of shape {tuple(expected.shape)}, got {state.dtype} {state.shape}",
+            )
+        model.learner.generator.reset(state.astype(expected.dtype.as_numpy_dtype))
+    steps = file.data.get("num_timesteps", 0)
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= _MAX_TIMESTEPS:
+        raise file_error(file, "num_timesteps", f"must be an integer in [0, 2**62], got {str(steps)[:50]}")
+    model._num_timesteps = steps
+    env_id = file.data.get("env_id")
+    model.env_id = env_id if isinstance(env_id, str) else None
+    for prefix, normalizer in (
+        ("return_normalizer/", model.return_normalizer),
+        ("observation_normalizer/", model.observation_normalizer),
+    ):
+        if normalizer is None:
+            continue
+        state = {k[len(prefix) :]: v for k, v in file.extra.items() if k.startswith(prefix)}
+        if not state:
+            raise file_error(file, prefix[:-1], "the model normalises but the file holds no statistics")
+        try:
+            normalizer.load_state(state)
+        except (ValueError, TypeError) as error:
+            raise file_error(file, prefix[:-1], error) from error
