@@ -140,7 +140,7 @@ class Collector:
 
     def _reset(self, seed: int | None) -> None:
         n_envs = self.env.num_envs
-        observations, _ = self.env.reset(seed=seed)
+        observations, _ = _unpack(self.env.reset(seed=seed), 2, self.env, "reset()", "(obs, infos)")
         self._check(observations)
         if self.observation_normalizer is not None:
             self.observation_normalizer.update(observations)
@@ -171,7 +171,9 @@ class Collector:
         episode_lengths: list[int] = []
         for _ in range(n_steps):
             actions, values, next_state = actor.act(self.observations, self.policy_state, self.episode_starts)
-            next_obs, raw_rewards, terminated, truncated, infos = self.env.step(actor.to_env_actions(actions))
+            next_obs, raw_rewards, terminated, truncated, infos = _unpack(
+                self.env.step(actor.to_env_actions(actions)), 5, self.env, "step()", _STEP_RESULT
+            )
             terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
             dones = terminated | truncated
             raw_rewards = np.asarray(raw_rewards, dtype=np.float32)
@@ -244,7 +246,13 @@ class Collector:
             return observations, final_obs
         # NEXT_STEP / DISABLED: these are the final observations; start the next episodes now.
         final_obs = np.array(observations, copy=True)
-        reset_obs, _ = self.env.reset(options={"reset_mask": np.array(dones, dtype=np.bool_)})
+        reset_obs, _ = _unpack(
+            self.env.reset(options={"reset_mask": np.array(dones, dtype=np.bool_)}),
+            2,
+            self.env,
+            "reset()",
+            "(obs, infos)",
+        )
         next_obs = np.array(observations, copy=True)
         next_obs[dones] = np.asarray(reset_obs)[dones]
         return next_obs, final_obs
@@ -290,3 +298,15 @@ class Collector:
         self.policy_state = tuple(np.array(s, copy=True) for s in state.policy_state)
         self.running_returns = state.running_returns.copy()
         self.running_lengths = state.running_lengths.copy()
+
+
+_STEP_RESULT = "(obs, rewards, terminated, truncated, infos)"
+
+
+def _unpack(result: Any, length: int, env: Any, call: str, expected: str) -> tuple[Any, ...]:
+    """``result`` as a ``length``-tuple, or a ``TypeError`` naming the vector env and the call
+    (a vector env that is not gymnasium's may break the API; gymnasium's are checked up front)."""
+    if not isinstance(result, tuple) or len(result) != length:
+        got = f"{len(result)} values" if isinstance(result, tuple | list) else type(result).__name__
+        raise TypeError(f"vector env {type(env).__qualname__}.{call} must return {expected}, got {got}")
+    return result

@@ -599,3 +599,27 @@ def test_a_lying_member_size_is_refused_before_reading(saved: Path, tmp_path: Pa
     with pytest.raises(ModelFileError, match=r"extra\.npz.*cannot expand to that"):
         ACKTR.load(tmp_path / "lie.zip")
     assert time.perf_counter() - start < 5
+
+
+# ------------------------------------------------ 8. a vector env of our own breaking the API
+class FourTupleVectorEnv(gym.vector.VectorEnv):
+    """A vector env that is not gymnasium's: ``step`` returns the old 4-tuple."""
+
+    def __init__(self) -> None:
+        self.num_envs = 2
+        self.single_observation_space = gym.spaces.Box(-1, 1, (3,), np.float32)
+        self.single_action_space = gym.spaces.Discrete(2)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, 2)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, 2)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        return np.zeros((2, 3), np.float32), {}
+
+    def step(self, actions: Any) -> Any:
+        return np.zeros((2, 3), np.float32), np.zeros(2), np.zeros(2, bool), {}
+
+
+def test_a_custom_vector_env_returning_the_old_step_tuple_gets_a_clear_error() -> None:
+    model = ACKTR("MlpPolicy", FourTupleVectorEnv(), n_steps=5, seed=0)
+    with pytest.raises(TypeError, match=r"FourTupleVectorEnv\.step\(\) must return \(obs, rewards, terminated"):
+        model.learn(10)
