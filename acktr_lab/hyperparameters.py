@@ -34,13 +34,44 @@ MAX_ROLLOUT_BYTES = 8 << 30
 
 
 @dataclass(frozen=True)
+class Control:
+    """How a dashboard shows a live hyperparameter (plain data: the core never imports widgets).
+
+    ``kind``: ``"log"`` (a log slider; ``min``/``max`` are values, ``step`` is in decades),
+    ``"linear"`` (a slider), ``"optional"`` (a checkbox, off meaning ``None``, and a slider
+    starting at ``default``) or ``"choice"`` (a dropdown of ``options``). ``short`` names it
+    in the plots' change labels. A range is widened to include the current value.
+    """
+
+    kind: str
+    label: str
+    help: str
+    short: str
+    min: float = 0.0
+    max: float = 1.0
+    step: float = 0.01
+    format: str = ".3g"
+    default: float | None = None
+    options: tuple[str, ...] = ()
+
+
+def _log(label: str, help: str, short: str, low: float, high: float) -> Control:
+    return Control("log", label, help, short, min=low, max=high, step=0.02, format=".3g")
+
+
+def _linear(label: str, help: str, short: str, low: float, high: float, step: float, fmt: str) -> Control:
+    return Control("linear", label, help, short, min=low, max=high, step=step, format=fmt)
+
+
+@dataclass(frozen=True)
 class Hyperparameter:
     """One hyperparameter: its type (``"float"``, ``"int"``, ``"bool"``, ``"str"`` or
     ``"choice"``), default, bounds (``low``/``high``, each inclusive unless ``*_open``),
     whether ``None`` or a callable (of the progress remaining) is allowed, whether it can
-    change while training runs (``live``), its Stable Baselines 2 name (None: not SB2's)
-    and whether a model file may set it (``from_file``: False for machine settings such as
-    paths and thread counts, which a loaded file must never choose)."""
+    change while training runs (``live``), its Stable Baselines 2 name (None: not SB2's),
+    whether a model file may set it (``from_file``: False for machine settings such as
+    paths and thread counts, which a loaded file must never choose) and, for a live one,
+    how a dashboard shows it (``control``)."""
 
     name: str
     kind: str
@@ -56,6 +87,7 @@ class Hyperparameter:
     sb2_name: str | None = None
     from_file: bool = True
     doc: str = ""
+    control: Control | None = None
 
     def bounds_text(self) -> str:
         parts = []
@@ -122,11 +154,55 @@ def _h(name: str, kind: str, default: Any, **options: Any) -> Hyperparameter:
 HYPERPARAMETERS: dict[str, Hyperparameter] = {
     h.name: h
     for h in (
-        _h("gamma", "float", 0.99, low=0.0, high=1.0, live=True, sb2_name="gamma", doc="discount factor γ"),
+        _h(
+            "gamma",
+            "float",
+            0.99,
+            low=0.0,
+            high=1.0,
+            live=True,
+            sb2_name="gamma",
+            doc="discount factor γ",
+            control=_linear("gamma", "discount factor", "γ", 0.8, 1.0, 0.0005, ".4f"),
+        ),
         _h("n_steps", "int", 20, low=1, high=MAX_STEPS, sb2_name="n_steps", doc="steps per env per update"),
-        _h("ent_coef", "float", 0.01, low=0.0, live=True, sb2_name="ent_coef", doc="entropy coefficient"),
-        _h("vf_coef", "float", 0.25, low=0.0, live=True, sb2_name="vf_coef", doc="value loss coefficient"),
-        _h("vf_fisher_coef", "float", 1.0, low=0.0, live=True, sb2_name="vf_fisher_coef"),
+        _h(
+            "ent_coef",
+            "float",
+            0.01,
+            low=0.0,
+            live=True,
+            sb2_name="ent_coef",
+            doc="entropy coefficient",
+            control=_linear("entropy coef", "weight of the entropy bonus", "ent", 0.0, 0.1, 0.0005, ".4f"),
+        ),
+        _h(
+            "vf_coef",
+            "float",
+            0.25,
+            low=0.0,
+            live=True,
+            sb2_name="vf_coef",
+            doc="value loss coefficient",
+            control=_linear("value coef", "weight of the value loss", "vf", 0.0, 2.0, 0.01, ".2f"),
+        ),
+        _h(
+            "vf_fisher_coef",
+            "float",
+            1.0,
+            low=0.0,
+            live=True,
+            sb2_name="vf_fisher_coef",
+            control=_linear(
+                "value Fisher coef",
+                "weight of the value head in the sampled Fisher",
+                "vf_fisher",
+                0.0,
+                2.0,
+                0.01,
+                ".2f",
+            ),
+        ),
         _h(
             "learning_rate",
             "float",
@@ -136,9 +212,30 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
             callable_ok=True,
             live=True,
             sb2_name="learning_rate",
+            control=_log("learning rate", "initial learning rate; the schedule multiplies it", "lr", 1e-4, 10.0),
         ),
-        _h("max_grad_norm", "float", 0.5, low=0.0, low_open=True, live=True, sb2_name="max_grad_norm"),
-        _h("kfac_clip", "float", 0.001, low=0.0, low_open=True, live=True, sb2_name="kfac_clip"),
+        _h(
+            "max_grad_norm",
+            "float",
+            0.5,
+            low=0.0,
+            low_open=True,
+            live=True,
+            sb2_name="max_grad_norm",
+            control=_log("max grad norm", "gradient clipping during the cold start", "grad_norm", 1e-2, 100.0),
+        ),
+        _h(
+            "kfac_clip",
+            "float",
+            0.001,
+            low=0.0,
+            low_open=True,
+            live=True,
+            sb2_name="kfac_clip",
+            control=_log(
+                "kfac clip", "trust-region radius: the update is scaled so lr²·gᵀF⁻¹g ≤ kfac_clip", "clip", 1e-5, 1.0
+            ),
+        ),
         _h(
             "lr_schedule",
             "choice",
@@ -147,12 +244,35 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
             callable_ok=True,
             live=True,
             sb2_name="lr_schedule",
+            control=Control(
+                "choice", "lr schedule", "learning-rate schedule over the run", "schedule", options=tuple(SCHEDULES)
+            ),
         ),
         _h("verbose", "int", 0, low=0, high=10, sb2_name="verbose"),
         _h("tensorboard_log", "str", None, optional=True, from_file=False, doc="TensorBoard folder"),
         _h("async_eigen_decomp", "bool", False, sb2_name="async_eigen_decomp"),
         _h("kfac_update", "int", 1, low=1, high=MAX_PERIOD, sb2_name="kfac_update"),
-        _h("gae_lambda", "float", None, low=0.0, high=1.0, optional=True, live=True, sb2_name="gae_lambda"),
+        _h(
+            "gae_lambda",
+            "float",
+            None,
+            low=0.0,
+            high=1.0,
+            optional=True,
+            live=True,
+            sb2_name="gae_lambda",
+            control=Control(
+                "optional",
+                "GAE λ",
+                "GAE lambda; unticked = n-step returns (None)",
+                "λ",
+                min=0.5,
+                max=1.0,
+                step=0.005,
+                format=".3f",
+                default=0.95,
+            ),
+        ),
         _h("full_tensorboard_log", "bool", False, from_file=False),
         _h("seed", "int", None, low=0, high=2**63 - 1, optional=True, sb2_name="seed"),
         _h("n_cpu_tf_sess", "int", 1, low=1, high=MAX_THREADS, optional=True, from_file=False),
@@ -171,6 +291,12 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
 
 #: What ``trainer.set`` may change while training runs.
 LIVE_HYPERPARAMETERS: tuple[str, ...] = tuple(name for name, h in HYPERPARAMETERS.items() if h.live)
+#: How a dashboard shows each live hyperparameter, in the order of the definitions.
+LIVE_CONTROLS: dict[str, Control] = {
+    name: h.control for name, h in HYPERPARAMETERS.items() if h.live and h.control is not None
+}
+#: The defaults of the live hyperparameters (a new run's values unless given).
+LIVE_DEFAULTS: dict[str, Any] = {name: HYPERPARAMETERS[name].default for name in LIVE_HYPERPARAMETERS}
 #: Stable Baselines 2 ``data`` field → our name, for the fields a loaded SB2 model takes.
 SB2_FIELDS: dict[str, str] = {h.sb2_name: name for name, h in HYPERPARAMETERS.items() if h.sb2_name}
 #: The K-FAC constants ACKTR fixes, exposed as keyword-only arguments.

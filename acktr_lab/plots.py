@@ -35,6 +35,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, NullLocator
 
+from acktr_lab import hyperparameters as hp
 from acktr_lab.report import FactorEigenvalues, PretrainReport, UpdateReport
 
 __all__ = ["LR_SETTINGS", "BoundedHistory", "TrainingPlots", "same_value"]
@@ -45,18 +46,8 @@ LR_SETTINGS = frozenset({"learning_rate", "lr_schedule"})
 #: How many manual-change markers are drawn (the newest ones; all stay in ``changes``).
 _MAX_CHANGE_MARKERS = 25
 
-#: Short names for the change labels on the learning-rate panel.
-_ABBREVIATIONS = {
-    "learning_rate": "lr",
-    "lr_schedule": "schedule",
-    "ent_coef": "ent",
-    "vf_coef": "vf",
-    "vf_fisher_coef": "vf_fisher",
-    "kfac_clip": "clip",
-    "max_grad_norm": "grad_norm",
-    "gamma": "γ",
-    "gae_lambda": "λ",
-}
+#: Short names for the change labels on the learning-rate panel (from the hyperparameters' definitions).
+_ABBREVIATIONS = {name: control.short for name, control in hp.LIVE_CONTROLS.items()}
 
 _UPDATE_COLUMNS = (
     "update",

@@ -20,17 +20,7 @@ from acktr_lab import hyperparameters as hp
 from acktr_lab.report import FactorEigenvalues, UpdateReport
 from acktr_lab.schedules import learning_rate_at, progress_of
 
-DEFAULTS: dict[str, Any] = {
-    "learning_rate": 0.25,
-    "ent_coef": 0.01,
-    "vf_coef": 0.25,
-    "vf_fisher_coef": 1.0,
-    "kfac_clip": 0.001,
-    "max_grad_norm": 0.5,
-    "gamma": 0.99,
-    "gae_lambda": None,
-    "lr_schedule": "linear",
-}
+DEFAULTS: dict[str, Any] = dict(hp.LIVE_DEFAULTS)
 
 
 class FakeModel:

@@ -18,7 +18,7 @@ import pytest
 from fake_trainer import FakeTrainer
 from png_checks import QUIET, assert_png
 
-from acktr_lab.hyperparameters import LIVE_HYPERPARAMETERS
+from acktr_lab.hyperparameters import HYPERPARAMETERS, LIVE_HYPERPARAMETERS, Control, Hyperparameter
 from acktr_lab.plots import BoundedHistory
 from acktr_lab.report import FactorEigenvalues, PretrainReport, UpdateReport
 from acktr_lab.widgets import LIVE_CONTROLS, Dashboard, TrainingPlots
@@ -34,6 +34,9 @@ def make_dashboard(trainer: FakeTrainer | None = None, **kwargs: object) -> tupl
 def test_live_controls_cover_the_live_hyperparameters() -> None:
     assert set(LIVE_CONTROLS) == set(LIVE_HYPERPARAMETERS)
     dashboard, trainer = make_dashboard()
+    assert list(dashboard.controls) == list(LIVE_CONTROLS)
+    for name, control in dashboard.controls.items():
+        assert control.description == LIVE_CONTROLS[name].label and control.tooltip == LIVE_CONTROLS[name].help
     assert isinstance(dashboard.controls["learning_rate"], widgets.FloatLogSlider)
     assert isinstance(dashboard.controls["kfac_clip"], widgets.FloatLogSlider)
     assert isinstance(dashboard.controls["max_grad_norm"], widgets.FloatLogSlider)
@@ -45,6 +48,41 @@ def test_live_controls_cover_the_live_hyperparameters() -> None:
             assert dashboard.controls[name].value == pytest.approx(value), name
     assert trainer.set_calls == []  # building the controls changed nothing
     assert isinstance(dashboard.widget, widgets.VBox)
+
+
+def test_a_hyperparameter_added_to_the_definitions_gets_its_control() -> None:
+    """The definitions drive the controls: one more live definition, one more control."""
+    definitions = dict(HYPERPARAMETERS)
+    definitions["clip_range"] = Hyperparameter(
+        "clip_range",
+        "float",
+        0.2,
+        low=0.0,
+        live=True,
+        control=Control(
+            "linear", "clip range", "the ratio's clip", "clip_r", min=0.0, max=0.5, step=0.01, format=".2f"
+        ),
+    )
+
+    class Trainer(FakeTrainer):
+        def set(self, **values: object) -> None:  # the real validation knows no clip_range
+            self.set_calls.append(dict(values))
+            self._live.update(values)
+
+    trainer = Trainer(2000)
+    trainer._live["clip_range"] = 0.2
+    dashboard, _ = make_dashboard(trainer, hyperparameters=definitions)
+    control = dashboard.controls["clip_range"]
+    assert isinstance(control, widgets.FloatSlider)
+    assert (control.description, control.tooltip, control.value) == ("clip range", "the ratio's clip", 0.2)
+    assert (control.min, control.max, control.step) == (0.0, 0.5, 0.01)
+    assert "acktr-control-clip_range" in control._dom_classes
+    control.value = 0.3
+    assert trainer.set_calls[-1] == {"clip_range": 0.3}
+    assert "clip_range" not in make_dashboard()[0].controls
+    # a definition that is not live, or has no control, shows none
+    definitions["clip_range"] = dataclasses.replace(definitions["clip_range"], live=False)
+    assert "clip_range" not in make_dashboard(Trainer(2000), hyperparameters=definitions)[0].controls
 
 
 def test_out_of_range_value_widens_the_slider_instead_of_clamping() -> None:

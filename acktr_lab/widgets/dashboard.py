@@ -17,14 +17,15 @@ from __future__ import annotations
 import asyncio
 import html
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar, Protocol
 
 import ipywidgets as widgets
 
+from acktr_lab import hyperparameters as hp
+from acktr_lab.hyperparameters import Control, Hyperparameter
 from acktr_lab.plots import LR_SETTINGS, TrainingPlots, same_value
 from acktr_lab.report import PretrainReport, UpdateReport
-from acktr_lab.schedules import SCHEDULES
 from acktr_lab.widgets.panel import WidgetPanel
 
 __all__ = ["LIVE_CONTROLS", "Dashboard", "TrainerLike"]
@@ -52,91 +53,9 @@ class TrainerLike(Protocol):
     def learning_rate_curve(self, n_points: int = 200) -> tuple[Any, Any]: ...
 
 
-#: The live hyperparameter controls: widget kind, range and readout. ``log`` controls are
-#: ``FloatLogSlider``s (``min``/``max`` are values, not exponents; ``step`` is in decades),
-#: ``linear`` ones ``FloatSlider``s, ``optional`` a checkbox (off = ``None``) plus a slider,
-#: ``choice`` a ``Dropdown``. A range is widened to include the trainer's current value.
-LIVE_CONTROLS: dict[str, dict[str, Any]] = {
-    "learning_rate": {
-        "kind": "log",
-        "min": 1e-4,
-        "max": 10.0,
-        "step": 0.02,
-        "format": ".3g",
-        "label": "learning rate",
-        "help": "initial learning rate; the schedule multiplies it",
-    },
-    "lr_schedule": {
-        "kind": "choice",
-        "options": tuple(SCHEDULES),
-        "label": "lr schedule",
-        "help": "learning-rate schedule over the run",
-    },
-    "kfac_clip": {
-        "kind": "log",
-        "min": 1e-5,
-        "max": 1.0,
-        "step": 0.02,
-        "format": ".3g",
-        "label": "kfac clip",
-        "help": "trust-region radius: the update is scaled so lr²·gᵀF⁻¹g ≤ kfac_clip",
-    },
-    "max_grad_norm": {
-        "kind": "log",
-        "min": 1e-2,
-        "max": 100.0,
-        "step": 0.02,
-        "format": ".3g",
-        "label": "max grad norm",
-        "help": "gradient clipping during the cold start",
-    },
-    "ent_coef": {
-        "kind": "linear",
-        "min": 0.0,
-        "max": 0.1,
-        "step": 0.0005,
-        "format": ".4f",
-        "label": "entropy coef",
-        "help": "weight of the entropy bonus",
-    },
-    "vf_coef": {
-        "kind": "linear",
-        "min": 0.0,
-        "max": 2.0,
-        "step": 0.01,
-        "format": ".2f",
-        "label": "value coef",
-        "help": "weight of the value loss",
-    },
-    "vf_fisher_coef": {
-        "kind": "linear",
-        "min": 0.0,
-        "max": 2.0,
-        "step": 0.01,
-        "format": ".2f",
-        "label": "value Fisher coef",
-        "help": "weight of the value head in the sampled Fisher",
-    },
-    "gamma": {
-        "kind": "linear",
-        "min": 0.8,
-        "max": 1.0,
-        "step": 0.0005,
-        "format": ".4f",
-        "label": "gamma",
-        "help": "discount factor",
-    },
-    "gae_lambda": {
-        "kind": "optional",
-        "min": 0.5,
-        "max": 1.0,
-        "step": 0.005,
-        "format": ".3f",
-        "default": 0.95,
-        "label": "GAE λ",
-        "help": "GAE lambda; unticked = n-step returns (None)",
-    },
-}
+#: The live hyperparameter controls (name → :class:`~acktr_lab.hyperparameters.Control`),
+#: derived from the hyperparameters' one definition.
+LIVE_CONTROLS: dict[str, Control] = hp.LIVE_CONTROLS
 
 
 class Dashboard(WidgetPanel):
@@ -152,6 +71,9 @@ class Dashboard(WidgetPanel):
         pretrain: an iterable of :class:`PretrainReport` (behaviour cloning) consumed, one
             epoch per step, before the first training update; the last panel then shows
             its loss.
+        hyperparameters: the definitions to draw controls from (default: ACKTR's,
+            :data:`acktr_lab.hyperparameters.HYPERPARAMETERS`): one control for each live
+            hyperparameter with a ``control``, in the definitions' order.
 
     Attributes for notebooks and tests: ``plots`` (:class:`TrainingPlots`), ``controls``
     (name → value widget), ``gae_enabled``, ``run_button``, ``pause_button``,
@@ -180,9 +102,15 @@ class Dashboard(WidgetPanel):
         *,
         redraw_interval: float = 0.5,
         pretrain: Iterable[PretrainReport] | None = None,
+        hyperparameters: Mapping[str, Hyperparameter] | None = None,
     ) -> None:
         super().__init__(redraw_interval)
         self.trainer = trainer
+        definitions = hp.HYPERPARAMETERS if hyperparameters is None else hyperparameters
+        #: The controls shown: every live hyperparameter of the definitions that has a control.
+        self.control_specs: dict[str, Control] = {
+            name: h.control for name, h in definitions.items() if h.live and h.control is not None
+        }
         self._pretrain: Iterator[PretrainReport] | None = iter(pretrain) if pretrain is not None else None
         self.plots = TrainingPlots(learning_rate_curve=trainer.learning_rate_curve, pretrain=pretrain is not None)
         self.updates = 0
@@ -201,38 +129,39 @@ class Dashboard(WidgetPanel):
         rows: list[widgets.Widget] = []
         style = {"description_width": "110px"}
         slider_layout = widgets.Layout(width="auto", flex="1 1 auto")  # fill the grid cell
-        for name, spec in LIVE_CONTROLS.items():
+        for name, spec in self.control_specs.items():
             value = current.get(name)
-            kind = spec["kind"]
+            kind = spec.kind
             if kind == "log":
-                low, high = spec["min"], spec["max"]
+                low, high = spec.min, spec.max
                 if isinstance(value, (int, float)) and value > 0:
                     low, high = min(low, float(value)), max(high, float(value))
                 control: widgets.ValueWidget = widgets.FloatLogSlider(
-                    value=float(value) if isinstance(value, (int, float)) and value > 0 else spec["min"],
+                    value=float(value) if isinstance(value, (int, float)) and value > 0 else spec.min,
                     min=math.floor(math.log10(low)),
                     max=math.ceil(math.log10(high)),
-                    step=spec["step"],
+                    step=spec.step,
                     base=10,
-                    readout_format=spec["format"],
+                    readout_format=spec.format,
                     continuous_update=False,
                 )
             elif kind in ("linear", "optional"):
-                start = value if isinstance(value, (int, float)) else spec.get("default", spec["min"])
+                fallback = spec.default if spec.default is not None else spec.min
+                start = value if isinstance(value, (int, float)) else fallback
                 control = widgets.FloatSlider(
                     value=float(start),
-                    min=min(spec["min"], float(start)),
-                    max=max(spec["max"], float(start)),
-                    step=spec["step"],
-                    readout_format=spec["format"],
+                    min=min(spec.min, float(start)),
+                    max=max(spec.max, float(start)),
+                    step=spec.step,
+                    readout_format=spec.format,
                     continuous_update=False,
                 )
             elif kind == "choice":
-                control = widgets.Dropdown(options=list(spec["options"]))
-            else:  # pragma: no cover - LIVE_CONTROLS is static
+                control = widgets.Dropdown(options=list(spec.options))
+            else:
                 raise ValueError(f"unknown control kind {kind!r}")
-            control.description = spec["label"]
-            control.tooltip = spec["help"]
+            control.description = spec.label
+            control.tooltip = spec.help
             control.style = style
             control.layout = slider_layout
             control.observe(self._control_observer(name), names="value")
@@ -243,7 +172,7 @@ class Dashboard(WidgetPanel):
                     value=value is not None,
                     description="",
                     indent=False,
-                    tooltip=spec["help"],
+                    tooltip=spec.help,
                     layout=widgets.Layout(width="24px"),
                 )
                 self.gae_enabled.observe(self._gae_toggled, names="value")
@@ -328,7 +257,7 @@ class Dashboard(WidgetPanel):
         try:
             for name, control in self.controls.items():
                 value = current.get(name)
-                kind = LIVE_CONTROLS[name]["kind"]
+                kind = self.control_specs[name].kind
                 if kind == "optional":
                     self.gae_enabled.value = value is not None
                     control.disabled = value is None
@@ -342,7 +271,7 @@ class Dashboard(WidgetPanel):
                     else:  # a callable schedule: shown, not editable
                         label = f"custom: {value}"
                         if label not in control.options:
-                            control.options = [*LIVE_CONTROLS[name]["options"], label]
+                            control.options = [*self.control_specs[name].options, label]
                         control.value = label
                         control.disabled = True
                 elif isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -352,7 +281,7 @@ class Dashboard(WidgetPanel):
                         control.value = float(value)
                 else:  # a callable learning rate: the schedule is the callable's business
                     control.disabled = True
-                    control.tooltip = f"{LIVE_CONTROLS[name]['help']} (a callable: {value}; not editable)"
+                    control.tooltip = f"{self.control_specs[name].help} (a callable: {value}; not editable)"
         finally:
             self._syncing = False
 
