@@ -43,6 +43,8 @@ from acktr_lab.rollout import Batch, StateArrays
 LOSS_COEFFICIENTS = ("ent_coef", "vf_coef", "vf_fisher_coef")
 #: The K-FAC values that change between updates without retracing.
 OPTIMIZER_SETTINGS = ("kfac_clip", "max_grad_norm")
+#: The update's own metrics (reported as ``train/<name>``); the optimizer's are ``kfac/<name>``.
+TRAIN_METRICS = ("policy_loss", "value_loss", "entropy", "kl")
 
 
 @dataclass(frozen=True)
@@ -124,14 +126,22 @@ class Learner:
             self.optimizer.set_hyperparameters(**settings)
 
     def update(self, batch: Batch, learning_rate: float) -> dict[str, Any]:
-        """One ACKTR update on ``batch`` with step size ``learning_rate``; NumPy metrics."""
+        """One ACKTR update on ``batch`` with step size ``learning_rate``; its metrics by name:
+        ``train/…`` (losses, entropy, KL of the change, learning rate) and ``kfac/…``
+        (everything the optimizer reports: trust-region scale, gᵀF⁻¹g, gradient norm, ...)."""
         self.optimizer.set_hyperparameters(learning_rate=learning_rate)
         inputs = self.step_inputs(batch)
         plan = self.optimizer.plan()
         if not self._update_steps:
             self._prepare_every_plan(plan, inputs)
-        metrics = self._update_step(plan)(*inputs)
-        return self.optimizer.after_update({k: v.numpy() for k, v in metrics.items()})
+        metrics = {k: v.numpy() for k, v in self._update_step(plan)(*inputs).items()}
+        losses = {name: metrics.pop(name) for name in TRAIN_METRICS}
+        optimizer_metrics = self.optimizer.after_update(metrics)
+        losses["learning_rate"] = optimizer_metrics.pop("learning_rate")
+        return {
+            **{f"train/{name}": value for name, value in losses.items()},
+            **{f"kfac/{name}": value for name, value in optimizer_metrics.items()},
+        }
 
     def step_inputs(self, batch: Batch) -> tuple[Any, ...]:
         """The compiled update's inputs for ``batch`` (Box actions: advantages standardised)."""

@@ -34,7 +34,10 @@ class UpdateReport:
     ``hyperparameters`` holds the values this update actually used (after any
     ``trainer.set``), so plots can mark where a user changed something.
     ``fisher_eigenvalues`` maps layer name to its factors' eigenvalues and is
-    ``None`` on updates where the inverse was not refreshed.
+    ``None`` on updates where the inverse was not refreshed. ``metrics`` holds every
+    number the learner and the optimizer reported, by namespaced name (``train/kl``,
+    ``kfac/grad_norm``, ...): a metric added there reaches the loggers and TensorBoard
+    (:meth:`scalars`) with no field to copy.
     """
 
     update: int
@@ -55,9 +58,11 @@ class UpdateReport:
     episode_lengths: tuple[int, ...] = ()
     fisher_eigenvalues: Mapping[str, FactorEigenvalues] | None = None
     hyperparameters: Mapping[str, Any] = field(default_factory=lambda: _frozen(None))
+    metrics: Mapping[str, float] = field(default_factory=lambda: _frozen(None))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hyperparameters", _frozen(self.hyperparameters))
+        object.__setattr__(self, "metrics", _frozen(self.metrics))
         if self.fisher_eigenvalues is not None:
             object.__setattr__(self, "fisher_eigenvalues", _frozen(self.fisher_eigenvalues))
 
@@ -78,9 +83,10 @@ class UpdateReport:
             "train/entropy": self.entropy,
             "train/explained_variance": self.explained_variance,
             "train/kl": self.kl,
-            "train/trust_region_scale": self.trust_region_scale,
-            "train/gfg": self.gfg,
-            "train/kfac_step": float(self.kfac_step),
+            "kfac/trust_region_scale": self.trust_region_scale,
+            "kfac/gfg": self.gfg,
+            "kfac/kfac_step": float(self.kfac_step),
+            **{name: float(value) for name, value in self.metrics.items()},
         }
         if self.episode_returns:
             out["rollout/ep_return_mean"] = float(np.mean(self.episode_returns))
@@ -90,6 +96,7 @@ class UpdateReport:
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["hyperparameters"] = dict(self.hyperparameters)
+        data["metrics"] = dict(self.metrics)
         if self.fisher_eigenvalues is not None:
             data["fisher_eigenvalues"] = {
                 k: {"input_factor": v.input_factor, "gradient_factor": v.gradient_factor}

@@ -162,8 +162,10 @@ class Trainer:
             self.updates += 1
         self._time_training += time.perf_counter() - started
         self._steps_timed += batch.n_transitions
+        metrics = {k: float(v) for k, v in metrics.items()}
+        metrics["train/explained_variance"] = explained_variance(batch.values, batch.returns)
         eigenvalues = None
-        if bool(metrics["inverse_refreshed"]):
+        if bool(metrics["kfac/inverse_refreshed"]):
             eigenvalues = {
                 name: FactorEigenvalues(a, g) for name, (a, g) in self.learner.optimizer.eigenvalues().items()
             }
@@ -172,16 +174,17 @@ class Trainer:
             timesteps=self.num_timesteps,
             total_timesteps=self.total_timesteps,
             fps=self._steps_timed / max(self._time_training, 1e-9),
-            learning_rate=float(metrics["learning_rate"]),
-            policy_loss=float(metrics["policy_loss"]),
-            value_loss=float(metrics["value_loss"]),
-            entropy=float(metrics["entropy"]),
-            explained_variance=explained_variance(batch.values, batch.returns),
-            kl=float(metrics["kl"]),
-            trust_region_scale=float(metrics["trust_region_scale"]),
-            gfg=float(metrics["gfg"]),
-            kfac_step=bool(metrics["kfac_step"]),
-            skipped=bool(metrics["skipped"]),
+            learning_rate=metrics["train/learning_rate"],
+            policy_loss=metrics["train/policy_loss"],
+            value_loss=metrics["train/value_loss"],
+            entropy=metrics["train/entropy"],
+            explained_variance=metrics["train/explained_variance"],
+            kl=metrics["train/kl"],
+            trust_region_scale=metrics["kfac/trust_region_scale"],
+            gfg=metrics["kfac/gfg"],
+            kfac_step=bool(metrics["kfac/kfac_step"]),
+            skipped=bool(metrics["kfac/skipped"]),
+            metrics=metrics,
             episode_returns=batch.episode_returns,
             episode_lengths=batch.episode_lengths,
             fisher_eigenvalues=eigenvalues,

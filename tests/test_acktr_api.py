@@ -674,6 +674,23 @@ def test_report_episodes(cartpole_reports: tuple[ACKTR, list[UpdateReport]]) -> 
     assert "rollout/ep_return_mean" in scalars
 
 
+def test_metrics_travel_by_name_to_the_report_and_its_scalars(
+    cartpole_reports: tuple[ACKTR, list[UpdateReport]],
+) -> None:
+    """Every number the learner and the optimizer report arrives by name, no field copied."""
+    _, reports = cartpole_reports
+    for report in reports:
+        names = set(report.metrics)
+        assert {"train/policy_loss", "train/kl", "train/explained_variance", "kfac/grad_norm", "kfac/skipped"} <= names
+        assert {name.split("/")[0] for name in names} == {"train", "kfac"}
+        assert report.metrics["train/kl"] == report.kl
+        assert report.metrics["kfac/gfg"] == report.gfg or not report.kfac_step  # NaN outside K-FAC steps
+        assert math.isfinite(report.metrics["kfac/grad_norm"]) and report.metrics["kfac/grad_norm"] > 0
+        scalars = report.scalars()
+        assert all(scalars[name] == value or math.isnan(value) for name, value in report.metrics.items())
+        assert report.to_dict()["metrics"] == dict(report.metrics)
+
+
 def test_kfac_update_interval() -> None:
     model = ACKTR("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=5, kfac_update=3, seed=0)
     refreshed = [r.fisher_eigenvalues is not None for r in model.trainer(10 * 17)]
