@@ -13,7 +13,7 @@ import collections
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -31,7 +31,7 @@ from acktr_lab.policies import ActorCriticPolicy, resolve_policy
 from acktr_lab.preprocessing import space_to_json, spaces_equal
 from acktr_lab.pretrain import behaviour_cloning
 from acktr_lab.recurrent import MlpLstmPolicy  # noqa: F401 (registers the recurrent policy names)
-from acktr_lab.report import PretrainReport
+from acktr_lab.report import Edit, PretrainReport
 from acktr_lab.rollout import Collector, StateArrays
 from acktr_lab.serialization import PathOrFile, load_model, save_model
 from acktr_lab.trainer import Trainer
@@ -167,6 +167,7 @@ class ACKTR:
         seed = checked["seed"]
         self.seed: int = seed if seed is not None else int(np.random.SeedSequence().entropy % (2**31))
         self._num_timesteps = 0
+        self._edit_log: tuple[Edit, ...] = ()
         self._episodes: tuple[tuple[float, ...], tuple[int, ...]] = ((), ())
         self.collector: Collector | None = None
         self._env: gym.vector.VectorEnv | None = None
@@ -262,6 +263,7 @@ class ACKTR:
         self._live = self._trainer.hyperparameters
         self._episodes = (tuple(self._trainer.episode_returns), tuple(self._trainer.episode_lengths))
         self._num_timesteps = self._trainer.num_timesteps
+        self._edit_log = tuple(self._trainer.edit_log)
         self._trainer = None
 
     @property
@@ -273,11 +275,12 @@ class ACKTR:
     def episode_lengths(self) -> collections.deque[int] | tuple[int, ...]:
         return self._trainer.episode_lengths if self._trainer is not None else self._episodes[1]
 
-    def trainer(self, total_timesteps: int, reset_num_timesteps: bool = True) -> Trainer:
+    def trainer(self, total_timesteps: int, reset_num_timesteps: bool = True, edits: Iterable[Edit] = ()) -> Trainer:
         """A new run, the model's current one: each ``next()`` is one rollout and one update.
 
         It starts from the previous run's live hyperparameters, episode window and (with
         ``reset_num_timesteps=False``) step count; the previous run keeps its own counters.
+        ``edits`` replays live changes at their updates (an earlier run's :attr:`edit_log`).
         """
         if self.collector is None:
             raise ValueError("this model has no env to train on; pass one with set_env(env)")
@@ -292,9 +295,16 @@ class ACKTR:
             episodes=self._episodes,
             seed=self.seed,
             model=self,
+            edits=edits,
         )
         self._trainer = trainer
         return trainer
+
+    @property
+    def edit_log(self) -> tuple[Edit, ...]:
+        """The live changes of the current (or last) run, or of the run a loaded file saved:
+        ``model.learn(n, edits=model.edit_log)`` on a model with the same seed replays them."""
+        return tuple(self._trainer.edit_log) if self._trainer is not None else self._edit_log
 
     def learn(
         self,
@@ -304,13 +314,14 @@ class ACKTR:
         tb_log_name: str = "ACKTR",
         reset_num_timesteps: bool = True,
         progress_bar: bool | None = None,
+        edits: Iterable[Edit] = (),
     ) -> ACKTR:
         """Train for ``total_timesteps``: a loop over :meth:`trainer`, nothing else.
 
         ``callback`` is a Stable Baselines style ``callback(locals, globals) -> bool`` or an
         object with ``on_update(report) -> bool``; returning ``False`` stops training.
         """
-        trainer = self.trainer(total_timesteps, reset_num_timesteps=reset_num_timesteps)
+        trainer = self.trainer(total_timesteps, reset_num_timesteps=reset_num_timesteps, edits=edits)
         run_learn(
             trainer,
             callback=callback,
@@ -569,6 +580,7 @@ class ACKTR:
             "num_timesteps": self.num_timesteps,
             "versions": _versions(),
             "env_id": self.env_id,
+            "edit_log": [edit.to_dict() for edit in self.edit_log],
         }
         optimizer_state = {k: v.numpy() for k, v in self.optimizer.state_variables().items()}
         extra = {"generator_state": self.learner.generator.state.numpy()}

@@ -31,6 +31,7 @@ from acktr_lab import hyperparameters as hp
 from acktr_lab.kfac import parameter_budget
 from acktr_lab.policies import POLICIES
 from acktr_lab.preprocessing import space_from_json
+from acktr_lab.report import Edit
 from acktr_lab.safe_archive import float32_overflow
 from acktr_lab.serialization import ModelFile, ModelFileError
 
@@ -238,6 +239,7 @@ def restore_state(model: ACKTR, file: ModelFile) -> None:
     if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= _MAX_TIMESTEPS:
         raise file_error(file, "num_timesteps", f"must be an integer in [0, 2**62], got {str(steps)[:50]}")
     model._num_timesteps = steps
+    model._edit_log = edit_log_of(file)
     env_id = file.data.get("env_id")
     model.env_id = env_id if isinstance(env_id, str) else None
     for prefix, normalizer in (
@@ -253,3 +255,31 @@ def restore_state(model: ACKTR, file: ModelFile) -> None:
             normalizer.load_state(state)
         except (ValueError, TypeError) as error:
             raise file_error(file, prefix[:-1], error) from error
+
+
+def edit_log_of(file: ModelFile) -> tuple[Edit, ...]:
+    """The saved run's live changes, each checked (a callable's value stays its name)."""
+    entries = file.data.get("edit_log", [])
+    if not isinstance(entries, list):
+        raise file_error(file, "edit_log", "must be a list of edits")
+    edits = []
+    for index, entry in enumerate(entries):
+        field = f"edit_log[{index}]"
+        if not isinstance(entry, dict) or set(entry) != {"update", "timesteps", "name", "old", "new"}:
+            raise file_error(file, field, "must be a dict of update, timesteps, name, old and new")
+        name, update, steps = entry["name"], entry["update"], entry["timesteps"]
+        if name not in hp.LIVE_HYPERPARAMETERS:
+            raise file_error(file, field, f"{str(name)[:50]!r} is not a live hyperparameter")
+        for key, value in (("update", update), ("timesteps", steps)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_TIMESTEPS:
+                raise file_error(file, f"{field}.{key}", f"must be a non-negative integer, got {str(value)[:50]}")
+        values = []
+        for key in ("old", "new"):
+            value = entry[key]
+            named_callable = isinstance(value, str) and hp.HYPERPARAMETERS[name].callable_ok
+            try:  # a callable was saved by its name: kept as that name
+                values.append(value if named_callable else hp.validate(name, value))
+            except ValueError as error:
+                raise file_error(file, f"{field}.{key}", error) from error
+        edits.append(Edit(update, steps, name, *values))
+    return tuple(edits)

@@ -23,6 +23,32 @@ class FactorEigenvalues:
     gradient_factor: np.ndarray  # eigenvalues of G
 
 
+@dataclass(frozen=True)
+class Edit:
+    """One change of a live hyperparameter during a run: ``name`` went from ``old`` to
+    ``new`` from update ``update`` on (the first update that used ``new``), when the run had
+    taken ``timesteps`` steps. A run's edits, replayed at the same updates with the same
+    seed, reproduce it exactly (``model.learn(n, edits=log)``)."""
+
+    update: int
+    timesteps: int
+    name: str
+    old: Any
+    new: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly (a callable is named, and a replay then needs it passed back)."""
+        from acktr_lab.hyperparameters import describe
+
+        return {
+            "update": self.update,
+            "timesteps": self.timesteps,
+            "name": self.name,
+            "old": describe(self.old),
+            "new": describe(self.new),
+        }
+
+
 def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping or {}))
 
@@ -59,6 +85,7 @@ class UpdateReport:
     fisher_eigenvalues: Mapping[str, FactorEigenvalues] | None = None
     hyperparameters: Mapping[str, Any] = field(default_factory=lambda: _frozen(None))
     metrics: Mapping[str, float] = field(default_factory=lambda: _frozen(None))
+    edits: tuple[Edit, ...] = ()  # the live changes that took effect at this update
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hyperparameters", _frozen(self.hyperparameters))
@@ -97,6 +124,7 @@ class UpdateReport:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["hyperparameters"] = dict(self.hyperparameters)
         data["metrics"] = dict(self.metrics)
+        data["edits"] = [edit.to_dict() for edit in self.edits]
         if self.fisher_eigenvalues is not None:
             data["fisher_eigenvalues"] = {
                 k: {"input_factor": v.input_factor, "gradient_factor": v.gradient_factor}

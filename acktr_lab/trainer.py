@@ -32,7 +32,7 @@ import numpy as np
 
 from acktr_lab import hyperparameters as hp
 from acktr_lab.learner import LOSS_COEFFICIENTS, OPTIMIZER_SETTINGS, Learner, LearnerState
-from acktr_lab.report import FactorEigenvalues, UpdateReport
+from acktr_lab.report import Edit, FactorEigenvalues, UpdateReport
 from acktr_lab.rollout import Collector, CollectorState
 from acktr_lab.schedules import learning_rate_at, progress_of
 
@@ -56,6 +56,13 @@ def deferred_interrupt() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Whether a live value is unchanged (callables by identity, numbers by value)."""
+    if callable(a) or callable(b):
+        return a is b
+    return bool(a == b)
+
+
 def explained_variance(predictions: np.ndarray, targets: np.ndarray) -> float:
     """``1 - Var[targets - predictions] / Var[targets]`` (NaN when the targets are constant)."""
     variance = np.var(targets)
@@ -73,6 +80,7 @@ class TrainerSnapshot:
     updates: int
     episode_returns: tuple[float, ...]
     episode_lengths: tuple[int, ...]
+    edit_log: tuple[Edit, ...] = ()
 
 
 class Trainer:
@@ -90,6 +98,12 @@ class Trainer:
         seed: resets envs that a snapshot could not copy (see :meth:`restore`).
         model: the object this run belongs to, for consumers (a dashboard's Save button, the
             locals of Stable Baselines callbacks); the trainer never uses it.
+        edits: live changes to replay, each applied from its ``update`` on (an earlier run's
+            :attr:`edit_log`: with the same seed the run is reproduced exactly).
+
+    Every change of a live hyperparameter (from :meth:`set`, a dashboard's controls or
+    ``edits``) is recorded in :attr:`edit_log` as an :class:`~acktr_lab.report.Edit`, and
+    reported with the update it first applies to.
     """
 
     def __init__(
@@ -104,6 +118,7 @@ class Trainer:
         episodes: tuple[Iterable[float], Iterable[int]] = ((), ()),
         seed: int | None = None,
         model: Any = None,
+        edits: Iterable[Edit] = (),
     ) -> None:
         if isinstance(total_timesteps, bool) or int(total_timesteps) != total_timesteps or total_timesteps <= 0:
             raise ValueError(f"total_timesteps must be a positive integer, got {total_timesteps!r}")
@@ -124,6 +139,15 @@ class Trainer:
         self.episode_lengths: collections.deque[int] = collections.deque(episodes[1], maxlen=EPISODE_WINDOW)
         self._hyperparameters = hp.validate_live(dict(hyperparameters))
         self._pending: dict[str, Any] = {}
+        #: Every change of a live hyperparameter in this run, in order.
+        self.edit_log: list[Edit] = []
+        self._replay: dict[int, dict[str, Any]] = {}
+        for edit in edits:
+            if not isinstance(edit, Edit):
+                raise ValueError(f"edits must be Edit records (a run's edit_log), got {edit!r}")
+            if isinstance(edit.update, bool) or not isinstance(edit.update, int) or edit.update < 1:
+                raise ValueError(f"an edit's update must be a positive integer, got {edit.update!r}")
+            self._replay.setdefault(edit.update, {}).update(hp.validate_live({edit.name: edit.new}))
         self._lock = threading.Lock()
         self._time_training = 0.0
         self._steps_timed = 0
@@ -146,7 +170,15 @@ class Trainer:
         if self.done:
             raise StopIteration
         with self._lock:  # values set meanwhile apply from here on, never inside an update
-            self._hyperparameters.update(self._pending)
+            update = self.updates + 1
+            changes = {**self._replay.get(update, {}), **self._pending}
+            edits = tuple(
+                Edit(update, self.num_timesteps, name, self._hyperparameters[name], value)
+                for name, value in changes.items()
+                if not _same(self._hyperparameters[name], value)
+            )
+            self.edit_log.extend(edits)
+            self._hyperparameters.update(changes)
             self._pending.clear()
             used = dict(self._hyperparameters)
         started = time.perf_counter()
@@ -185,6 +217,7 @@ class Trainer:
             kfac_step=bool(metrics["kfac/kfac_step"]),
             skipped=bool(metrics["kfac/skipped"]),
             metrics=metrics,
+            edits=edits,
             episode_returns=batch.episode_returns,
             episode_lengths=batch.episode_lengths,
             fisher_eigenvalues=eigenvalues,
@@ -229,6 +262,7 @@ class Trainer:
             updates=self.updates,
             episode_returns=tuple(self.episode_returns),
             episode_lengths=tuple(self.episode_lengths),
+            edit_log=tuple(self.edit_log),
         )
 
     def restore(self, snapshot: TrainerSnapshot) -> None:
@@ -244,6 +278,7 @@ class Trainer:
             self._pending.clear()
         self.num_timesteps = snapshot.num_timesteps
         self.updates = snapshot.updates
+        self.edit_log = list(snapshot.edit_log)
         self.episode_returns.clear()
         self.episode_returns.extend(snapshot.episode_returns)
         self.episode_lengths.clear()

@@ -397,6 +397,16 @@ HEADER_CASES: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "num_timesteps fractional": (_put("num_timesteps", 1.5), "num_timesteps"),
     "num_timesteps negative": (_put("num_timesteps", -3), "num_timesteps"),
     "callables not a list": (_put("callables", "learning_rate"), "callables"),
+    "edit_log not a list": (_put("edit_log", "x"), "edit_log: must be a list"),
+    "edit_log entry incomplete": (_put("edit_log", [{"update": 1}]), "edit_log[0]: must be a dict"),
+    "edit_log unknown name": (
+        _put("edit_log", [{"update": 1, "timesteps": 0, "name": "n_steps", "old": 5, "new": 9}]),
+        "is not a live hyperparameter",
+    ),
+    "edit_log bad value": (
+        _put("edit_log", [{"update": 1, "timesteps": 0, "name": "gamma", "old": 0.99, "new": 7}]),
+        "edit_log[0].new: gamma must be",
+    ),
 }
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from acktr_lab import ACKTR
+from acktr_lab.report import Edit, UpdateReport
 from acktr_lab.schedules import SCHEDULES, progress_of
 
 
@@ -131,3 +134,74 @@ def test_keyboard_interrupt_never_splits_an_update() -> None:
     assert model.num_timesteps == 2 * 16
     assert all(np.all(np.isfinite(v)) for v in model.get_parameters().values())
     assert trainer.step().update == 3
+
+
+# -- the edit log ------------------------------------------------------------------------
+def _edited_run(edits: tuple[Edit, ...] = (), live: bool = False) -> tuple[ACKTR, list[UpdateReport]]:
+    model = ACKTR("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=10, seed=3)
+    trainer = model.trainer(20 * 16, edits=edits)
+    reports = []
+    for report in trainer:
+        if live and report.update == 3:
+            trainer.set(ent_coef=0.05, learning_rate=0.1)
+        if live and report.update == 11:
+            trainer.set(lr_schedule="constant", gae_lambda=0.9, ent_coef=0.05)  # ent_coef unchanged: no edit
+        reports.append(report)
+    return model, reports
+
+
+def test_live_changes_are_logged_and_a_seeded_replay_reproduces_the_run_exactly(tmp_path: Path) -> None:
+    original, reports = _edited_run(live=True)
+    log = original.edit_log
+    assert [(e.update, e.name, e.old, e.new) for e in log] == [
+        (4, "ent_coef", 0.01, 0.05),
+        (4, "learning_rate", 0.25, 0.1),
+        (12, "lr_schedule", "linear", "constant"),
+        (12, "gae_lambda", None, 0.9),
+    ]
+    assert all(e.timesteps == (e.update - 1) * 20 for e in log)
+    assert [e for r in reports for e in r.edits] == list(log)  # each reported with its first update
+    assert reports[3].edits == log[:2] and not reports[4].edits
+
+    replay, replayed = _edited_run(edits=log)
+    assert replay.edit_log == log
+    for name, value in original.get_parameters().items():
+        np.testing.assert_array_equal(replay.get_parameters()[name], value, err_msg=name)
+    assert [r.metrics for r in replayed] == [r.metrics for r in reports]
+
+    unedited, _ = _edited_run()
+    assert any(not np.array_equal(unedited.get_parameters()[k], v) for k, v in original.get_parameters().items())
+
+    # saved with the model, and replayable from the loaded file
+    original.save(tmp_path / "edited.zip")
+    loaded = ACKTR.load(tmp_path / "edited.zip")
+    assert loaded.edit_log == log
+    from_file, _ = _edited_run(edits=loaded.edit_log)
+    np.testing.assert_array_equal(from_file.get_parameters()["model/pi/w:0"], original.get_parameters()["model/pi/w:0"])
+
+
+def test_a_restored_snapshot_takes_its_edit_log_back() -> None:
+    model = ACKTR("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=5, seed=0)
+    trainer = model.trainer(200)
+    next(trainer)
+    snapshot = trainer.snapshot()
+    trainer.set(gamma=0.9)
+    next(trainer)
+    assert len(trainer.edit_log) == 1
+    trainer.restore(snapshot)
+    assert trainer.edit_log == []
+
+
+@pytest.mark.parametrize(
+    "edits",
+    [
+        [{"update": 1, "name": "gamma"}],
+        [Edit(0, 0, "gamma", 0.99, 0.9)],
+        [Edit(2, 0, "n_steps", 20, 10)],
+        [Edit(2, 0, "gamma", 0.99, 7.0)],
+    ],
+)
+def test_bad_edits_to_replay_are_refused(edits: list[Any]) -> None:
+    model = ACKTR("MlpPolicy", "CartPole-v1", n_steps=5, seed=0)
+    with pytest.raises(ValueError):
+        model.trainer(100, edits=edits)
