@@ -23,7 +23,7 @@ import inspect
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import gymnasium as gym
 
@@ -35,8 +35,8 @@ from acktr_lab.report import Edit
 from acktr_lab.safe_archive import float32_overflow
 from acktr_lab.serialization import ModelFile, ModelFileError
 
-if TYPE_CHECKING:
-    from acktr_lab.acktr import ACKTR
+#: The model class (``acktr_lab.ACKTR``; not imported here: it imports this module).
+ACKTR = TypeVar("ACKTR")
 
 #: Errors that building from checked fields can still raise for a file's content.
 _BUILD_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError, MemoryError)
