@@ -1,9 +1,10 @@
 """Training plots drawn with plain matplotlib: no pyplot, no ipywidgets, no kernel needed.
 
 :class:`TrainingPlots` consumes :class:`~acktr_lab.report.UpdateReport` (and, when built
-with ``pretrain=True``, :class:`~acktr_lab.report.PretrainReport`) and draws a fixed
-3 x 4 grid of panels on a :class:`matplotlib.figure.Figure` with an Agg canvas. The layout
-is built once; every :meth:`TrainingPlots.draw` only moves data into existing artists
+with ``pretrain=True``, :class:`~acktr_lab.report.PretrainReport`) and draws its panels
+(:mod:`acktr_lab.panels`; by default the twelve of :func:`~acktr_lab.panels.default_panels`,
+or any list, four to a row) on a :class:`matplotlib.figure.Figure` with an Agg canvas. The
+layout is built once; every :meth:`TrainingPlots.draw` only moves data into existing artists
 (``set_data``) and rescales (``relim``/``autoscale_view``). :meth:`TrainingPlots.render_png`
 returns PNG bytes (what the notebook dashboard shows in an ``ipywidgets.Image``) and
 :meth:`TrainingPlots.save` writes them to a file, so the same plots work in scripts::
@@ -30,12 +31,11 @@ from typing import Any
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, NullLocator
 
 from acktr_lab import hyperparameters as hp
+from acktr_lab.panels import Panel, PretrainPanel, default_panels, panel_field
 from acktr_lab.report import FactorEigenvalues, PretrainReport, UpdateReport
 
 __all__ = ["LR_SETTINGS", "BoundedHistory", "TrainingPlots", "same_value"]
@@ -130,41 +130,6 @@ class BoundedHistory:
         return np.asarray(self._columns[name], dtype=float)
 
 
-def _positive(values: np.ndarray) -> np.ndarray:
-    """Non-positive and non-finite values as NaN (gaps on a log axis)."""
-    values = np.asarray(values, dtype=float)
-    return np.where(np.isfinite(values) & (values > 0), values, np.nan)
-
-
-_RAW_ALPHA = 0.35  # per-update values, drawn faintly under their moving average
-
-
-def _darker(color: str) -> tuple[float, float, float]:
-    red, green, blue = to_rgb(color)
-    return (0.7 * red, 0.7 * green, 0.7 * blue)
-
-
-def _moving_average(values: np.ndarray, *, log: bool = False, fraction: float = 0.025) -> np.ndarray:
-    """Centred moving average over about ``fraction`` of the points, ignoring NaNs (a
-    geometric mean with ``log``). Points whose window holds no finite value stay NaN."""
-    values = np.asarray(values, dtype=float)
-    if log:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            values = np.log(values)
-    window = max(1, round(len(values) * fraction)) | 1  # odd
-    if window == 1 or len(values) == 0:
-        smooth = values.copy()
-    else:
-        finite = np.isfinite(values)
-        kernel = np.ones(window)
-        sums = np.convolve(np.where(finite, values, 0.0), kernel, mode="same")
-        counts = np.convolve(finite.astype(float), kernel, mode="same")
-        with np.errstate(divide="ignore", invalid="ignore"):
-            smooth = np.where(counts > 0, sums / counts, np.nan)
-        smooth[~finite] = np.nan  # keep the gaps (e.g. the cold start) visible
-    return np.exp(smooth) if log else smooth
-
-
 def same_value(old: Any, new: Any) -> bool:
     """Equal hyperparameter values (NaN equals NaN; uncomparable values by identity)."""
     if isinstance(old, float) and isinstance(new, float) and math.isnan(old) and math.isnan(new):
@@ -181,10 +146,6 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-def _sorted_spectrum(eigenvalues: np.ndarray) -> np.ndarray:
-    return _positive(np.sort(np.asarray(eigenvalues, dtype=float).ravel())[::-1])
-
-
 def _extremes(eigenvalues: np.ndarray) -> tuple[float, float]:
     """(max, smallest nonzero) eigenvalue; NaN when there is none."""
     values = np.asarray(eigenvalues, dtype=float).ravel()
@@ -195,15 +156,17 @@ def _extremes(eigenvalues: np.ndarray) -> tuple[float, float]:
 
 
 class TrainingPlots:
-    """The dashboard's figure: twelve panels updated from reports.
+    """The dashboard's figure: panels updated from reports, laid out four to a row.
 
-    Panels (3 rows x 4 columns): episode return (raw points + rolling mean), policy
-    loss, value loss (log), entropy; explained variance, KL with the trust region
-    (scale and gᵀF⁻¹g, log), learning rate (the schedule over the whole run under the
-    current settings, the rate each update used, the current position and the manual
-    changes), fps; Fisher-factor spectra of A and of G per layer (latest, sorted
+    By default (:func:`~acktr_lab.panels.default_panels`): episode return (raw points +
+    rolling mean), policy loss, value loss (log), entropy; explained variance, KL with the
+    trust region (scale and gᵀF⁻¹g, log), learning rate (the schedule over the whole run
+    under the current settings, the rate each update used, the current position and the
+    manual changes), fps; Fisher-factor spectra of A and of G per layer (latest, sorted
     descending, log-log), the extreme eigenvalues (max and smallest nonzero) over
     updates, and episode length, or the behaviour-cloning loss when ``pretrain=True``.
+    ``panels=[...]`` chooses and orders them (a :class:`~acktr_lab.panels.Panel` of your
+    own included); each panel's ``fields`` become columns of ``history``.
 
     Args:
         learning_rate_curve: ``trainer.learning_rate_curve`` (or any callable returning
@@ -212,7 +175,8 @@ class TrainingPlots:
         pretrain: give the last panel to behaviour cloning (:class:`PretrainReport`).
         max_points: bound of each history (see :class:`BoundedHistory`).
         smoothing_window: episodes in the rolling mean of the returns.
-        figsize, dpi: the figure's size in inches and its resolution.
+        figsize, dpi: the figure's size in inches (default: 3.5 × 3 per panel) and its resolution.
+        panels: the panels to draw, in order (default: :func:`~acktr_lab.panels.default_panels`).
 
     Data for tests and notebooks: ``history`` (one row per update, columns as the
     report's scalar fields), ``episodes`` (``timesteps``, ``return``, ``length``,
@@ -230,14 +194,21 @@ class TrainingPlots:
         pretrain: bool = False,
         max_points: int = 2000,
         smoothing_window: int = 20,
-        figsize: tuple[float, float] = (14.0, 9.0),
+        figsize: tuple[float, float] | None = None,
         dpi: float = 80.0,
+        panels: Sequence[Panel] | None = None,
     ) -> None:
         self.max_points = int(max_points)
         self.smoothing_window = int(smoothing_window)
-        self.pretrain = bool(pretrain)
+        self.panels: list[Panel] = list(panels) if panels is not None else default_panels(pretrain)
+        names = [panel.name for panel in self.panels]
+        if not self.panels or len(set(names)) != len(names) or not all(names):
+            raise ValueError(f"panels need distinct, non-empty names; got {names}")
+        self.pretrain = bool(pretrain) or any(isinstance(panel, PretrainPanel) for panel in self.panels)
         self._lr_curve_source = learning_rate_curve
-        self.history = BoundedHistory(_UPDATE_COLUMNS, max_points)
+        fields = [f for panel in self.panels for f in panel.fields if f not in _UPDATE_COLUMNS]
+        self._recorded_fields = (*_UPDATE_COLUMNS, *dict.fromkeys(fields))
+        self.history = BoundedHistory(self._recorded_fields, max_points)
         self.episodes = BoundedHistory(
             ("timesteps", "return", "length", "smoothed_return", "smoothed_length"), max_points
         )
@@ -255,7 +226,6 @@ class TrainingPlots:
         self._layer_colors: dict[str, str] = {}
         self._change_artists: list[Any] = []
         self._drawn_changes = -1
-        self._drawn_kfac_start: int | None = None
         self._build(figsize, dpi)
         if learning_rate_curve is not None:
             self.refresh_learning_rate_curve()
@@ -282,7 +252,7 @@ class TrainingPlots:
                 self.changes.append((previous.timesteps, changed))
                 if LR_SETTINGS & set(changed) and self._lr_curve_source is not None:
                     self.refresh_learning_rate_curve()
-        self.history.append(**{name: float(getattr(report, name)) for name in _UPDATE_COLUMNS})
+        self.history.append(**{name: panel_field(report, name) for name in self._recorded_fields})
         if report.kfac_step and self.kfac_start is None:
             self.kfac_start = start
         n_episodes = len(report.episode_returns)
@@ -343,125 +313,31 @@ class TrainingPlots:
             self.set_learning_rate_curve(*self._lr_curve_source())
 
     # -- layout -----------------------------------------------------------------------
-    def _build(self, figsize: tuple[float, float], dpi: float) -> None:
-        self.figure = Figure(figsize=figsize, dpi=dpi)
+    def _build(self, figsize: tuple[float, float] | None, dpi: float) -> None:
+        n_cols = min(4, len(self.panels))
+        n_rows = math.ceil(len(self.panels) / n_cols)
+        self.figure = Figure(figsize=figsize or (3.5 * n_cols, 3.0 * n_rows), dpi=dpi)
         self.canvas = FigureCanvasAgg(self.figure)
         self.figure.subplots_adjust(left=0.045, right=0.99, bottom=0.04, top=0.93, wspace=0.27, hspace=0.3)
-        grid = self.figure.subplots(3, 4, squeeze=False)
-        ax: dict[str, Axes] = {}
-        names = (
-            ("returns", "policy_loss", "value_loss", "entropy"),
-            ("explained_variance", "trust_region", "learning_rate", "fps"),
-            ("spectrum_a", "spectrum_g", "extremes", "pretrain" if self.pretrain else "episode_length"),
-        )
-        for row, row_names in enumerate(names):
-            for col, name in enumerate(row_names):
-                ax[name] = grid[row][col]
-        self.axes = ax
+        grid = self.figure.subplots(n_rows, n_cols, squeeze=False)
+        self.axes: dict[str, Axes] = {}
+        for index, panel in enumerate(self.panels):
+            self.axes[panel.name] = grid[index // n_cols][index % n_cols]
+        for index in range(len(self.panels), n_rows * n_cols):
+            grid[index // n_cols][index % n_cols].set_visible(False)
         self.title = self.figure.suptitle("waiting for the first update", fontsize=11, x=0.01, ha="left")
         steps = EngFormatter(sep="")
-        for name, axis in ax.items():
+        for panel in self.panels:
+            axis = self.axes[panel.name]
             axis.tick_params(labelsize=7)
             axis.grid(True, alpha=0.3, linewidth=0.5)
-            if name not in ("spectrum_a", "spectrum_g", "pretrain"):
+            if panel.steps_axis:
                 axis.xaxis.set_major_formatter(steps)
-
-        def title(name: str, text: str) -> None:
             # an explicit y turns off matplotlib's per-draw title placement (slow)
-            ax[name].set_title(text, fontsize=9, y=1.0, pad=3)
-
-        # returns
-        title("returns", "episode return")
-        self.lines: dict[str, Line2D] = {}
-        (self.lines["ep_raw"],) = ax["returns"].plot([], [], ".", ms=2.5, alpha=0.35, color="C0", label="episode")
-        (self.lines["ep_smooth"],) = ax["returns"].plot(
-            [], [], "-", lw=1.6, color="C1", label=f"mean of last {self.smoothing_window}"
-        )
-        ax["returns"].legend(fontsize=6, loc="upper left")
-        # scalar panels
-        for name, label, color in (
-            ("policy_loss", "policy loss", "C0"),
-            ("value_loss", "value loss (log)", "C3"),
-            ("entropy", "policy entropy", "C2"),
-            ("explained_variance", "explained variance (clipped to [-1, 1])", "C4"),
-            ("fps", "throughput (fps)", "C7"),
-        ):
-            title(name, label)
-            noisy = name != "fps"
-            (self.lines[name],) = ax[name].plot(
-                [], [], "-", lw=0.8 if noisy else 1.0, color=color, alpha=_RAW_ALPHA if noisy else 1.0
-            )
-            if noisy:
-                (self.lines[name + "_smooth"],) = ax[name].plot([], [], "-", lw=1.4, color=_darker(color))
-        ax["value_loss"].set_yscale("log")
-        ax["explained_variance"].set_ylim(-1.05, 1.05)
-        ax["explained_variance"].axhline(0.0, color="0.5", lw=0.6)
-        # KL and trust region
-        title("trust_region", "KL and trust region (log)")
-        for key, label, color in (
-            ("kl", "KL(old ‖ new)", "C0"),
-            ("trust_region_scale", "trust-region scale", "C1"),
-            ("gfg", "gᵀF⁻¹g", "C2"),
-        ):
-            (self.lines[key],) = ax["trust_region"].plot([], [], "-", lw=0.8, color=color, alpha=_RAW_ALPHA)
-            (self.lines[key + "_smooth"],) = ax["trust_region"].plot(
-                [], [], "-", lw=1.4, color=_darker(color), label=label
-            )
-        ax["trust_region"].set_yscale("log")
-        ax["trust_region"].legend(fontsize=6, loc="upper right", framealpha=0.6)
-        self._kfac_line = ax["trust_region"].axvline(0.0, color="0.4", ls=":", lw=1.0, visible=False)
-        # learning rate
-        title("learning_rate", "learning rate")
-        (self.lines["lr_curve"],) = ax["learning_rate"].plot(
-            [], [], "--", lw=1.0, color="0.55", label="schedule (current settings)"
-        )
-        (self.lines["lr_used"],) = ax["learning_rate"].plot([], [], "-", lw=1.4, color="C0", label="used")
-        (self.lines["lr_now"],) = ax["learning_rate"].plot([], [], "o", ms=6, color="C3", label="now")
-        ax["learning_rate"].legend(fontsize=6, loc="lower left", framealpha=0.6)
-        # spectra
-        title("spectrum_a", "eigenvalues of A (inputs) by rank, latest")
-        title("spectrum_g", "eigenvalues of G (gradients) by rank, latest")
-        for name in ("spectrum_a", "spectrum_g"):
-            ax[name].set_xscale("log")
-            ax[name].set_yscale("log")
-        self._spectrum_lines: dict[str, tuple[Line2D, Line2D]] = {}
-        title("extremes", "max / min nonzero eigenvalue")
-        ax["extremes"].set_yscale("log")
-        ax["extremes"].legend(
-            handles=[
-                Line2D([], [], color="0.3", ls="-", label="A"),
-                Line2D([], [], color="0.3", ls="--", label="G"),
-            ],
-            fontsize=6,
-            loc="upper left",
-        )
-        self._extreme_lines: dict[str, tuple[Line2D, Line2D, Line2D, Line2D]] = {}
-        self._empty_notes = {
-            name: ax[name].text(
-                0.5,
-                0.5,
-                "no Fisher eigenvalues yet",
-                transform=ax[name].transAxes,
-                ha="center",
-                va="center",
-                fontsize=8,
-                color="0.5",
-            )
-            for name in ("spectrum_a", "spectrum_g", "extremes")
-        }
-        # last panel
-        if self.pretrain:
-            title("pretrain", "behaviour cloning loss by epoch")
-            (self.lines["bc_train"],) = ax["pretrain"].plot([], [], ".-", lw=1.2, ms=3, color="C0", label="train")
-            (self.lines["bc_val"],) = ax["pretrain"].plot([], [], ".-", lw=1.2, ms=3, color="C1", label="validation")
-            ax["pretrain"].legend(fontsize=6, loc="upper right")
-        else:
-            title("episode_length", "episode length")
-            (self.lines["len_raw"],) = ax["episode_length"].plot([], [], ".", ms=2.5, alpha=0.35, color="C0")
-            (self.lines["len_smooth"],) = ax["episode_length"].plot([], [], "-", lw=1.6, color="C1")
-
+            axis.set_title(panel.title, fontsize=9, y=1.0, pad=3)
+            panel.setup(axis, self)
         # fewer ticks render markedly faster (text dominates the cost of a frame)
-        for axis in ax.values():
+        for axis in self.axes.values():
             for which, scale in ((axis.xaxis, axis.get_xscale()), (axis.yaxis, axis.get_yscale())):
                 if scale == "log":
                     which.set_major_locator(LogLocator(base=10, subs=(1.0,), numticks=6))
@@ -469,7 +345,15 @@ class TrainingPlots:
                 else:
                     which.set_major_locator(MaxNLocator(nbins=5))
 
-    def _layer_color(self, layer: str) -> str:
+    def panel(self, name: str) -> Panel:
+        """The panel called ``name``."""
+        for panel in self.panels:
+            if panel.name == name:
+                return panel
+        raise KeyError(f"no panel {name!r}; panels: {[p.name for p in self.panels]}")
+
+    def layer_color(self, layer: str) -> str:
+        """One colour per layer, shared by every panel."""
         if layer not in self._layer_colors:
             self._layer_colors[layer] = f"C{len(self._layer_colors) % 10}"
         return self._layer_colors[layer]
@@ -494,51 +378,13 @@ class TrainingPlots:
             which.set_major_locator(LogLocator(base=10, subs=subs, numticks=6))
 
     def draw(self) -> None:
-        """Move the recorded data into the artists and rescale (no rendering)."""
-        h = self.history
-        steps = h.array("timesteps")
-        ax = self.axes
-        self.lines["ep_raw"].set_data(self.episodes.array("timesteps"), self.episodes.array("return"))
-        self.lines["ep_smooth"].set_data(self.episodes.array("timesteps"), self.episodes.array("smoothed_return"))
-        for key, values, log in (
-            ("policy_loss", h.array("policy_loss"), False),
-            ("value_loss", _positive(h.array("value_loss")), True),
-            ("entropy", h.array("entropy"), False),
-            ("explained_variance", np.clip(h.array("explained_variance"), -1.0, 1.0), False),
-            ("kl", _positive(h.array("kl")), True),
-            ("trust_region_scale", _positive(h.array("trust_region_scale")), True),
-            ("gfg", _positive(h.array("gfg")), True),
-        ):
-            self.lines[key].set_data(steps, values)
-            self.lines[key + "_smooth"].set_data(steps, _moving_average(values, log=log))
-        self.lines["fps"].set_data(steps, h.array("fps"))
-        if self.kfac_start is not None and self._drawn_kfac_start != self.kfac_start:
-            self._kfac_line.set_xdata([self.kfac_start, self.kfac_start])
-            self._kfac_line.set_visible(True)
-            ax["trust_region"].text(
-                self.kfac_start,
-                0.97,
-                " K-FAC on",
-                transform=ax["trust_region"].get_xaxis_transform(),
-                fontsize=6,
-                color="0.4",
-                va="top",
-            )
-            self._drawn_kfac_start = self.kfac_start
-        self._draw_learning_rate(steps)
-        self._draw_eigenvalues()
-        if self.pretrain:
-            epochs = self.pretrain_history.array("epoch")
-            self.lines["bc_train"].set_data(epochs, self.pretrain_history.array("train_loss"))
-            val_loss = self.pretrain_history.array("val_loss")
-            validated = np.isfinite(val_loss)  # validation may run only every few epochs
-            self.lines["bc_val"].set_data(epochs[validated], val_loss[validated])
-        else:
-            self.lines["len_raw"].set_data(self.episodes.array("timesteps"), self.episodes.array("length"))
-            self.lines["len_smooth"].set_data(self.episodes.array("timesteps"), self.episodes.array("smoothed_length"))
+        """Move the recorded data into every panel's artists and rescale (no rendering)."""
+        for panel in self.panels:
+            panel.draw(self.axes[panel.name], self)
         self._draw_changes()
-        for name, axis in ax.items():
-            if name == "explained_variance":
+        for panel in self.panels:
+            axis = self.axes[panel.name]
+            if panel.fixed_ylim:
                 axis.relim()
                 axis.autoscale_view(scaley=False)
             else:
@@ -551,56 +397,19 @@ class TrainingPlots:
                     self._log_ticks(which, limits)
         self.title.set_text(self._headline())
 
-    def _draw_learning_rate(self, steps: np.ndarray) -> None:
-        used = self.history.array("learning_rate")
-        self.lines["lr_used"].set_data(steps, used)
-        if self.lr_curve is not None:
-            curve_x, curve_y = self.lr_curve
-            self.lines["lr_curve"].set_data(curve_x, curve_y)
-        if len(steps):
-            now_x = steps[-1]
-            if self.lr_curve is not None and len(self.lr_curve[0]) > 1:
-                now_y = float(np.interp(now_x, *self.lr_curve))
-            else:
-                now_y = used[-1]
-            self.lines["lr_now"].set_data([now_x], [now_y])
-
-    def _draw_eigenvalues(self) -> None:
-        ax = self.axes
-        for layer, factors in self.spectra.items():
-            color = self._layer_color(layer)
-            if layer not in self._spectrum_lines:
-                (line_a,) = ax["spectrum_a"].plot([], [], "-", lw=1.2, color=color, label=layer)
-                (line_g,) = ax["spectrum_g"].plot([], [], "-", lw=1.2, color=color, label=layer)
-                self._spectrum_lines[layer] = (line_a, line_g)
-                ax["spectrum_a"].legend(fontsize=6, loc="lower left")
-                for note in self._empty_notes.values():
-                    note.set_visible(False)
-            line_a, line_g = self._spectrum_lines[layer]
-            spectrum_a = _sorted_spectrum(factors.input_factor)
-            spectrum_g = _sorted_spectrum(factors.gradient_factor)
-            line_a.set_data(np.arange(1, spectrum_a.size + 1), spectrum_a)
-            line_g.set_data(np.arange(1, spectrum_g.size + 1), spectrum_g)
-        for layer, history in self.eigen_extremes.items():
-            color = self._layer_color(layer)
-            if layer not in self._extreme_lines:
-                self._extreme_lines[layer] = tuple(  # type: ignore[assignment]
-                    ax["extremes"].plot([], [], ls, lw=1.0, color=color)[0] for ls in ("-", "-", "--", "--")
-                )
-            x = history.array("timesteps")
-            for line, key in zip(self._extreme_lines[layer], ("a_max", "a_min", "g_max", "g_min")):
-                line.set_data(x, _positive(history.array(key)))
-
     def _draw_changes(self) -> None:
         if self._drawn_changes == len(self.changes):
             return
         for artist in self._change_artists:
             artist.remove()
         self._change_artists = []
-        lr_axis = self.axes["learning_rate"]
+        marked = [self.axes[panel.name] for panel in self.panels if panel.change_lines]
+        lr_axis = self.axes.get("learning_rate")
         for k, (timesteps, changed) in enumerate(self.changes[-_MAX_CHANGE_MARKERS:]):
-            self._change_artists.append(lr_axis.axvline(timesteps, color="C3", ls=":", lw=0.9, alpha=0.8))
-            self._change_artists.append(self.axes["returns"].axvline(timesteps, color="C3", ls=":", lw=0.8))
+            for axis in marked:
+                self._change_artists.append(axis.axvline(timesteps, color="C3", ls=":", lw=0.9, alpha=0.8))
+            if lr_axis is None:
+                continue
             label = "\n".join(
                 f"{_ABBREVIATIONS.get(name, name)} {_short(old)}→{_short(new)}" for name, (old, new) in changed.items()
             )

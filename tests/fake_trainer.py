@@ -156,6 +156,7 @@ class FakeTrainer:
             episode_lengths=tuple(lengths),
             fisher_eigenvalues=eigenvalues,
             hyperparameters=used,
+            metrics={"kfac/grad_norm": float(1.0 / np.sqrt(u) + 0.01 * rng.random())},
         )
 
     def snapshot(self) -> dict[str, Any]:

@@ -481,9 +481,11 @@ def test_the_dashboard_shows_every_lstm_block_of_a_real_run() -> None:
     dashboard = Dashboard(model.trainer(14 * 10), redraw_interval=3600.0)
     assert dashboard.run_blocking() == 14
     png = dashboard.plots.render_png()
-    lines = dashboard.plots._spectrum_lines
-    assert {"lstm1_wx", "lstm1_wh", "lstm1_ln_x", "lstm1_ln_h", "lstm1_b", "lstm1_ln_c", "pi", "vf"} <= set(lines)
-    line_a, line_g = lines["lstm1_ln_c"]
+    lines_a = dashboard.plots.panel("spectrum_a").layer_lines
+    lines_g = dashboard.plots.panel("spectrum_g").layer_lines
+    assert {"lstm1_wx", "lstm1_wh", "lstm1_ln_x", "lstm1_ln_h", "lstm1_b", "lstm1_ln_c", "pi", "vf"} <= set(lines_a)
+    assert set(lines_g) == set(lines_a)
+    line_a, line_g = lines_a["lstm1_ln_c"], lines_g["lstm1_ln_c"]
     assert len(line_a.get_xdata()) == 16 and list(line_g.get_ydata()) == [1.0]
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 

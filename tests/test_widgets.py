@@ -308,7 +308,7 @@ def test_learning_rate_changes_are_recorded_and_redraw_the_curve() -> None:
     np.testing.assert_allclose(plots.lr_curve[1], 0.5)
     assert plots.history["learning_rate"][-1] == pytest.approx(0.5)
     plots.draw()
-    now_x, now_y = plots.lines["lr_now"].get_data()
+    now_x, now_y = plots.panel("learning_rate").lines["lr_now"].get_data()
     assert list(now_x) == [120] and list(now_y) == [pytest.approx(0.5)]
     texts = [text.get_text() for text in plots.axes["learning_rate"].texts]
     assert any("lr 0.25→0.5" in text for text in texts) and any("γ 0.99→0.95" in text for text in texts)

@@ -17,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import html
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
 import ipywidgets as widgets
 
 from acktr_lab import hyperparameters as hp
 from acktr_lab.hyperparameters import Control, Hyperparameter
+from acktr_lab.panels import Panel
 from acktr_lab.plots import LR_SETTINGS, TrainingPlots, same_value
 from acktr_lab.report import PretrainReport, UpdateReport
 from acktr_lab.widgets.panel import WidgetPanel
@@ -74,6 +75,8 @@ class Dashboard(WidgetPanel):
         hyperparameters: the definitions to draw controls from (default: ACKTR's,
             :data:`acktr_lab.hyperparameters.HYPERPARAMETERS`): one control for each live
             hyperparameter with a ``control``, in the definitions' order.
+        panels: the plots to show, in order (default: :func:`acktr_lab.panels.default_panels`;
+            any :class:`acktr_lab.panels.Panel`, one of your own included).
 
     Attributes for notebooks and tests: ``plots`` (:class:`TrainingPlots`), ``controls``
     (name → value widget), ``gae_enabled``, ``run_button``, ``pause_button``,
@@ -103,6 +106,7 @@ class Dashboard(WidgetPanel):
         redraw_interval: float = 0.5,
         pretrain: Iterable[PretrainReport] | None = None,
         hyperparameters: Mapping[str, Hyperparameter] | None = None,
+        panels: Sequence[Panel] | None = None,
     ) -> None:
         super().__init__(redraw_interval)
         self.trainer = trainer
@@ -112,7 +116,9 @@ class Dashboard(WidgetPanel):
             name: h.control for name, h in definitions.items() if h.live and h.control is not None
         }
         self._pretrain: Iterator[PretrainReport] | None = iter(pretrain) if pretrain is not None else None
-        self.plots = TrainingPlots(learning_rate_curve=trainer.learning_rate_curve, pretrain=pretrain is not None)
+        self.plots = TrainingPlots(
+            learning_rate_curve=trainer.learning_rate_curve, pretrain=pretrain is not None, panels=panels
+        )
         self.updates = 0
         self.pretrain_epochs = 0
         self.task: asyncio.Future[None] | None = None

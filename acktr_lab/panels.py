@@ -1,0 +1,362 @@
+"""The panels of the training figure: each a small object that says what it needs and how it draws.
+
+A :class:`Panel` names the per-update values it needs recorded (``fields``: an
+:class:`~acktr_lab.report.UpdateReport` attribute or a ``report.metrics`` name such as
+``kfac/grad_norm``), builds its artists once on its axis (:meth:`Panel.setup`) and moves
+the figure's recorded data into them on every frame (:meth:`Panel.draw`). The figure
+(:class:`~acktr_lab.plots.TrainingPlots`) records the data every panel shares: ``history``
+(one row per update, a column per field), ``episodes``, ``spectra``, ``eigen_extremes``,
+``changes``, ``lr_curve`` and ``pretrain_history``. Adding a panel is one class::
+
+    class GradNorm(Panel):
+        name, title, fields = "grad_norm", "gradient norm", ("kfac/grad_norm",)
+
+        def setup(self, axis, plots):
+            (self.lines["norm"],) = axis.plot([], [], "-")
+
+        def draw(self, axis, plots):
+            self.lines["norm"].set_data(plots.history.array("timesteps"), plots.history.array("kfac/grad_norm"))
+
+    TrainingPlots(panels=[*default_panels(), GradNorm()])
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.colors import to_rgb
+from matplotlib.lines import Line2D
+
+if TYPE_CHECKING:
+    from acktr_lab.plots import TrainingPlots
+
+
+def positive(values: np.ndarray) -> np.ndarray:
+    """Non-positive and non-finite values as NaN (gaps on a log axis)."""
+    values = np.asarray(values, dtype=float)
+    return np.where(np.isfinite(values) & (values > 0), values, np.nan)
+
+
+_RAW_ALPHA = 0.35  # per-update values, drawn faintly under their moving average
+
+
+def darker(color: str) -> tuple[float, float, float]:
+    red, green, blue = to_rgb(color)
+    return (0.7 * red, 0.7 * green, 0.7 * blue)
+
+
+def moving_average(values: np.ndarray, *, log: bool = False, fraction: float = 0.025) -> np.ndarray:
+    """Centred moving average over about ``fraction`` of the points, ignoring NaNs (a
+    geometric mean with ``log``). Points whose window holds no finite value stay NaN."""
+    values = np.asarray(values, dtype=float)
+    if log:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = np.log(values)
+    window = max(1, round(len(values) * fraction)) | 1  # odd
+    if window == 1 or len(values) == 0:
+        smooth = values.copy()
+    else:
+        finite = np.isfinite(values)
+        kernel = np.ones(window)
+        sums = np.convolve(np.where(finite, values, 0.0), kernel, mode="same")
+        counts = np.convolve(finite.astype(float), kernel, mode="same")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            smooth = np.where(counts > 0, sums / counts, np.nan)
+        smooth[~finite] = np.nan  # keep the gaps (e.g. the cold start) visible
+    return np.exp(smooth) if log else smooth
+
+
+def sorted_spectrum(eigenvalues: np.ndarray) -> np.ndarray:
+    """Eigenvalues in descending order, non-positive ones as NaN (a log axis)."""
+    return positive(np.sort(np.asarray(eigenvalues, dtype=float).ravel())[::-1])
+
+
+class Panel:
+    """One plot of the training figure. Subclasses set ``name`` (unique, the key of
+    ``plots.axes``), ``title``, ``fields`` (per-update values to record) and implement
+    :meth:`setup` and :meth:`draw`. ``lines`` holds the panel's named artists.
+
+    Class attributes for the figure: ``steps_axis`` (x is timesteps: engineering ticks),
+    ``change_lines`` (draw the manual-change markers here), ``fixed_ylim`` (keep the y
+    limits ``setup`` chose)."""
+
+    name: str = ""
+    title: str = ""
+    fields: tuple[str, ...] = ()
+    steps_axis: bool = True
+    change_lines: bool = False
+    fixed_ylim: bool = False
+
+    def __init__(self) -> None:
+        self.lines: dict[str, Line2D] = {}
+
+    def setup(self, axis: Axes, plots: TrainingPlots) -> None:
+        """Create the artists (once)."""
+        raise NotImplementedError
+
+    def draw(self, axis: Axes, plots: TrainingPlots) -> None:
+        """Move the recorded data into the artists (every frame; no rendering)."""
+        raise NotImplementedError
+
+
+class ScalarPanel(Panel):
+    """One per-update value over timesteps, faint per update under its moving average."""
+
+    def __init__(
+        self,
+        name: str,
+        title: str,
+        field: str | None = None,
+        *,
+        color: str = "C0",
+        log: bool = False,
+        smooth: bool = True,
+        clip: tuple[float, float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.name, self.title, self.field = name, title, field or name
+        self.fields = (self.field,)
+        self.color, self.log, self.smooth, self.clip = color, log, smooth, clip
+        self.fixed_ylim = clip is not None
+
+    def setup(self, axis: Axes, plots: TrainingPlots) -> None:
+        alpha, width = (_RAW_ALPHA, 0.8) if self.smooth else (1.0, 1.0)
+        (self.lines["raw"],) = axis.plot([], [], "-", lw=width, color=self.color, alpha=alpha)
+        if self.smooth:
+            (self.lines["smooth"],) = axis.plot([], [], "-", lw=1.4, color=darker(self.color))
+        if self.log:
+            axis.set_yscale("log")
+        if self.clip is not None:
+            low, high = self.clip
+            margin = 0.025 * (high - low)
+            axis.set_ylim(low - margin, high + margin)
+            axis.axhline(0.0, color="0.5", lw=0.6)
+
+    def draw(self, axis: Axes, plots: TrainingPlots) -> None:
+        steps = plots.history.array("timesteps")
+        values = plots.history.array(self.field)
+        if self.clip is not None:
+            values = np.clip(values, *self.clip)
+        if self.log:
+            values = positive(values)
+        self.lines["raw"].set_data(steps, values)
+        if self.smooth:
+            self.lines["smooth"].set_data(steps, moving_average(values, log=self.log))
+
+
+class ReturnsPanel(Panel):
+    """Episode returns (points, spread over each rollout) and their rolling mean."""
+
+    name, title, change_lines = "returns", "episode return", True
+
+    def setup(self, axis: Axes, plots: TrainingPlots) -> None:
+        (self.lines["raw"],) = axis.plot([], [], ".", ms=2.5, alpha=0.35, color="C0", label="episode")
+        (self.lines["smooth"],) = axis.plot(
+            [], [], "-", lw=1.6, color="C1", label=f"mean of last {plots.smoothing_window}"
+        )
+        axis.legend(fontsize=6, loc="upper left")
+
+    def draw(self, axis: Axes, plots: TrainingPlots) -> None:
+        x = plots.episodes.array("timesteps")
+        self.lines["raw"].set_data(x, plots.episodes.array("return"))
+        self.lines["smooth"].set_data(x, plots.episodes.array("smoothed_return"))
+
+
+class EpisodeLengthPanel(Panel):
+    name, title = "episode_length", "episode length"
+
+    def setup(self, axis: Axes, plots: TrainingPlots) -> None:
+        (self.lines["raw"],) = axis.plot([], [], ".", ms=2.5, alpha=0.35, color="C0")
+        (self.lines["smooth"],) = axis.plot([], [], "-", lw=1.6, color="C1")
+
+    def draw(self, axis: Axes, plots: TrainingPlots) -> None:
+        x = plots.episodes.array("timesteps")
+        self.lines["raw"].set_data(x, plots.episodes.array("length"))
+        self.lines["smooth"].set_data(x, plots.episodes.array("smoothed_length"))
+
+
+class TrustRegionPanel(Panel):
+    """KL of each update, the trust-region scale and gᵀF⁻¹g (log), and where K-FAC starts."""
+
+    name, title = "trust_region", "KL and trust region (log)"
+    fields = ("kl", "trust_region_scale", "gfg")
+    _series = (
+        ("kl", "KL(old ‖ new)", "C0"),
+        ("trust_region_scale", "trust-region scale", "C1"),
+        ("gfg", "gᵀF⁻¹g", "C2"),
+    )
+
+    def setup(self, axis: Axes, plots: TrainingPlots) -> None:
+        for key, label, color in self._series:
+            (self.lines[key],) = axis.plot([], [], "-", lw=0.8, color=color, alpha=_RAW_ALPHA)
+            (self.lines[key + "_smooth"],) = axis.plot([], [], "-", lw=1.4, color=darker(color), label=label)
+        axis.set_yscale("log")
+        axis.legend(fontsize=6, loc="upper right", framealpha=0.6)
+        self.kfac_line = axis.axvline(0.0, color="0.4", ls=":", lw=1.0, visible=False)
+        self._drawn_kfac_start: int | None = None
+
+    def draw(self, axis: Axes, plots: TrainingPlots) -> None:
+        steps = plots.history.array("timesteps")
+        for key, _, _ in self._series:
+            values = positive(plots.history.array(key))
+            self.lines[key].set_data(steps, values)
+            self.lines[key + "_smooth"].set_data(steps, moving_average(values, log=True))
+        start = plots.kfac_start
+        if start is not None and self._drawn_kfac_start != start:
+            self.kfac_line.set_xdata([start, start])
+            self.kfac_line.set_visible(True)
+            axis.text(start, 0.97, " K-FAC on", transform=axis.get_xaxis_transform(), fontsize=6, color="0.4", va="top")
+            self._drawn_kfac_start = start
+
+
+class LearningRatePanel(Panel):
+    """The schedule over the whole run under the current settings, the rate each update
+    used, where the run is now, and the manual changes (labelled)."""
+
+    name, title, fields, change_lines = "learning_rate", "learning rate", ("learning_rate",), True
+
+    def setup(self, axis: Axes, plots: TrainingPlots) -> None:
+        (self.lines["lr_curve"],) = axis.plot([], [], "--", lw=1.0, color="0.55", label="schedule (current settings)")
+        (self.lines["lr_used"],) = axis.plot([], [], "-", lw=1.4, color="C0", label="used")
+        (self.lines["lr_now"],) = axis.plot([], [], "o", ms=6, color="C3", label="now")
+        axis.legend(fontsize=6, loc="lower left", framealpha=0.6)
+
+    def draw(self, axis: Axes, plots: TrainingPlots) -> None:
+        steps = plots.history.array("timesteps")
+        used = plots.history.array("learning_rate")
+        self.lines["lr_used"].set_data(steps, used)
+        if plots.lr_curve is not None:
+            self.lines["lr_curve"].set_data(*plots.lr_curve)
+        if len(steps):
+            now_x = steps[-1]
+            if plots.lr_curve is not None and len(plots.lr_curve[0]) > 1:
+                now_y = float(np.interp(now_x, *plots.lr_curve))
+            else:
+                now_y = used[-1]
+            self.lines["lr_now"].set_data([now_x], [now_y])
+
+
+class _EigenPanel(Panel):
+    """A panel of per-layer Fisher eigenvalues, with a note until the first decomposition."""
+
+    steps_axis = False
+
+    def _note(self, axis: Axes) -> None:
+        self.note = axis.text(
+            0.5,
+            0.5,
+            "no Fisher eigenvalues yet",
+            transform=axis.transAxes,
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="0.5",
+        )
+
+
+class SpectrumPanel(_EigenPanel):
+    """The latest eigenvalues of one Kronecker factor (A or G) of every layer, by rank (log-log)."""
+
+    def __init__(self, factor: str) -> None:
+        super().__init__()
+        if factor not in ("A", "G"):
+            raise ValueError(f"factor must be 'A' or 'G', got {factor!r}")
+        self.factor = factor
+        self.name = f"spectrum_{factor.lower()}"
+        what = "inputs" if factor == "A" else "gradients"
+        self.title = f"eigenvalues of {factor} ({what}) by rank, latest"
+        #: layer → its line
+        self.layer_lines: dict[str, Line2D] = {}
+
+    def setup(self, axis: Axes, plots: TrainingPlots) -> None:
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        self._note(axis)
+
+    def draw(self, axis: Axes, plots: TrainingPlots) -> None:
+        for layer, factors in plots.spectra.items():
+            if layer not in self.layer_lines:
+                (self.layer_lines[layer],) = axis.plot([], [], "-", lw=1.2, color=plots.layer_color(layer), label=layer)
+                if self.factor == "A":
+                    axis.legend(fontsize=6, loc="lower left")
+                self.note.set_visible(False)
+            values = factors.input_factor if self.factor == "A" else factors.gradient_factor
+            spectrum = sorted_spectrum(values)
+            self.layer_lines[layer].set_data(np.arange(1, spectrum.size + 1), spectrum)
+
+
+class ExtremesPanel(_EigenPanel):
+    """The largest and smallest nonzero eigenvalue of A (solid) and G (dashed) per layer over time."""
+
+    name, title, steps_axis = "extremes", "max / min nonzero eigenvalue", True
+
+    def setup(self, axis: Axes, plots: TrainingPlots) -> None:
+        axis.set_yscale("log")
+        axis.legend(
+            handles=[Line2D([], [], color="0.3", ls="-", label="A"), Line2D([], [], color="0.3", ls="--", label="G")],
+            fontsize=6,
+            loc="upper left",
+        )
+        self.layer_lines: dict[str, tuple[Line2D, ...]] = {}
+        self._note(axis)
+
+    def draw(self, axis: Axes, plots: TrainingPlots) -> None:
+        for layer, history in plots.eigen_extremes.items():
+            if layer not in self.layer_lines:
+                color = plots.layer_color(layer)
+                self.layer_lines[layer] = tuple(
+                    axis.plot([], [], style, lw=1.0, color=color)[0] for style in ("-", "-", "--", "--")
+                )
+                self.note.set_visible(False)
+            x = history.array("timesteps")
+            for line, key in zip(self.layer_lines[layer], ("a_max", "a_min", "g_max", "g_min")):
+                line.set_data(x, positive(history.array(key)))
+
+
+class PretrainPanel(Panel):
+    """Behaviour cloning's training and validation loss by epoch."""
+
+    name, title, steps_axis = "pretrain", "behaviour cloning loss by epoch", False
+
+    def setup(self, axis: Axes, plots: TrainingPlots) -> None:
+        (self.lines["bc_train"],) = axis.plot([], [], ".-", lw=1.2, ms=3, color="C0", label="train")
+        (self.lines["bc_val"],) = axis.plot([], [], ".-", lw=1.2, ms=3, color="C1", label="validation")
+        axis.legend(fontsize=6, loc="upper right")
+
+    def draw(self, axis: Axes, plots: TrainingPlots) -> None:
+        epochs = plots.pretrain_history.array("epoch")
+        self.lines["bc_train"].set_data(epochs, plots.pretrain_history.array("train_loss"))
+        val_loss = plots.pretrain_history.array("val_loss")
+        validated = np.isfinite(val_loss)  # validation may run only every few epochs
+        self.lines["bc_val"].set_data(epochs[validated], val_loss[validated])
+
+
+def default_panels(pretrain: bool = False) -> list[Panel]:
+    """The dashboard's twelve panels: returns, policy loss, value loss, entropy; explained
+    variance, KL and trust region, learning rate, fps; the spectra of A and G, the extreme
+    eigenvalues, and episode length (behaviour-cloning loss with ``pretrain``)."""
+    return [
+        ReturnsPanel(),
+        ScalarPanel("policy_loss", "policy loss", color="C0"),
+        ScalarPanel("value_loss", "value loss (log)", color="C3", log=True),
+        ScalarPanel("entropy", "policy entropy", color="C2"),
+        ScalarPanel("explained_variance", "explained variance (clipped to [-1, 1])", color="C4", clip=(-1.0, 1.0)),
+        TrustRegionPanel(),
+        LearningRatePanel(),
+        ScalarPanel("fps", "throughput (fps)", color="C7", smooth=False),
+        SpectrumPanel("A"),
+        SpectrumPanel("G"),
+        ExtremesPanel(),
+        PretrainPanel() if pretrain else EpisodeLengthPanel(),
+    ]
+
+
+def panel_field(report: Any, field: str) -> float:
+    """A panel field of a report: an attribute, or a ``report.metrics`` name (NaN if absent)."""
+    value = getattr(report, field, None) if "/" not in field else None
+    if value is None:
+        value = report.metrics.get(field, math.nan)
+    return float(value)
