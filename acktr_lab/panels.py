@@ -316,6 +316,53 @@ class ExtremesPanel(_EigenPanel):
                 line.set_data(x, positive(history.array(key)))
 
 
+class CurvatureHealthPanel(_EigenPanel):
+    """How well conditioned each layer's curvature is: the condition number (largest over
+    smallest nonzero eigenvalue) of A (solid) and G (dashed) per layer over time, the
+    updates K-FAC skipped marked on the time axis (red: the step was not finite, e.g. a
+    damping too small; grey: a non-finite loss, gradient or statistic), and the age of the
+    inverse in use (updates since its decomposition)."""
+
+    name, title, steps_axis = "curvature_health", "condition numbers, skipped updates", True
+    fields = ("kfac/inverse_age", "kfac/step_not_finite")
+
+    def setup(self, axis: Axes, plots: TrainingPlots) -> None:
+        axis.set_yscale("log")
+        self.layer_lines: dict[str, tuple[Line2D, Line2D]] = {}
+        self._note(axis)
+        self.age = axis.text(0.99, 0.02, "", transform=axis.transAxes, ha="right", va="bottom", fontsize=7)
+        self._skip_marks: list[Any] = []
+        self._drawn_skips = -1
+
+    def draw(self, axis: Axes, plots: TrainingPlots) -> None:
+        for layer, history in plots.eigen_extremes.items():
+            if layer not in self.layer_lines:
+                color = plots.layer_color(layer)
+                self.layer_lines[layer] = (
+                    axis.plot([], [], "-", lw=1.0, color=color, label=layer)[0],
+                    axis.plot([], [], "--", lw=1.0, color=color)[0],
+                )
+                self.note.set_visible(False)
+            x = history.array("timesteps")
+            with np.errstate(divide="ignore", invalid="ignore"):
+                self.layer_lines[layer][0].set_data(x, positive(history.array("a_max") / history.array("a_min")))
+                self.layer_lines[layer][1].set_data(x, positive(history.array("g_max") / history.array("g_min")))
+        skipped = plots.history.array("skipped") > 0
+        if int(skipped.sum()) != self._drawn_skips:
+            for mark in self._skip_marks:
+                mark.remove()
+            steps = plots.history.array("timesteps")[skipped]
+            step_problem = plots.history.array("kfac/step_not_finite")[skipped] > 0
+            self._skip_marks = [
+                axis.axvline(x, color="C3" if bad_step else "0.5", lw=0.8, alpha=0.8)
+                for x, bad_step in zip(steps[-50:], step_problem[-50:])
+            ]
+            self._drawn_skips = int(skipped.sum())
+        ages = plots.history.array("kfac/inverse_age")
+        if len(ages) and np.isfinite(ages[-1]):
+            self.age.set_text(f"inverse age: {ages[-1]:.0f} updates · skipped: {int(skipped.sum())}")
+
+
 class PretrainPanel(Panel):
     """Behaviour cloning's training and validation loss by epoch."""
 

@@ -156,7 +156,11 @@ class FakeTrainer:
             episode_lengths=tuple(lengths),
             fisher_eigenvalues=eigenvalues,
             hyperparameters=used,
-            metrics={"kfac/grad_norm": float(1.0 / np.sqrt(u) + 0.01 * rng.random())},
+            metrics={
+                "kfac/grad_norm": float(1.0 / np.sqrt(u) + 0.01 * rng.random()),
+                "kfac/inverse_age": 0.0 if kfac else float("nan"),
+                "kfac/step_not_finite": 0.0,
+            },
         )
 
     def snapshot(self) -> dict[str, Any]:

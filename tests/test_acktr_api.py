@@ -693,8 +693,11 @@ def test_metrics_travel_by_name_to_the_report_and_its_scalars(
 
 def test_kfac_update_interval() -> None:
     model = ACKTR("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=5, kfac_update=3, seed=0)
-    refreshed = [r.fisher_eigenvalues is not None for r in model.trainer(10 * 17)]
+    reports = list(model.trainer(10 * 17))
+    refreshed = [r.fisher_eigenvalues is not None for r in reports]
     assert refreshed == [False] * 10 + [True, False, False, True, False, False, True]
+    ages = [r.metrics["kfac/inverse_age"] for r in reports]
+    assert all(math.isnan(age) for age in ages[:10]) and ages[10:] == [0, 1, 2, 0, 1, 2, 0]
 
 
 # -- seeding --------------------------------------------------------------------------

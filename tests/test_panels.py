@@ -3,6 +3,8 @@ user's own panel is one small class."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from fake_trainer import FakeTrainer
@@ -10,6 +12,7 @@ from matplotlib.axes import Axes
 from png_checks import QUIET, assert_png
 
 from acktr_lab.panels import (
+    CurvatureHealthPanel,
     EpisodeLengthPanel,
     ExtremesPanel,
     LearningRatePanel,
@@ -121,3 +124,24 @@ def test_panels_need_distinct_names(panels: list[Panel]) -> None:
 def test_spectrum_panel_refuses_an_unknown_factor() -> None:
     with pytest.raises(ValueError, match="'A' or 'G'"):
         SpectrumPanel("B")
+
+
+def test_curvature_health_shows_condition_numbers_skips_and_the_inverse_age() -> None:
+    trainer = FakeTrainer(20 * 30)
+    plots = TrainingPlots(panels=[CurvatureHealthPanel()])
+    for report in trainer:
+        if report.update in (12, 20):  # a non-finite step, then a non-finite input
+            bad_step = 1.0 if report.update == 12 else 0.0
+            metrics = {**report.metrics, "kfac/step_not_finite": bad_step}
+            report = dataclasses.replace(report, skipped=True, kfac_step=False, metrics=metrics)
+        plots.add(report)
+    assert_png(plots.render_png())
+    panel = plots.panel("curvature_health")
+    assert set(panel.layer_lines) == set(trainer.layers)
+    for layer, (line_a, line_g) in panel.layer_lines.items():
+        history = plots.eigen_extremes[layer]
+        np.testing.assert_allclose(line_a.get_ydata(), history.array("a_max") / history.array("a_min"))
+        assert np.all(np.asarray(line_g.get_ydata()) >= 1.0)
+    colors = [mark.get_color() for mark in panel._skip_marks]
+    assert sorted(colors) == ["0.5", "C3"]
+    assert panel.age.get_text() == "inverse age: 0 updates · skipped: 2"

@@ -203,6 +203,7 @@ class KfacOptimizer(tf.Module):
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="kfac-eigen") if self.async_eigen_decomp else None
         self._pending: Future[list[tuple[np.ndarray, ...]]] | None = None
         self._has_inverse = False
+        self._inverse_age: int | None = None  # updates since the inverse in use was decomposed
         self._lock = threading.Lock()
         self._compiled: dict[int, tuple[Callable[..., Any], dict[UpdatePlan, Callable[[], Metrics]]]] = {}
 
@@ -463,7 +464,8 @@ class KfacOptimizer(tf.Module):
         """Bookkeeping outside the compiled step; returns ``metrics`` completed.
 
         Warns on a skipped update; with ``async_eigen_decomp`` installs a finished
-        decomposition (setting ``inverse_refreshed``) and starts the next one when due.
+        decomposition (setting ``inverse_refreshed``) and starts the next one when due;
+        adds ``inverse_age``, the updates since the inverse in use was decomposed.
         """
         if bool(metrics.get("step_not_finite", False)):
             damping = float(self.hyperparameters["damping"].numpy())
@@ -484,6 +486,12 @@ class KfacOptimizer(tf.Module):
             self._has_inverse = True
         if self.async_eigen_decomp:
             metrics["inverse_refreshed"] = self._poll_async()
+        # How many updates ago the inverse in use was decomposed (NaN before the first).
+        if bool(metrics.get("inverse_refreshed", False)):
+            self._inverse_age = 0
+        elif self._inverse_age is not None:
+            self._inverse_age += 1
+        metrics["inverse_age"] = math.nan if self._inverse_age is None else float(self._inverse_age)
         return metrics
 
     def _poll_async(self) -> bool:
