@@ -101,6 +101,21 @@ class Panel:
         """Move the recorded data into the artists (every frame; no rendering)."""
         raise NotImplementedError
 
+    def draw_comparison(self, axis: Axes, records: TrainingPlots, label: str, color: str) -> None:
+        """Overlay another run's records (:meth:`TrainingPlots.compare`); panels that cannot
+        compare runs draw nothing."""
+
+    def comparison_line(self, axis: Axes, label: str, color: str) -> Line2D:
+        """The (dashed) line of comparison ``label`` on this panel, made on first use."""
+        lines = self.__dict__.setdefault("comparison_lines", {})
+        if label not in lines:
+            (lines[label],) = axis.plot([], [], "--", lw=1.3, color=color, label=label)
+            main = self.lines.get("smooth") or self.lines.get("raw") or self.lines.get("lr_used")
+            if main is not None and main.get_label().startswith("_"):
+                main.set_label("this run")
+            axis.legend(fontsize=6, loc="best", framealpha=0.6)
+        return lines[label]
+
 
 class ScalarPanel(Panel):
     """One per-update value over timesteps, faint per update under its moving average."""
@@ -146,6 +161,17 @@ class ScalarPanel(Panel):
         if self.smooth:
             self.lines["smooth"].set_data(steps, moving_average(values, log=self.log))
 
+    def draw_comparison(self, axis: Axes, records: TrainingPlots, label: str, color: str) -> None:
+        if self.field not in records.history:
+            return
+        values = records.history.array(self.field)
+        if self.clip is not None:
+            values = np.clip(values, *self.clip)
+        if self.log:
+            values = positive(values)
+        smooth = moving_average(values, log=self.log) if self.smooth else values
+        self.comparison_line(axis, label, color).set_data(records.history.array("timesteps"), smooth)
+
 
 class ReturnsPanel(Panel):
     """Episode returns (points, spread over each rollout) and their rolling mean."""
@@ -164,6 +190,10 @@ class ReturnsPanel(Panel):
         self.lines["raw"].set_data(x, plots.episodes.array("return"))
         self.lines["smooth"].set_data(x, plots.episodes.array("smoothed_return"))
 
+    def draw_comparison(self, axis: Axes, records: TrainingPlots, label: str, color: str) -> None:
+        line = self.comparison_line(axis, label, color)
+        line.set_data(records.episodes.array("timesteps"), records.episodes.array("smoothed_return"))
+
 
 class EpisodeLengthPanel(Panel):
     name, title = "episode_length", "episode length"
@@ -176,6 +206,10 @@ class EpisodeLengthPanel(Panel):
         x = plots.episodes.array("timesteps")
         self.lines["raw"].set_data(x, plots.episodes.array("length"))
         self.lines["smooth"].set_data(x, plots.episodes.array("smoothed_length"))
+
+    def draw_comparison(self, axis: Axes, records: TrainingPlots, label: str, color: str) -> None:
+        line = self.comparison_line(axis, label, color)
+        line.set_data(records.episodes.array("timesteps"), records.episodes.array("smoothed_length"))
 
 
 class TrustRegionPanel(Panel):
@@ -211,6 +245,10 @@ class TrustRegionPanel(Panel):
             axis.text(start, 0.97, " K-FAC on", transform=axis.get_xaxis_transform(), fontsize=6, color="0.4", va="top")
             self._drawn_kfac_start = start
 
+    def draw_comparison(self, axis: Axes, records: TrainingPlots, label: str, color: str) -> None:
+        kl = moving_average(positive(records.history.array("kl")), log=True)
+        self.comparison_line(axis, f"{label}: KL", color).set_data(records.history.array("timesteps"), kl)
+
 
 class LearningRatePanel(Panel):
     """The schedule over the whole run under the current settings, the rate each update
@@ -237,6 +275,10 @@ class LearningRatePanel(Panel):
             else:
                 now_y = used[-1]
             self.lines["lr_now"].set_data([now_x], [now_y])
+
+    def draw_comparison(self, axis: Axes, records: TrainingPlots, label: str, color: str) -> None:
+        line = self.comparison_line(axis, label, color)
+        line.set_data(records.history.array("timesteps"), records.history.array("learning_rate"))
 
 
 class _EigenPanel(Panel):
@@ -379,6 +421,22 @@ class PretrainPanel(Panel):
         val_loss = plots.pretrain_history.array("val_loss")
         validated = np.isfinite(val_loss)  # validation may run only every few epochs
         self.lines["bc_val"].set_data(epochs[validated], val_loss[validated])
+
+
+class RecordsOnly(Panel):
+    """No drawing: records ``fields`` (a comparison run's records, say)."""
+
+    name, title = "records", ""
+
+    def __init__(self, fields: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.fields = tuple(fields)
+
+    def setup(self, axis: Axes, plots: TrainingPlots) -> None:
+        axis.set_visible(False)
+
+    def draw(self, axis: Axes, plots: TrainingPlots) -> None:
+        pass
 
 
 def default_panels(pretrain: bool = False) -> list[Panel]:

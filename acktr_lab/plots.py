@@ -35,7 +35,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, NullLocator
 
 from acktr_lab import hyperparameters as hp
-from acktr_lab.panels import Panel, PretrainPanel, default_panels, panel_field
+from acktr_lab.panels import Panel, PretrainPanel, RecordsOnly, default_panels, panel_field
 from acktr_lab.report import FactorEigenvalues, PretrainReport, UpdateReport
 
 __all__ = ["LR_SETTINGS", "BoundedHistory", "TrainingPlots", "same_value"]
@@ -48,6 +48,9 @@ _MAX_CHANGE_MARKERS = 25
 
 #: Short names for the change labels on the learning-rate panel (from the hyperparameters' definitions).
 _ABBREVIATIONS = {name: control.short for name, control in hp.LIVE_CONTROLS.items()}
+
+#: Colours of compared runs (the run's own lines use C0-C4 and C7).
+_COMPARISON_COLORS = ("C6", "C8", "C9", "C5", "k")
 
 _UPDATE_COLUMNS = (
     "update",
@@ -224,6 +227,8 @@ class TrainingPlots:
         self._recent_returns: deque[float] = deque(maxlen=self.smoothing_window)
         self._recent_lengths: deque[float] = deque(maxlen=self.smoothing_window)
         self._layer_colors: dict[str, str] = {}
+        #: Other runs overlaid on the panels, by label (:meth:`compare`).
+        self.comparisons: dict[str, TrainingPlots] = {}
         self._change_artists: list[Any] = []
         self._drawn_changes = -1
         self._build(figsize, dpi)
@@ -345,6 +350,20 @@ class TrainingPlots:
                 else:
                     which.set_major_locator(MaxNLocator(nbins=5))
 
+    def compare(self, other: TrainingPlots | Iterable[UpdateReport], label: str) -> None:
+        """Overlay another run on the panels that can show it (dashed, labelled ``label``):
+        another :class:`TrainingPlots` (drawn as it grows: a live dashboard's plots, a
+        snapshot branch's) or a run's reports. The same ``label`` again replaces it."""
+        if not isinstance(label, str) or not label:
+            raise ValueError(f"a comparison needs a non-empty label, got {label!r}")
+        if not isinstance(other, TrainingPlots):
+            fields = tuple(name for name in self._recorded_fields if name not in _UPDATE_COLUMNS)
+            records = TrainingPlots(panels=[RecordsOnly(fields)], max_points=self.max_points, figsize=(1.0, 1.0))
+            records.extend(report for report in other if isinstance(report, UpdateReport))
+            other = records
+        self.comparisons[label] = other
+        self._drawn_changes = -1  # redraw the markers over the new lines
+
     def panel(self, name: str) -> Panel:
         """The panel called ``name``."""
         for panel in self.panels:
@@ -381,6 +400,9 @@ class TrainingPlots:
         """Move the recorded data into every panel's artists and rescale (no rendering)."""
         for panel in self.panels:
             panel.draw(self.axes[panel.name], self)
+            for index, (label, records) in enumerate(self.comparisons.items()):
+                color = _COMPARISON_COLORS[index % len(_COMPARISON_COLORS)]
+                panel.draw_comparison(self.axes[panel.name], records, label, color)
         self._draw_changes()
         for panel in self.panels:
             axis = self.axes[panel.name]

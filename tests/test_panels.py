@@ -145,3 +145,38 @@ def test_curvature_health_shows_condition_numbers_skips_and_the_inverse_age() ->
     colors = [mark.get_color() for mark in panel._skip_marks]
     assert sorted(colors) == ["0.5", "C3"]
     assert panel.age.get_text() == "inverse age: 0 updates · skipped: 2"
+
+
+def test_compare_overlays_another_run_on_the_panels_that_can_show_it() -> None:
+    plots = _fed(default_panels(), updates=30)
+    other_reports = list(FakeTrainer(10 * 40, n_steps=10))
+    plots.compare(other_reports, "n_steps=10")
+    assert_png(plots.render_png())
+    for name in ("returns", "policy_loss", "value_loss", "learning_rate", "episode_length", "fps"):
+        line = plots.panel(name).comparison_lines["n_steps=10"]
+        assert line.get_label() == "n_steps=10" and _points(line) > 0, name
+        legend = plots.axes[name].get_legend()
+        assert legend is not None and "n_steps=10" in [t.get_text() for t in legend.get_texts()], name
+    np.testing.assert_array_equal(
+        plots.panel("learning_rate").comparison_lines["n_steps=10"].get_xdata(),
+        [r.timesteps for r in other_reports],
+    )
+    assert "comparison_lines" not in vars(plots.panel("spectrum_a"))  # eigenvalues are not compared
+    with pytest.raises(ValueError, match="non-empty label"):
+        plots.compare(other_reports, "")
+
+
+def test_the_dashboard_compares_a_live_branch_as_it_trains() -> None:
+    from acktr_lab.widgets import Dashboard
+
+    main = Dashboard(FakeTrainer(400), redraw_interval=QUIET)  # type: ignore[arg-type]
+    branch = Dashboard(FakeTrainer(400, ent_coef=0.05), redraw_interval=QUIET)  # type: ignore[arg-type]
+    main.run_blocking()
+    main.compare(branch, "ent_coef=0.05")
+    main.plots.draw()
+    line = main.plots.panel("policy_loss").comparison_lines["ent_coef=0.05"]
+    assert _points(line) == 0  # the branch has not trained yet
+    branch.step()
+    branch.step()
+    main.plots.draw()
+    assert _points(line) == 2  # drawn from the branch's records as they grow

@@ -128,6 +128,12 @@ class Dashboard(WidgetPanel):
         self._sync_controls()
         self._update_status()  # the first render happens on display or on the first update
 
+    def compare(self, other: Dashboard | TrainingPlots | Iterable[UpdateReport], label: str) -> None:
+        """Overlay another run on the plots, labelled: another dashboard (drawn live as it
+        trains), its ``plots``, or a run's reports (e.g. a snapshot branch's)."""
+        self.plots.compare(other.plots if isinstance(other, Dashboard) else other, label)
+        self._redraw(force=True)
+
     # -- widgets ----------------------------------------------------------------------
     def _build(self) -> None:
         current = self.trainer.hyperparameters
