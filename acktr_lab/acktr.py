@@ -33,7 +33,7 @@ from acktr_lab.pretrain import behaviour_cloning
 from acktr_lab.recurrent import MlpLstmPolicy  # noqa: F401 (registers the recurrent policy names)
 from acktr_lab.report import Edit, PretrainReport
 from acktr_lab.rollout import Collector, StateArrays
-from acktr_lab.serialization import PathOrFile, load_model, save_model
+from acktr_lab.serialization import ModelFileError, PathOrFile, load_model, save_model
 from acktr_lab.trainer import Trainer
 from acktr_lab.training_loop import run_learn
 from acktr_lab.vec_env import as_vector_env
@@ -425,9 +425,19 @@ class ACKTR:
         Optimizer state is untouched, as in Stable Baselines.
         """
         if isinstance(load_path_or_dict, Mapping):
-            values = dict(load_path_or_dict)
-        else:
-            values = load_model(load_path_or_dict).parameters
+            self._assign_parameters(dict(load_path_or_dict), exact_match)
+            return
+        file = load_model(load_path_or_dict)
+        try:
+            values = file.parameters
+            if file.source == "stable_baselines2":
+                values = self.policy.parameters_from_sb2(values)
+            self._assign_parameters(values, exact_match)
+        except (ValueError, RuntimeError) as error:
+            raise ModelFileError(f"{file.where}: its parameters do not fit this model: {error}") from error
+
+    def _assign_parameters(self, values: dict[str, Any], exact_match: bool) -> None:
+        """Check every value (names, shapes, dtype, finite after the cast), then assign them all."""
         params = self.policy.parameters
         missing = [k for k in params if k not in values]
         if exact_match and missing:
