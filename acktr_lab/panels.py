@@ -23,15 +23,28 @@ the figure's recorded data into them on every frame (:meth:`Panel.draw`). The fi
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import to_rgb
 from matplotlib.lines import Line2D
 
-if TYPE_CHECKING:
-    from acktr_lab.plots import TrainingPlots
+
+class TrainingPlots(Protocol):
+    """What a panel reads from its figure (:class:`acktr_lab.plots.TrainingPlots`; not
+    imported here, it imports this module): the records every panel shares."""
+
+    history: Any  # BoundedHistory: one row per update, a column per field
+    episodes: Any  # BoundedHistory: timesteps, return, length, smoothed_return, smoothed_length
+    pretrain_history: Any  # BoundedHistory: epoch, train_loss, val_loss
+    spectra: dict[str, Any]  # layer → latest FactorEigenvalues
+    eigen_extremes: dict[str, Any]  # layer → BoundedHistory of a_max, a_min, g_max, g_min
+    lr_curve: tuple[np.ndarray, np.ndarray] | None
+    kfac_start: int | None
+    smoothing_window: int
+
+    def layer_color(self, layer: str) -> str: ...
 
 
 def positive(values: np.ndarray) -> np.ndarray:

@@ -167,7 +167,7 @@ def test_live_changes_are_logged_and_a_seeded_replay_reproduces_the_run_exactly(
     assert replay.edit_log == log
     for name, value in original.get_parameters().items():
         np.testing.assert_array_equal(replay.get_parameters()[name], value, err_msg=name)
-    assert [r.metrics for r in replayed] == [r.metrics for r in reports]
+    np.testing.assert_equal([dict(r.metrics) for r in replayed], [dict(r.metrics) for r in reports])  # NaN == NaN
 
     unedited, _ = _edited_run()
     assert any(not np.array_equal(unedited.get_parameters()[k], v) for k, v in original.get_parameters().items())
