@@ -549,27 +549,13 @@ class ACKTR:
 
     # -- saving -----------------------------------------------------------------------
     def get_hyperparameters(self) -> dict[str, Any]:
+        """Every hyperparameter's current value, by the names of their one definition
+        (:data:`~acktr_lab.hyperparameters.HYPERPARAMETERS`; ``n_envs`` is the env's)."""
+        values = {**self._live_values(), **self.kfac_kwargs}
         return {
-            "gamma": self.gamma,
-            "n_steps": self.n_steps,
-            "ent_coef": self.ent_coef,
-            "vf_coef": self.vf_coef,
-            "vf_fisher_coef": self.vf_fisher_coef,
-            "learning_rate": self.learning_rate,
-            "max_grad_norm": self.max_grad_norm,
-            "kfac_clip": self.kfac_clip,
-            "lr_schedule": self.lr_schedule,
-            "verbose": self.verbose,
-            "tensorboard_log": self.tensorboard_log,
-            "async_eigen_decomp": self.async_eigen_decomp,
-            "kfac_update": self.kfac_update,
-            "gae_lambda": self.gae_lambda,
-            "full_tensorboard_log": self.full_tensorboard_log,
-            "seed": self.seed,
-            "n_cpu_tf_sess": self.n_cpu_tf_sess,
-            "normalize_returns": self.normalize_returns,
-            "normalize_observations": self.normalize_observations,
-            **self.kfac_kwargs,
+            name: values[name] if name in values else getattr(self, name)
+            for name in hp.HYPERPARAMETERS
+            if name != "n_envs"
         }
 
     def save(self, save_path: PathOrFile, cloudpickle: bool = False) -> None:
