@@ -205,3 +205,16 @@ def test_bad_edits_to_replay_are_refused(edits: list[Any]) -> None:
     model = ACKTR("MlpPolicy", "CartPole-v1", n_steps=5, seed=0)
     with pytest.raises(ValueError):
         model.trainer(100, edits=edits)
+
+
+def test_a_slider_change_is_logged_as_an_edit() -> None:
+    from acktr_lab.widgets import Dashboard
+
+    model = ACKTR("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=5, seed=0)
+    dashboard = Dashboard(model.trainer(100), redraw_interval=1e9)
+    dashboard.step()
+    dashboard.controls["ent_coef"].value = 0.03
+    report = dashboard.step()
+    assert isinstance(report, UpdateReport)
+    assert [(e.update, e.name, e.old, e.new) for e in report.edits] == [(2, "ent_coef", 0.01, 0.03)]
+    assert model.edit_log == report.edits
