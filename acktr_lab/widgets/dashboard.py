@@ -314,42 +314,21 @@ class Dashboard(WidgetPanel):
         """Start training in an asyncio task on the running event loop (the Run button)."""
         if self.state == "running" or self._finished():
             return self.task
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._say("no running asyncio event loop here: use dashboard.run_blocking()", error=True)
-            self._update_status()
+        loop = self._running_loop("dashboard.run_blocking")
+        if loop is None:
             return None
         self._pause_requested = False
         self._set_state("running")
-        self.task = loop.create_task(self._run_loop())
-        self.task.add_done_callback(self._task_done)
-        return self.task
-
-    async def _run_loop(self) -> None:
-        try:
-            while not self._pause_requested:
-                if self._advance() is None:
-                    break
-                await asyncio.sleep(0)
-        except KeyboardInterrupt:
-            self._interrupted()
-            return
-        except Exception as exc:
-            self._fail(exc)
-            return
-        self._settle()
-
-    def _task_done(self, task: asyncio.Future[None]) -> None:
-        if task.cancelled():
-            if self.state == "running":
-                self._say("the training task was cancelled")
-                self._set_state("paused")
-                self._redraw(force=True)
-            return
-        exc = task.exception()
-        if exc is not None and exc is not self.error:  # defensive: _run_loop surfaces its own
-            self._fail(exc)
+        return self._start_task(
+            loop,
+            lambda: not self._pause_requested and self._advance() is not None,
+            finished=self._settle,
+            interrupted=self._interrupted,
+            failed=self._fail,
+            running_state="running",
+            stopped_state="paused",
+            what="training",
+        )
 
     def pause(self) -> None:
         """Stop after the current update (the Pause button)."""

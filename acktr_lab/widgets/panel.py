@@ -1,13 +1,15 @@
-"""What every acktr_lab widget panel shares: display, a status line, an error area and a
-throttled render of its plot into an image."""
+"""What every acktr_lab widget panel shares: display, a status line, an error area, a
+throttled render of its plot into an image, and the runner that steps work in an asyncio
+task between widget callbacks."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import math
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import ipywidgets as widgets
@@ -100,6 +102,64 @@ class WidgetPanel:
             self._rendered_version = self._version
         self._last_draw = time.perf_counter()
         self._update_status()
+
+    # -- the runner -------------------------------------------------------------------
+    def _running_loop(self, blocking_name: str) -> asyncio.AbstractEventLoop | None:
+        """The running asyncio event loop, or None (the status line then names
+        ``blocking_name``, the synchronous alternative)."""
+        try:
+            return asyncio.get_running_loop()
+        except RuntimeError:
+            self._say(f"no running asyncio event loop here: use {blocking_name}()", error=True)
+            self._update_status()
+            return None
+
+    def _start_task(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        work: Callable[[], bool],
+        *,
+        finished: Callable[[], None],
+        interrupted: Callable[[], None],
+        failed: Callable[[BaseException], None],
+        running_state: str,
+        stopped_state: str,
+        what: str,
+    ) -> asyncio.Future[None]:
+        """Call ``work()`` in an asyncio task on ``loop`` until it returns False, yielding to
+        the loop after every call, so widget callbacks (sliders, Pause) run *between* steps
+        on the same thread, never inside one. Then ``finished()``; a KeyboardInterrupt calls
+        ``interrupted()`` and an exception ``failed(exc)``. A task cancelled while in
+        ``running_state`` leaves the panel in ``stopped_state``. Returns the task (also
+        ``self.task``)."""
+
+        async def run() -> None:
+            try:
+                while work():
+                    await asyncio.sleep(0)
+            except KeyboardInterrupt:
+                interrupted()
+                return
+            except Exception as exc:
+                failed(exc)
+                return
+            finished()
+
+        def done(task: asyncio.Future[None]) -> None:
+            if task.cancelled():
+                if self.state == running_state:
+                    self._say(f"the {what} task was cancelled")
+                    self._set_state(stopped_state)
+                    self._redraw(force=True)
+                return
+            exc = task.exception()
+            if exc is not None and exc is not self.error:  # defensive: run() surfaces its own
+                failed(exc)
+
+        task = loop.create_task(run())
+        task.add_done_callback(done)
+        self.task: asyncio.Future[None] | None = task
+        return task
 
     def _show_status(self, parts: Iterable[str]) -> None:
         """Status line: the state, then ``parts`` (HTML), then the last message below."""

@@ -496,48 +496,36 @@ class PretrainDashboard(WidgetPanel):
         """
         if self.state == "pretraining":
             return self.task
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._say("no running asyncio event loop here: use pretrain_blocking()", error=True)
-            self._update_status()
+        loop = self._running_loop("pretrain_blocking")
+        if loop is None:
             return None
         try:
             iterator = self._begin()
         except Exception as exc:
             self._fail(exc, "pretraining could not start")
             return None
-        self.task = loop.create_task(self._pretrain_loop(iterator))
-        self.task.add_done_callback(self._task_done)
-        return self.task
+        completed = [False]
 
-    async def _pretrain_loop(self, iterator: Iterator[PretrainReport]) -> None:
-        try:
-            while not self._stop_requested:
-                report = next(iterator, None)
-                if report is None:
-                    self._finish(iterator, completed=True)
-                    return
-                self._on_report(report)
-                await asyncio.sleep(0)
-        except KeyboardInterrupt:
-            self._finish(iterator, completed=False)
-            return
-        except Exception as exc:
-            self._fail(exc, "pretraining stopped", keep_state=False)
-            return
-        self._finish(iterator, completed=False)
+        def work() -> bool:
+            if self._stop_requested:
+                return False
+            report = next(iterator, None)
+            if report is None:
+                completed[0] = True
+                return False
+            self._on_report(report)
+            return True
 
-    def _task_done(self, task: asyncio.Future[None]) -> None:
-        if task.cancelled():
-            if self.state == "pretraining":
-                self._say("the pretraining task was cancelled")
-                self._set_state("stopped")
-                self._redraw(force=True)
-            return
-        exc = task.exception()
-        if exc is not None and exc is not self.error:  # defensive: the loop surfaces its own
-            self._fail(exc, "pretraining stopped", keep_state=False)
+        return self._start_task(
+            loop,
+            work,
+            finished=lambda: self._finish(iterator, completed=completed[0]),
+            interrupted=lambda: self._finish(iterator, completed=False),
+            failed=lambda exc: self._fail(exc, "pretraining stopped", keep_state=False),
+            running_state="pretraining",
+            stopped_state="stopped",
+            what="pretraining",
+        )
 
     def stop(self) -> None:
         """Stop pretraining after the current epoch (the Stop button)."""
