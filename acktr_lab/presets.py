@@ -20,36 +20,15 @@ from typing import Any
 
 import gymnasium as gym
 
+from acktr_lab import hyperparameters as hp
 from acktr_lab.vec_env import SubprocVecEnv, make_vec_env
 
 #: Keys of a zoo entry that are not ACKTR hyperparameters.
 _ZOO_KEYS = ("n_envs", "n_timesteps", "policy", "normalize")
-#: What a YAML file may set besides those keys: ACKTR's constructor arguments.
-_ACKTR_KEYS = (
-    "gamma",
-    "n_steps",
-    "ent_coef",
-    "vf_coef",
-    "vf_fisher_coef",
-    "learning_rate",
-    "max_grad_norm",
-    "kfac_clip",
-    "lr_schedule",
-    "async_eigen_decomp",
-    "kfac_update",
-    "gae_lambda",
-    "policy_kwargs",
-    "n_cpu_tf_sess",
-    "momentum",
-    "damping",
-    "stats_decay",
-    "cold_iter",
-    "eigen_epsilon",
-    "stats_update",
-    "approx_t2",
-    "normalize_returns",
-    "normalize_observations",
-)
+#: Run settings a YAML file may not choose (the env count is a zoo key; the rest are the caller's).
+_NOT_FROM_YAML = ("n_envs", "verbose", "tensorboard_log", "full_tensorboard_log", "seed")
+#: What a YAML file may set besides those keys: ACKTR's constructor arguments, from their one definition.
+_ACKTR_KEYS = (*(name for name in hp.HYPERPARAMETERS if name not in _NOT_FROM_YAML), "policy_kwargs")
 
 
 def atari_wrapper(env: gym.Env) -> gym.Env:

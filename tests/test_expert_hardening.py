@@ -18,6 +18,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+from test_expert import sb2_cartpole_dict as sb2_dict
 
 from acktr_lab import expert
 from acktr_lab.expert import ExpertDataError, ExpertDataset, generate_expert_traj, load_expert_data
@@ -32,21 +33,6 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ne
 
 
 # ------------------------------------------------------------------------------ helpers
-def sb2_dict(n_episodes: int = 4, length: int = 7) -> dict[str, np.ndarray]:
-    """CartPole-shaped arrays as Stable Baselines 2 saves them (Discrete actions → (N, 1))."""
-    rng = np.random.default_rng(0)
-    n = n_episodes * length
-    starts = np.zeros(n, dtype=bool)
-    starts[::length] = True
-    return {
-        "actions": rng.integers(0, 2, size=(n, 1)).astype(np.int64),
-        "obs": rng.normal(size=(n, 4)).astype(np.float32),
-        "rewards": np.ones(n),
-        "episode_returns": np.full(n_episodes, float(length)),
-        "episode_starts": starts,
-    }
-
-
 def box_dict() -> dict[str, np.ndarray]:
     """Pendulum-shaped arrays: float observations and float (Box) actions."""
     data = sb2_dict()
