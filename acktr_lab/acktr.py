@@ -275,12 +275,19 @@ class ACKTR:
     def episode_lengths(self) -> collections.deque[int] | tuple[int, ...]:
         return self._trainer.episode_lengths if self._trainer is not None else self._episodes[1]
 
-    def trainer(self, total_timesteps: int, reset_num_timesteps: bool = True, edits: Iterable[Edit] = ()) -> Trainer:
+    def trainer(
+        self,
+        total_timesteps: int,
+        reset_num_timesteps: bool = True,
+        edits: Iterable[Edit] = (),
+        cost_every: int = 0,
+    ) -> Trainer:
         """A new run, the model's current one: each ``next()`` is one rollout and one update.
 
         It starts from the previous run's live hyperparameters, episode window and (with
         ``reset_num_timesteps=False``) step count; the previous run keeps its own counters.
         ``edits`` replays live changes at their updates (an earlier run's :attr:`edit_log`).
+        ``cost_every``: time an update's parts every so many updates (see :class:`Trainer`).
         """
         if self.collector is None:
             raise ValueError("this model has no env to train on; pass one with set_env(env)")
@@ -296,6 +303,7 @@ class ACKTR:
             seed=self.seed,
             model=self,
             edits=edits,
+            cost_every=cost_every,
         )
         self._trainer = trainer
         return trainer
@@ -318,8 +326,10 @@ class ACKTR:
     ) -> ACKTR:
         """Train for ``total_timesteps``: a loop over :meth:`trainer`, nothing else.
 
-        ``callback`` is a Stable Baselines style ``callback(locals, globals) -> bool`` or an
-        object with ``on_update(report) -> bool``; returning ``False`` stops training.
+        ``callback`` is a Stable Baselines style ``callback(locals, globals) -> bool``, an
+        object with ``on_update(report) -> bool`` (:mod:`acktr_lab.callbacks`;
+        :class:`~acktr_lab.history.HistoryWriter` saves the run's history), or a list of
+        them; any one returning ``False`` stops training.
         """
         trainer = self.trainer(total_timesteps, reset_num_timesteps=reset_num_timesteps, edits=edits)
         run_learn(

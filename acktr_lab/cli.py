@@ -1,7 +1,8 @@
 """Command line: ``acktr-lab`` (or ``python -m acktr_lab``).
 
 - ``train ENV_ID``: train with the env's preset (:mod:`acktr_lab.presets`), a YAML file
-  (``--config``) and flags; save the model, a plot of the run and a replay; evaluate.
+  (``--config``) and flags; save the model, a plot of the run, its history and a replay; evaluate.
+- ``compare HISTORY...``: overlay saved run histories on one figure.
 - ``enjoy PATH``: run a saved agent, print its returns, write a GIF or MP4 of an episode.
 - ``record-expert PATH``: record a saved agent's episodes as an expert dataset (``.npz``).
 - ``bench``: the learning benchmark against the published results and SB3 A2C.
@@ -109,6 +110,7 @@ def train(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from acktr_lab import ACKTR
+    from acktr_lab.history import HistoryWriter
     from acktr_lab.plots import TrainingPlots
 
     _check_env_id(args.env_id)
@@ -134,18 +136,21 @@ def train(args: argparse.Namespace) -> int:
     model.env_id = args.env_id
     trainer = model.trainer(preset.n_timesteps)
     plots = TrainingPlots(learning_rate_curve=trainer.learning_rate_curve)
-    with tqdm(total=preset.n_timesteps, unit="step", dynamic_ncols=True) as bar:
+    stem = out / f"acktr_{args.env_id.replace('/', '_')}"
+    history = stem.with_name(stem.name + ".history.jsonl")
+    with tqdm(total=preset.n_timesteps, unit="step", dynamic_ncols=True) as bar, HistoryWriter(history) as writer:
         for report in trainer:
             plots.add(report)
+            writer.write(report)
             bar.update(min(report.timesteps, preset.n_timesteps) - bar.n)
             if trainer.episode_returns:
                 bar.set_postfix(ep_return=f"{np.mean(trainer.episode_returns):.1f}", refresh=False)
-    stem = out / f"acktr_{args.env_id.replace('/', '_')}"
     model.save(stem.with_suffix(".zip"))
     plots.save(stem.with_suffix(".png"))
     returns = evaluate(model, preset.make_eval_env(), args.eval_episodes, seed=args.seed + 10_000)
     print(f"saved model  {stem.with_suffix('.zip')}")
     print(f"saved plots  {stem.with_suffix('.png')}")
+    print(f"saved history {history} (acktr-lab compare {history} OTHER.history.jsonl)")
     if not args.no_gif and record_replay(model, preset, stem.with_suffix(".gif"), seed=args.seed):
         print(f"saved replay {stem.with_suffix('.gif')}")
     print(f"evaluation: mean return {np.mean(returns):.1f} ± {np.std(returns):.1f} over {len(returns)} episodes")
@@ -228,6 +233,30 @@ def bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def compare(args: argparse.Namespace) -> int:
+    """Draw saved run histories on one figure: the first as the run, the others overlaid."""
+    from acktr_lab.history import load_history
+    from acktr_lab.plots import TrainingPlots
+    from acktr_lab.serialization import ModelFileError
+
+    labels = args.labels or [Path(path).name.removesuffix(".jsonl").removesuffix(".history") for path in args.histories]
+    if len(labels) != len(args.histories):
+        raise CliError(f"{len(args.histories)} histories but {len(labels)} labels")
+    try:
+        runs = [load_history(path) for path in args.histories]
+    except (OSError, ModelFileError) as error:
+        raise CliError(str(error)) from None
+    if not runs[0]:
+        raise CliError(f"{args.histories[0]} holds no update")
+    plots = TrainingPlots()
+    plots.extend(runs[0])
+    for label, reports in zip(labels[1:], runs[1:]):
+        plots.compare(reports, label)
+    plots.save(args.output)
+    print(f"saved comparison {args.output}: {labels[0]} (solid) against {', '.join(labels[1:]) or 'nothing'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="acktr-lab", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -266,6 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="expert", help="the .npz to write")
     p.add_argument("--deterministic", action="store_true", help="record the greedy policy")
     p.set_defaults(run=record_expert)
+
+    p = commands.add_parser("compare", help="overlay saved run histories (.history.jsonl) on one figure (PNG)")
+    p.add_argument("histories", nargs="+", help="history files written by train, a Dashboard or HistoryWriter")
+    p.add_argument("--labels", nargs="*", default=None, help="one per history (default: the file names)")
+    p.add_argument("--output", default="compare.png", help="the PNG to write")
+    p.set_defaults(run=compare)
 
     p = commands.add_parser("bench", help="the learning benchmark (ACKTR against the zoo and SB3 A2C)")
     p.add_argument("--envs", nargs="*", default=None, help="default: every benchmark env")

@@ -38,6 +38,7 @@ from acktr_lab.kfac import KfacOptimizer, UpdatePlan, capture
 from acktr_lab.numpy_actor import RolloutActor, numpy_acting_unsupported
 from acktr_lab.policies import ActorCriticPolicy, PolicyState
 from acktr_lab.rollout import Batch, StateArrays
+from acktr_lab.update_cost import UpdateCostProbe
 
 #: The loss coefficients the learner holds in variables (changing them never retraces).
 LOSS_COEFFICIENTS = ("ent_coef", "vf_coef", "vf_fisher_coef")
@@ -79,6 +80,8 @@ class Learner:
         self.rollout_actor: Any = self
         if numpy_acting and numpy_acting_unsupported(policy) is None:
             self.rollout_actor = RolloutActor(policy, self.generator)
+        #: Times the parts of an update on a batch, changing nothing (compiled on first use).
+        self.cost_probe = UpdateCostProbe(self)
 
     # -- acting (the collector's Actor) -----------------------------------------------
     def initial_state(self, n_envs: int) -> StateArrays:
@@ -128,7 +131,8 @@ class Learner:
     def update(self, batch: Batch, learning_rate: float) -> dict[str, Any]:
         """One ACKTR update on ``batch`` with step size ``learning_rate``; its metrics by name:
         ``train/…`` (losses, entropy, KL of the change, learning rate) and ``kfac/…``
-        (everything the optimizer reports: trust-region scale, gᵀF⁻¹g, gradient norm, ...)."""
+        (everything the optimizer reports: trust-region scale, gᵀF⁻¹g, gradient norm, ...,
+        and which parts the update ran: ``took_statistics``, ``decomposed``, ``preconditioned``)."""
         self.optimizer.set_hyperparameters(learning_rate=learning_rate)
         inputs = self.step_inputs(batch)
         plan = self.optimizer.plan()
@@ -138,6 +142,10 @@ class Learner:
         losses = {name: metrics.pop(name) for name in TRAIN_METRICS}
         optimizer_metrics = self.optimizer.after_update(metrics)
         losses["learning_rate"] = optimizer_metrics.pop("learning_rate")
+        # which parts of an update this plan ran (what the update-cost panel attributes)
+        optimizer_metrics["took_statistics"] = float(plan.statistics)
+        optimizer_metrics["decomposed"] = float(plan.refresh)
+        optimizer_metrics["preconditioned"] = float(not plan.cold)
         return {
             **{f"train/{name}": value for name, value in losses.items()},
             **{f"kfac/{name}": value for name, value in optimizer_metrics.items()},

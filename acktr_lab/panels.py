@@ -106,6 +106,10 @@ class Panel:
     def __init__(self) -> None:
         self.lines: dict[str, Line2D] = {}
 
+    def attach(self, trainer: Any) -> None:
+        """Called by a dashboard with the trainer it shows, before the first update: a panel
+        that needs the run to measure something asks for it here (default: nothing)."""
+
     def setup(self, axis: Axes, plots: TrainingPlots) -> None:
         """Create the artists (once)."""
         raise NotImplementedError
@@ -418,15 +422,85 @@ class CurvatureHealthPanel(_EigenPanel):
             self.age.set_text(f"inverse age: {ages[-1]:.0f} updates · skipped: {int(skipped.sum())}")
 
 
+class UpdateCostPanel(Panel):
+    """What an update costs, part by part (:mod:`acktr_lab.update_cost`): milliseconds per
+    update spent on curvature statistics, decompositions, preconditioning and the rest,
+    stacked (each line is the running total up to that part; moving averages, so a part that
+    runs every ``kfac_update``-th update shows its cost per update), next to a plain gradient
+    step on the same network (dashed). Shown on the dashboard, it asks the trainer to time
+    the parts every ``every`` updates (``trainer.cost_every``)."""
+
+    name, title, steps_axis = "update_cost", "update cost (ms per update)", True
+    fields = (
+        "cost/statistics_ms",
+        "cost/decomposition_ms",
+        "cost/preconditioning_ms",
+        "cost/rest_ms",
+        "cost/gradient_step_ms",
+    )
+    _STACK = (("statistics", "C0"), ("decomposition", "C1"), ("preconditioning", "C2"), ("rest", "C7"))
+
+    def __init__(self, every: int = 20) -> None:
+        super().__init__()
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be a positive integer, got {every!r}")
+        self.every = every
+
+    def attach(self, trainer: Any) -> None:
+        if getattr(trainer, "cost_every", None) == 0:
+            trainer.cost_every = self.every
+
+    def setup(self, axis: Axes, plots: TrainingPlots) -> None:
+        for part, color in self._STACK:
+            label = "+ rest = update" if part == "rest" else ("" if part == "statistics" else "+ ") + part
+            (self.lines[part],) = axis.plot([], [], "-", lw=1.3, color=color, label=label)
+        (self.lines["gradient_step"],) = axis.plot([], [], "--", lw=1.3, color="k", label="plain gradient step")
+        axis.legend(fontsize=6, loc="upper left", framealpha=0.6)
+        self.ratio = axis.text(0.99, 0.02, "", transform=axis.transAxes, ha="right", va="bottom", fontsize=7)
+        self.note = axis.text(
+            0.5, 0.5, "parts not timed yet\n(trainer.cost_every)", transform=axis.transAxes,
+            ha="center", va="center", fontsize=7, color="0.5",
+        )  # fmt: skip
+
+    def draw(self, axis: Axes, plots: TrainingPlots) -> None:
+        steps = plots.history.array("timesteps")
+        total = np.zeros(len(steps))
+        for part, _ in self._STACK:
+            total = total + moving_average(plots.history.array(f"cost/{part}_ms"))
+            self.lines[part].set_data(steps, total)
+        gradient_step = moving_average(plots.history.array("cost/gradient_step_ms"))
+        self.lines["gradient_step"].set_data(steps, gradient_step)
+        timed = np.isfinite(total) & np.isfinite(gradient_step) & (gradient_step > 0)
+        self.note.set_visible(not timed.any())
+        if timed.any():
+            update, step = total[timed][-1], gradient_step[timed][-1]
+            self.ratio.set_text(f"update {update:.3g} ms = {update / step:.1f}× a gradient step")
+
+
 class PretrainPanel(Panel):
-    """Behaviour cloning's training and validation loss by epoch."""
+    """Behaviour cloning's training and validation loss by epoch (integer ticks), and a
+    dashed grey line between consecutive pretraining runs: ``run_starts`` holds the epochs
+    (counted over all runs) done before each run; a start after epoch 0 is drawn at
+    ``start + 0.5``. ``xlabel`` labels the epoch axis (none by default)."""
 
     name, title, steps_axis = "pretrain", "behaviour cloning loss by epoch", False
+
+    def __init__(self, *, xlabel: str = "") -> None:
+        super().__init__()
+        self.xlabel = xlabel
+        #: Epochs done before each pretraining run (append one when a run begins).
+        self.run_starts: list[int] = []
+        #: The dashed lines between runs.
+        self.separators: list[Line2D] = []
+        self._drawn_starts: tuple[int, ...] = ()
 
     def setup(self, axis: Axes, plots: TrainingPlots) -> None:
         (self.lines["bc_train"],) = axis.plot([], [], ".-", lw=1.2, ms=3, color="C0", label="train")
         (self.lines["bc_val"],) = axis.plot([], [], ".-", lw=1.2, ms=3, color="C1", label="validation")
         axis.legend(fontsize=6, loc="upper right")
+        axis.locator_params(axis="x", integer=True)
+        if self.xlabel:
+            axis.set_xlabel(self.xlabel, fontsize=7)
 
     def draw(self, axis: Axes, plots: TrainingPlots) -> None:
         epochs = plots.pretrain_history.array("epoch")
@@ -434,6 +508,109 @@ class PretrainPanel(Panel):
         val_loss = plots.pretrain_history.array("val_loss")
         validated = np.isfinite(val_loss)  # validation may run only every few epochs
         self.lines["bc_val"].set_data(epochs[validated], val_loss[validated])
+        starts = tuple(dict.fromkeys(start for start in self.run_starts if start > 0))  # the first run needs none
+        if starts != self._drawn_starts:
+            for line in self.separators:
+                line.remove()
+            self.separators = [axis.axvline(start + 0.5, color="0.6", lw=0.8, ls="--") for start in starts]
+            self._drawn_starts = starts
+
+
+class EvaluationPanel(Panel):
+    """Deterministic evaluations of a policy, side by side in the order they were made:
+    each one's episode returns as faint dots, their mean ± std as an error bar, the
+    expert's mean return as a dashed green line, and the evaluations' labels as x ticks
+    (at most ``max_labels``, evenly picked, so they do not overlap). Before the first
+    evaluation it shows ``empty_note``.
+
+    The panel holds its data (:meth:`show`, plain labels and numbers) and redraws only
+    when they changed."""
+
+    name, title, steps_axis = "evaluation", "evaluation (deterministic)", False
+    max_labels = 5
+
+    def __init__(self, *, empty_note: str = "no evaluation yet") -> None:
+        super().__init__()
+        self.empty_note = empty_note
+        #: Each evaluation's label, and its episode returns.
+        self.labels: tuple[str, ...] = ()
+        self.returns: tuple[tuple[float, ...], ...] = ()
+        #: The expert's mean return (``None``: no line).
+        self.expert_mean: float | None = None
+        #: The ``ErrorbarContainer`` of mean ± std (``None`` before the first evaluation).
+        self.errorbars: Any = None
+        self.note: Any = None
+        self._artists: list[Any] = []
+        self._version = 0
+        self._drawn_version = -1
+
+    def show(
+        self,
+        evaluations: list[tuple[str, tuple[float, ...] | list[float]]],
+        expert_mean: float | None = None,
+        env_label: str | None = None,
+    ) -> None:
+        """Set what is drawn: ``(label, episode returns)`` of each evaluation, the expert's
+        mean return, and the env evaluated on (in the title). Nothing is redrawn when
+        they are what the panel already holds."""
+        labels = tuple(str(label) for label, _ in evaluations)
+        returns = tuple(tuple(float(value) for value in values) for _, values in evaluations)
+        expert = None if expert_mean is None else float(expert_mean)
+        title = f"evaluation on {env_label} (deterministic)" if env_label else type(self).title
+        if (labels, returns, expert, title) != (self.labels, self.returns, self.expert_mean, self.title):
+            self.labels, self.returns, self.expert_mean, self.title = labels, returns, expert, title
+            self._version += 1
+
+    @property
+    def means(self) -> np.ndarray:
+        """Mean return of each evaluation."""
+        return np.array([np.mean(values) if values else np.nan for values in self.returns], dtype=float)
+
+    @property
+    def stds(self) -> np.ndarray:
+        """Standard deviation of the returns of each evaluation."""
+        return np.array([np.std(values) if values else np.nan for values in self.returns], dtype=float)
+
+    def setup(self, axis: Axes, plots: TrainingPlots) -> None:
+        axis.set_ylabel("episode return", fontsize=7)
+
+    def draw(self, axis: Axes, plots: TrainingPlots) -> None:
+        if self._drawn_version == self._version:
+            return
+        for artist in self._artists:
+            artist.remove()
+        self._artists, self.lines, self.errorbars, self.note = [], {}, None, None
+        axis.set_title(self.title, fontsize=9, y=1.0, pad=3)
+        if self.expert_mean is not None:
+            self.lines["expert"] = axis.axhline(
+                self.expert_mean, color="C2", lw=1.2, ls="--", label=f"expert {self.expert_mean:.1f}"
+            )
+            self._artists.append(self.lines["expert"])
+        if self.returns:
+            x = np.arange(len(self.returns))
+            dots_x = [i for i, values in enumerate(self.returns) for _ in values]
+            dots_y = [value for values in self.returns for value in values]
+            (self.lines["episodes"],) = axis.plot(dots_x, dots_y, ".", color="C0", alpha=0.35, ms=4)
+            self.errorbars = axis.errorbar(
+                x, self.means, yerr=self.stds, fmt="o", color="C3", capsize=4, label="mean ± std"
+            )
+            self.lines["mean"] = self.errorbars.lines[0]
+            self._artists += [self.lines["episodes"], self.errorbars]
+            every = max(1, math.ceil(len(x) / self.max_labels))
+            axis.set_xticks(x[::every], self.labels[::every], fontsize=7)
+            axis.set_xlim(-0.5, len(x) - 0.5)
+        else:
+            axis.set_xticks([])
+            axis.set_xlim(-0.5, 0.5)
+            self.note = axis.text(
+                0.5, 0.5, self.empty_note, transform=axis.transAxes, ha="center", va="center", color="0.5"
+            )
+            self._artists.append(self.note)
+        if "expert" in self.lines or self.returns:
+            axis.legend(fontsize=6, loc="best")
+        elif axis.get_legend() is not None:
+            axis.get_legend().remove()
+        self._drawn_version = self._version
 
 
 class RecordsOnly(Panel):

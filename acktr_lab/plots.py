@@ -35,6 +35,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, NullLocator
 
 from acktr_lab import hyperparameters as hp
+from acktr_lab.history import load_history
 from acktr_lab.panels import Panel, PretrainPanel, RecordsOnly, default_panels, panel_field
 from acktr_lab.report import FactorEigenvalues, PretrainReport, UpdateReport
 
@@ -180,6 +181,10 @@ class TrainingPlots:
         smoothing_window: episodes in the rolling mean of the returns.
         figsize, dpi: the figure's size in inches (default: 3.5 × 3 per panel) and its resolution.
         panels: the panels to draw, in order (default: :func:`~acktr_lab.panels.default_panels`).
+        headline: what the figure's title says, asked on every :meth:`draw` (default: the
+            latest update's progress, or behaviour cloning's).
+        gridspec_kw: keyword arguments of the panels' :class:`~matplotlib.gridspec.GridSpec`
+            (margins such as ``bottom``, ``top``, ``wspace``; ``width_ratios``).
 
     Data for tests and notebooks: ``history`` (one row per update, columns as the
     report's scalar fields), ``episodes`` (``timesteps``, ``return``, ``length``,
@@ -200,6 +205,8 @@ class TrainingPlots:
         figsize: tuple[float, float] | None = None,
         dpi: float = 80.0,
         panels: Sequence[Panel] | None = None,
+        headline: Callable[[], str] | None = None,
+        gridspec_kw: Mapping[str, Any] | None = None,
     ) -> None:
         self.max_points = int(max_points)
         self.smoothing_window = int(smoothing_window)
@@ -209,6 +216,7 @@ class TrainingPlots:
             raise ValueError(f"panels need distinct, non-empty names; got {names}")
         self.pretrain = bool(pretrain) or any(isinstance(panel, PretrainPanel) for panel in self.panels)
         self._lr_curve_source = learning_rate_curve
+        self._headline_source = headline
         fields = [f for panel in self.panels for f in panel.fields if f not in _UPDATE_COLUMNS]
         self._recorded_fields = (*_UPDATE_COLUMNS, *dict.fromkeys(fields))
         self.history = BoundedHistory(self._recorded_fields, max_points)
@@ -231,7 +239,7 @@ class TrainingPlots:
         self.comparisons: dict[str, TrainingPlots] = {}
         self._change_artists: list[Any] = []
         self._drawn_changes = -1
-        self._build(figsize, dpi)
+        self._build(figsize, dpi, gridspec_kw or {})
         if learning_rate_curve is not None:
             self.refresh_learning_rate_curve()
 
@@ -318,13 +326,13 @@ class TrainingPlots:
             self.set_learning_rate_curve(*self._lr_curve_source())
 
     # -- layout -----------------------------------------------------------------------
-    def _build(self, figsize: tuple[float, float] | None, dpi: float) -> None:
+    def _build(self, figsize: tuple[float, float] | None, dpi: float, gridspec_kw: Mapping[str, Any]) -> None:
         n_cols = min(4, len(self.panels))
         n_rows = math.ceil(len(self.panels) / n_cols)
         self.figure = Figure(figsize=figsize or (3.5 * n_cols, 3.0 * n_rows), dpi=dpi)
         self.canvas = FigureCanvasAgg(self.figure)
         self.figure.subplots_adjust(left=0.045, right=0.99, bottom=0.04, top=0.93, wspace=0.27, hspace=0.3)
-        grid = self.figure.subplots(n_rows, n_cols, squeeze=False)
+        grid = self.figure.subplots(n_rows, n_cols, squeeze=False, gridspec_kw=dict(gridspec_kw))
         self.axes: dict[str, Axes] = {}
         for index, panel in enumerate(self.panels):
             self.axes[panel.name] = grid[index // n_cols][index % n_cols]
@@ -340,22 +348,25 @@ class TrainingPlots:
                 axis.xaxis.set_major_formatter(steps)
             # an explicit y turns off matplotlib's per-draw title placement (slow)
             axis.set_title(panel.title, fontsize=9, y=1.0, pad=3)
+            # fewer ticks render markedly faster (text dominates the cost of a frame); set
+            # before setup, so a panel may still choose its own (e.g. integer ticks)
+            axis.xaxis.set_major_locator(MaxNLocator(nbins=5))
+            axis.yaxis.set_major_locator(MaxNLocator(nbins=5))
             panel.setup(axis, self)
-        # fewer ticks render markedly faster (text dominates the cost of a frame)
-        for axis in self.axes.values():
             for which, scale in ((axis.xaxis, axis.get_xscale()), (axis.yaxis, axis.get_yscale())):
                 if scale == "log":
                     which.set_major_locator(LogLocator(base=10, subs=(1.0,), numticks=6))
                     which.set_minor_locator(NullLocator())
-                else:
-                    which.set_major_locator(MaxNLocator(nbins=5))
 
-    def compare(self, other: TrainingPlots | Iterable[UpdateReport], label: str) -> None:
+    def compare(self, other: TrainingPlots | Iterable[UpdateReport] | str | PathLike[str], label: str) -> None:
         """Overlay another run on the panels that can show it (dashed, labelled ``label``):
         another :class:`TrainingPlots` (drawn as it grows: a live dashboard's plots, a
-        snapshot branch's) or a run's reports. The same ``label`` again replaces it."""
+        snapshot branch's), a run's reports, or a saved run history (a path to a
+        :class:`~acktr_lab.history.HistoryWriter` file). The same ``label`` again replaces it."""
         if not isinstance(label, str) or not label:
             raise ValueError(f"a comparison needs a non-empty label, got {label!r}")
+        if isinstance(other, str | PathLike):
+            other = load_history(other)
         if not isinstance(other, TrainingPlots):
             fields = tuple(name for name in self._recorded_fields if name not in _UPDATE_COLUMNS)
             records = TrainingPlots(panels=[RecordsOnly(fields)], max_points=self.max_points, figsize=(1.0, 1.0))
@@ -417,7 +428,7 @@ class TrainingPlots:
             ):
                 if scale == "log":
                     self._log_ticks(which, limits)
-        self.title.set_text(self._headline())
+        self.title.set_text(self._headline_source() if self._headline_source is not None else self._headline())
 
     def _draw_changes(self) -> None:
         if self._drawn_changes == len(self.changes):

@@ -35,6 +35,7 @@ from acktr_lab.learner import LOSS_COEFFICIENTS, OPTIMIZER_SETTINGS, Learner, Le
 from acktr_lab.report import Edit, FactorEigenvalues, UpdateReport
 from acktr_lab.rollout import Collector, CollectorState
 from acktr_lab.schedules import learning_rate_at, progress_of
+from acktr_lab.update_cost import attribute
 
 #: How many finished episodes the trainer keeps for its running means (Stable Baselines' window).
 EPISODE_WINDOW = 100
@@ -100,6 +101,10 @@ class Trainer:
             locals of Stable Baselines callbacks); the trainer never uses it.
         edits: live changes to replay, each applied from its ``update`` on (an earlier run's
             :attr:`edit_log`: with the same seed the run is reproduced exactly).
+        cost_every: time the parts of an update (:mod:`acktr_lab.update_cost`) at the first
+            update and then every ``cost_every`` updates, and report every update's cost split
+            into them (``cost/…`` metrics); 0 (the default) reports only ``cost/update_ms`` and
+            ``cost/rollout_ms``. The timing changes nothing in the run and is not counted in fps.
 
     Every change of a live hyperparameter (from :meth:`set`, a dashboard's controls or
     ``edits``) is recorded in :attr:`edit_log` as an :class:`~acktr_lab.report.Edit`, and
@@ -119,6 +124,7 @@ class Trainer:
         seed: int | None = None,
         model: Any = None,
         edits: Iterable[Edit] = (),
+        cost_every: int = 0,
     ) -> None:
         if isinstance(total_timesteps, bool) or int(total_timesteps) != total_timesteps or total_timesteps <= 0:
             raise ValueError(f"total_timesteps must be a positive integer, got {total_timesteps!r}")
@@ -151,6 +157,9 @@ class Trainer:
         self._lock = threading.Lock()
         self._time_training = 0.0
         self._steps_timed = 0
+        self.cost_every = cost_every
+        #: The latest part timings (:meth:`UpdateCostProbe.measure`); empty until the first.
+        self.update_cost: dict[str, float] = {}
 
     # -- iteration --------------------------------------------------------------------
     @property
@@ -183,6 +192,7 @@ class Trainer:
             used = dict(self._hyperparameters)
         started = time.perf_counter()
         batch = self.collector.collect(self.n_steps, used["gamma"], used["gae_lambda"])
+        collected = time.perf_counter()
         progress = progress_of(self.num_timesteps - self.start_timesteps + batch.n_transitions, self.run_length)
         learning_rate = learning_rate_at(used["learning_rate"], used["lr_schedule"], progress)
         with deferred_interrupt():
@@ -192,9 +202,16 @@ class Trainer:
             self.episode_returns.extend(batch.episode_returns)
             self.episode_lengths.extend(batch.episode_lengths)
             self.updates += 1
-        self._time_training += time.perf_counter() - started
+        finished = time.perf_counter()
+        self._time_training += finished - started
         self._steps_timed += batch.n_transitions
         metrics = {k: float(v) for k, v in metrics.items()}
+        metrics["cost/rollout_ms"] = 1000.0 * (collected - started)
+        metrics["cost/update_ms"] = 1000.0 * (finished - collected)
+        if self.cost_every and (not self.update_cost or self.updates % self.cost_every == 0):
+            self.update_cost = self.learner.cost_probe.measure(batch)
+        if self.update_cost:
+            metrics.update(attribute(metrics["cost/update_ms"], self.update_cost, metrics))
         metrics["train/explained_variance"] = explained_variance(batch.values, batch.returns)
         eigenvalues = None
         if bool(metrics["kfac/inverse_refreshed"]):
@@ -223,6 +240,17 @@ class Trainer:
             fisher_eigenvalues=eigenvalues,
             hyperparameters={k: hp.describe(v) for k, v in used.items()},
         )
+
+    @property
+    def cost_every(self) -> int:
+        """Updates between timings of an update's parts (0: never; see the class docstring)."""
+        return self._cost_every
+
+    @cost_every.setter
+    def cost_every(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+            raise ValueError(f"cost_every must be an integer ≥ 0 (0: no timing), got {value!r}")
+        self._cost_every = int(value)
 
     # -- live hyperparameters ---------------------------------------------------------
     @property

@@ -50,9 +50,14 @@ def _tensorboard_row(report: UpdateReport) -> dict[str, Any]:
     return row
 
 
-def _wants_to_stop(callback: Any, report: UpdateReport, frame_locals: dict[str, Any]) -> bool:
+def _callbacks(callback: Any) -> list[Any]:
+    """``callback`` as a list: None, one callback, or a list/tuple of them (every one is called)."""
     if callback is None:
-        return False
+        return []
+    return list(callback) if isinstance(callback, list | tuple) else [callback]
+
+
+def _wants_to_stop(callback: Any, report: UpdateReport, frame_locals: dict[str, Any]) -> bool:
     if hasattr(callback, "on_update"):
         return callback.on_update(report) is False
     return callback(frame_locals, globals()) is False
@@ -73,14 +78,16 @@ def run_learn(
 
     ``callback``: a Stable Baselines 2 function ``callback(locals, globals)`` or an object with
     ``on_update(report)`` and optionally ``on_training_start(trainer)``/``on_training_end(trainer)``
-    (see :mod:`acktr_lab.callbacks`).
+    (see :mod:`acktr_lab.callbacks`), or a list of them (as Stable Baselines 3's ``CallbackList``).
 
     ``verbose >= 1``: a progress bar (unless ``progress_bar`` says otherwise) and Stable
     Baselines 2's table every ``log_interval`` updates. ``tensorboard_log``: scalars (and
     parameter histograms with ``full_tensorboard_log``) under ``tb_log_name``.
     """
-    if callback is not None and hasattr(callback, "on_training_start"):
-        callback.on_training_start(trainer)
+    callbacks = _callbacks(callback)
+    for each in callbacks:
+        if hasattr(each, "on_training_start"):
+            each.on_training_start(trainer)
     table = TableLogger() if verbose >= 1 else None
     tensorboard = TensorBoardLogger(tensorboard_log, tb_log_name) if tensorboard_log else None
     show_bar = verbose >= 1 if progress_bar is None else progress_bar
@@ -97,12 +104,14 @@ def run_learn(
             if table is not None and (report.update % max(1, log_interval) == 0 or report.update == 1):
                 table.write(_table_row(trainer, report))
             frame_locals = {"self": trainer.model, "trainer": trainer, "report": report, "update": report.update}
-            if _wants_to_stop(callback, report, frame_locals):
+            # every callback sees every report; any one returning False stops the run
+            if [each for each in callbacks if _wants_to_stop(each, report, frame_locals)]:
                 break
     finally:
         bar.close()
         if tensorboard is not None:
             tensorboard.close()
-    if callback is not None and hasattr(callback, "on_training_end"):
-        callback.on_training_end(trainer)
+    for each in callbacks:
+        if hasattr(each, "on_training_end"):
+            each.on_training_end(trainer)
     return trainer

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from acktr_lab import hyperparameters as hp
-from acktr_lab.report import FactorEigenvalues, UpdateReport
+from acktr_lab.plots import same_value
+from acktr_lab.report import Edit, FactorEigenvalues, UpdateReport
 from acktr_lab.schedules import learning_rate_at, progress_of
 
 DEFAULTS: dict[str, Any] = dict(hp.LIVE_DEFAULTS)
@@ -72,6 +73,7 @@ class FakeTrainer:
         self._rng = np.random.default_rng(0)
         self._episode_timer = 0
         self.set_calls: list[dict[str, Any]] = []
+        self._last_used = dict(self._live)  # to report changes as edits, as the real trainer does
 
     @property
     def done(self) -> bool:
@@ -112,6 +114,12 @@ class FakeTrainer:
         if self.fail_at is not None and self.updates + 1 == self.fail_at:
             raise RuntimeError(f"fake failure at update {self.fail_at}")
         used = dict(self._live)
+        edits = tuple(
+            Edit(self.updates + 1, self.num_timesteps, name, self._last_used[name], value)
+            for name, value in used.items()
+            if name in self._last_used and not same_value(self._last_used[name], value)
+        )
+        self._last_used = used
         self.num_timesteps += self.n_steps
         self.updates += 1
         u = self.updates
@@ -156,6 +164,7 @@ class FakeTrainer:
             episode_lengths=tuple(lengths),
             fisher_eigenvalues=eigenvalues,
             hyperparameters=used,
+            edits=edits,
             metrics={
                 "kfac/grad_norm": float(1.0 / np.sqrt(u) + 0.01 * rng.random()),
                 "kfac/inverse_age": 0.0 if kfac else float("nan"),

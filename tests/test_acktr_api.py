@@ -682,7 +682,9 @@ def test_metrics_travel_by_name_to_the_report_and_its_scalars(
     for report in reports:
         names = set(report.metrics)
         assert {"train/policy_loss", "train/kl", "train/explained_variance", "kfac/grad_norm", "kfac/skipped"} <= names
-        assert {name.split("/")[0] for name in names} == {"train", "kfac"}
+        assert {name.split("/")[0] for name in names} == {"train", "kfac", "cost"}
+        assert {"cost/rollout_ms", "cost/update_ms"} <= names  # measured for every update
+        assert report.metrics["cost/update_ms"] > 0 and report.metrics["cost/rollout_ms"] > 0
         assert report.metrics["train/kl"] == report.kl
         assert report.metrics["kfac/gfg"] == report.gfg or not report.kfac_step  # NaN outside K-FAC steps
         assert math.isfinite(report.metrics["kfac/grad_norm"]) and report.metrics["kfac/grad_norm"] > 0
@@ -710,8 +712,10 @@ def _run(seed: int, updates: int = 14) -> tuple[dict[str, np.ndarray], list[Upda
 
 
 def _comparable(report: UpdateReport) -> dict[str, Any]:
-    """Everything a report holds but the wall-clock fps."""
-    return {name: value for name, value in report.to_dict().items() if name != "fps"}
+    """Everything a report holds but the wall-clock fps and timings (``cost/…``)."""
+    data = {name: value for name, value in report.to_dict().items() if name != "fps"}
+    data["metrics"] = {name: value for name, value in data["metrics"].items() if not name.startswith("cost/")}
+    return data
 
 
 def test_same_seed_same_run() -> None:

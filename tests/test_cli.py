@@ -8,6 +8,7 @@ import pytest
 
 from acktr_lab import ACKTR
 from acktr_lab.cli import main
+from acktr_lab.history import load_history
 
 
 def test_train_saves_a_loadable_model_a_plot_and_reports_a_return(
@@ -23,6 +24,24 @@ def test_train_saves_a_loadable_model_a_plot_and_reports_a_return(
     assert "evaluation: mean return" in out
     loaded = ACKTR.load(model_path)
     assert loaded.num_timesteps == 3200
+    history = load_history(tmp_path / "acktr_CartPole-v1.history.jsonl")
+    assert history[-1].timesteps == 3200 and [r.update for r in history] == list(range(1, len(history) + 1))
+
+    # the saved history compares against another run's (here: itself, relabelled)
+    output = tmp_path / "compare.png"
+    path = str(tmp_path / "acktr_CartPole-v1.history.jsonl")
+    assert main(["compare", path, path, "--labels", "run", "again", "--output", str(output)]) == 0
+    assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "run (solid) against again" in capsys.readouterr().out
+
+
+def test_compare_refuses_what_is_not_a_history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("not a history")
+    assert main(["compare", str(bad)]) == 2
+    assert "not an acktr_lab run history" in capsys.readouterr().err
+    assert main(["compare", str(bad), "--labels", "a", "b"]) == 2
+    assert main(["compare", str(tmp_path / "missing.jsonl")]) == 2
 
 
 def test_unknown_command_is_refused() -> None:

@@ -20,6 +20,8 @@ from png_checks import QUIET, assert_png
 
 from acktr_lab import ACKTR
 from acktr_lab.expert import ExpertDataset, generate_expert_traj
+from acktr_lab.panels import EvaluationPanel, PretrainPanel
+from acktr_lab.plots import TrainingPlots
 from acktr_lab.report import PretrainReport, UpdateReport
 from acktr_lab.widgets import Dashboard, PretrainDashboard
 from acktr_lab.widgets.pretrain import Evaluation
@@ -101,7 +103,7 @@ def test_pretrain_blocking_delivers_reports_to_the_plot(model: ACKTR, dataset: E
     assert "epoch 6/6" in pretraining.status_text and "validation loss" in pretraining.status_text
     assert pretraining.renders >= 1
     assert_png(pretraining.image.value)
-    np.testing.assert_allclose(pretraining.train_line.get_ydata(), train)
+    np.testing.assert_allclose(pretraining.plots.panel("pretrain").lines["bc_train"].get_ydata(), train)
 
     # a second run continues the epoch count on the plot
     more = pretraining.pretrain_blocking(n_epochs=2)
@@ -219,7 +221,8 @@ def test_pretrain_button_runs_an_asyncio_task(model: ACKTR, dataset: ExpertDatas
     assert pretraining.state == "done" and pretraining.error is None
     assert [r.epoch for r in pretraining.reports] == [1, 2, 3]
     assert len(pretraining.history) == 3 and not pretraining.pretrain_button.disabled
-    assert len(pretraining.train_line.get_xdata()) == 3  # the final render shows every epoch
+    train_line = pretraining.plots.panel("pretrain").lines["bc_train"]
+    assert len(train_line.get_xdata()) == 3  # the final render shows every epoch
     assert_png(pretraining.image.value)
     assert "pretraining done" in pretraining.status_text
 
@@ -269,3 +272,96 @@ def test_pretrain_without_an_event_loop_says_so(model: ACKTR, dataset: ExpertDat
     pretraining = make(model, {"expert": dataset})
     assert pretraining.start_pretraining() is None
     assert "pretrain_blocking()" in pretraining.status_text and pretraining.reports == []
+
+
+def _tick_labels(axis: Any) -> list[str]:
+    return [label.get_text() for label in axis.get_xticklabels()]
+
+
+def test_the_evaluation_panel_draws_returns_error_bars_and_the_expert() -> None:
+    panel = EvaluationPanel()
+    plots = TrainingPlots(panels=[panel], figsize=(4.0, 3.0))
+    axis = plots.axes["evaluation"]
+    assert_png(plots.render_png())  # nothing yet: a note, no ticks, no legend
+    assert panel.note is not None and panel.note.get_text() == "no evaluation yet"
+    assert list(axis.get_xticks()) == [] and axis.get_legend() is None and panel.errorbars is None
+
+    panel.show([], expert_mean=200.0, env_label="CartPole-v1")
+    assert_png(plots.render_png())
+    assert list(panel.lines["expert"].get_ydata()) == [200.0, 200.0]
+    assert axis.get_title() == "evaluation on CartPole-v1 (deterministic)"
+    assert [t.get_text() for t in axis.get_legend().get_texts()] == ["expert 200.0"]
+
+    rng = np.random.default_rng(0)
+    evaluations: list[tuple[str, tuple[float, ...]]] = []
+    for k in range(7):  # a stream of evaluations, the plot rendered after each
+        n_episodes = int(rng.integers(1, 6))
+        evaluations.append((f"eval {k}", tuple(rng.normal(50.0 * k, 10.0, n_episodes))))
+        panel.show(evaluations, expert_mean=200.0, env_label="CartPole-v1")
+        assert_png(plots.render_png())
+        returns = [values for _, values in evaluations]
+        dots_x, dots_y = panel.lines["episodes"].get_data()
+        np.testing.assert_array_equal(dots_x, [i for i, values in enumerate(returns) for _ in values])
+        np.testing.assert_allclose(dots_y, [value for values in returns for value in values])
+        means, stds = [np.mean(v) for v in returns], [np.std(v) for v in returns]
+        mean_x, mean_y = panel.errorbars.lines[0].get_data()
+        np.testing.assert_array_equal(mean_x, np.arange(k + 1))
+        np.testing.assert_allclose(mean_y, means)
+        (bars,) = panel.errorbars.lines[2]
+        low_high = [segment[:, 1] for segment in bars.get_segments()]  # each bar from mean - std to mean + std
+        np.testing.assert_allclose(low_high, np.c_[np.subtract(means, stds), np.add(means, stds)])
+        # the old artists were replaced, not piled up: dots, mean, two caps and the expert line
+        assert len(axis.lines) == 5 and len(axis.containers) == 1 and panel.note is None
+        assert axis.get_xlim() == (-0.5, k + 0.5)
+        assert axis.get_ylim()[0] <= min(min(v) for v in returns) and axis.get_ylim()[1] >= 200.0
+    every = 2  # seven labels: every other one, four in all
+    assert _tick_labels(axis) == [label for label, _ in evaluations][::every]
+    assert [t.get_text() for t in axis.get_legend().get_texts()] == ["expert 200.0", "mean ± std"]
+
+    drawn = panel.lines["episodes"]
+    panel.show(list(evaluations), expert_mean=200.0, env_label="CartPole-v1")  # the same data again
+    plots.draw()
+    assert panel.lines["episodes"] is drawn  # not redrawn
+    panel.show(evaluations, expert_mean=None, env_label="CartPole-v1")
+    plots.draw()
+    assert "expert" not in panel.lines and len(axis.lines) == 4
+    assert [t.get_text() for t in axis.get_legend().get_texts()] == ["mean ± std"]
+
+
+def test_the_pretraining_figure_is_made_of_panels(model: ACKTR, dataset: ExpertDataset) -> None:
+    pretraining = make(model, {"expert": dataset}, total_timesteps=400)
+    plots = pretraining.plots
+    assert isinstance(plots, TrainingPlots)
+    assert [panel.name for panel in plots.panels] == ["pretrain", "evaluation"]
+    loss, evaluation = plots.panels
+    assert isinstance(loss, PretrainPanel) and isinstance(evaluation, EvaluationPanel)
+    assert plots.axes["pretrain"].get_xlabel() == "epoch (over all runs)"
+    assert evaluation.note is not None and evaluation.note.get_text() == "press Evaluate"
+    assert plots.title.get_text() == "behaviour cloning on 'expert': no epoch yet"
+
+    before = pretraining.evaluate(n_episodes=2)
+    pretraining.pretrain_blocking(n_epochs=3)
+    pretraining.pretrain_blocking(n_epochs=2)
+    after = pretraining.evaluate(n_episodes=2)
+    assert pretraining.history is plots.pretrain_history and pretraining.run_starts is loss.run_starts
+    # the losses of both runs, epochs counted over all runs, a dashed line between the runs
+    epochs, train = loss.lines["bc_train"].get_data()
+    np.testing.assert_array_equal(epochs, [1, 2, 3, 4, 5])
+    np.testing.assert_allclose(train, [r.train_loss for r in pretraining.reports])
+    assert [line.get_xdata()[0] for line in loss.separators] == [3.5]
+    # the evaluations beside the expert's return
+    assert evaluation.labels == ("start", "BC 5")
+    assert evaluation.returns == (before.returns, after.returns)
+    np.testing.assert_allclose(evaluation.errorbars.lines[0].get_ydata(), [before.mean, after.mean])
+    assert list(evaluation.lines["expert"].get_ydata()) == [dataset.mean_return] * 2
+    assert plots.axes["evaluation"].get_title() == "evaluation on CartPole-v1 (deterministic)"
+    assert _tick_labels(plots.axes["evaluation"]) == ["start", "BC 5"]
+    assert plots.title.get_text().startswith("'expert': epoch 2/2   ·   train loss")
+    assert_png(pretraining.image.value)
+
+    # the training dashboard's behaviour-cloning panel separates the runs too
+    dashboard = pretraining.continue_training()
+    training_loss = dashboard.plots.panel("pretrain")
+    assert isinstance(training_loss, PretrainPanel) and training_loss.run_starts == [0, 3]
+    dashboard.plots.draw()
+    assert [line.get_xdata()[0] for line in training_loss.separators] == [3.5]

@@ -351,3 +351,30 @@ def test_fisher_eigenvalues_with_zeros_and_empty_factors() -> None:
     assert np.isnan(plots.eigen_extremes["dead"]["a_max"][-1])
     assert plots.eigen_extremes["dead"]["g_min"][-1] == pytest.approx(1e-3)
     assert_png(plots.render_png())
+
+
+def test_the_edit_log_view_lists_every_change_newest_first() -> None:
+    from acktr_lab.widgets.dashboard import EDIT_LOG_ROWS
+
+    trainer = FakeTrainer(20 * 40)
+    dashboard, _ = make_dashboard(trainer)
+    assert dashboard.edit_log_view.value == ""  # no change yet: nothing shown
+    dashboard.step()
+    dashboard.controls["ent_coef"].value = 0.05
+    dashboard.controls["vf_coef"].value = 0.75
+    dashboard.step()
+    view = dashboard.edit_log_view.value
+    assert "2 changes" in view
+    assert [(e.update, e.name, e.old, e.new) for e in dashboard.edit_log] == [
+        (2, "ent_coef", 0.01, 0.05),
+        (2, "vf_coef", 0.25, 0.75),
+    ]
+    assert "<td>ent_coef</td><td>0.01 → 0.05</td>" in view and "<td>2</td><td>20</td>" in view
+    for i in range(EDIT_LOG_ROWS + 3):
+        dashboard.controls["ent_coef"].value = 0.001 * (i + 1)
+        dashboard.step()
+    view = dashboard.edit_log_view.value
+    assert len(dashboard.edit_log) == EDIT_LOG_ROWS + 5
+    assert f"newest {EDIT_LOG_ROWS} of {EDIT_LOG_ROWS + 5}" in view
+    assert view.count("<tr><td>") == EDIT_LOG_ROWS
+    assert view.index("0.014 → 0.015") < view.index("0.013 → 0.014")  # newest first

@@ -68,10 +68,20 @@ class CurvatureBlock(tf.Module):
         for variable, value in zip(self.statistics(), batch):
             variable.assign_add(tf.math.multiply_no_nan(value - variable, w))
 
-    def refresh_inverse(self, eigen_epsilon: float | tf.Tensor, accept: bool | tf.Tensor = True) -> tf.Tensor:
-        """Recompute what :meth:`multiply_inverse` uses from the statistics; a boolean tensor,
-        False (previous inverse kept) when ``accept`` is False or the result is not finite."""
+    def decompose(self, eigen_epsilon: float | tf.Tensor) -> tuple[tuple[tf.Tensor, ...], tf.Tensor]:
+        """What :meth:`refresh_inverse` would install, computed from the statistics and not
+        assigned: ``(values in the order of inverse_variables(), finite)``."""
         raise NotImplementedError
+
+    def refresh_inverse(self, eigen_epsilon: float | tf.Tensor, accept: bool | tf.Tensor = True) -> tf.Tensor:
+        """Recompute what :meth:`multiply_inverse` uses from the statistics (:meth:`decompose`);
+        a boolean tensor, False (previous inverse kept) when ``accept`` is False or the result
+        is not finite (straight-line code: new and old values chosen with ``tf.where``)."""
+        new, finite = self.decompose(eigen_epsilon)
+        ok = tf.logical_and(tf.convert_to_tensor(accept), finite)
+        for variable, value in zip(self.inverse_variables(), new, strict=True):
+            variable.assign(tf.where(ok, value, variable))
+        return ok
 
     def inverse_variables(self) -> tuple[tf.Variable, ...]:
         """What :meth:`refresh_inverse` computes, in the order :meth:`set_inverse` takes it."""
@@ -153,13 +163,9 @@ class KroneckerBlock(CurvatureBlock):
         }
 
     # -- inverse ----------------------------------------------------------------------
-    def refresh_inverse(self, eigen_epsilon: float | tf.Tensor, accept: bool | tf.Tensor = True) -> tf.Tensor:
-        """Eigendecompose A and G; eigenvalues below ``eigen_epsilon`` become 0.
-
-        Returns a boolean tensor: False when ``accept`` is False or the decomposition was
-        not finite, in which case the previous decomposition is kept (straight-line code:
-        the new and the old values are chosen with ``tf.where``, no branch).
-        """
+    def decompose(self, eigen_epsilon: float | tf.Tensor) -> tuple[tuple[tf.Tensor, ...], tf.Tensor]:
+        """Eigendecompose A and G; eigenvalues below ``eigen_epsilon`` become 0. ``finite`` is
+        False when a factor or its decomposition is not finite."""
         eps = tf.cast(tf.convert_to_tensor(eigen_epsilon, dtype_hint=self.dtype), self.dtype)
         # tf.linalg.eigh raises (rather than returning NaN) on a non-finite input: hand it an
         # identity instead and reject the result below.
@@ -173,18 +179,14 @@ class KroneckerBlock(CurvatureBlock):
             tf.where(factors_finite, self.gradient_factor, tf.eye(self.output_dim, dtype=self.dtype))
         )
         outputs = (values_a, vectors_a, values_g, vectors_g)
-        ok = tf.reduce_all(
-            [tf.convert_to_tensor(accept), factors_finite, *[tf.reduce_all(tf.math.is_finite(t)) for t in outputs]]
-        )
+        finite = tf.reduce_all([factors_finite, *[tf.reduce_all(tf.math.is_finite(t)) for t in outputs]])
         new = (
             tf.where(values_a > eps, values_a, tf.zeros_like(values_a)),
             vectors_a,
             tf.where(values_g > eps, values_g, tf.zeros_like(values_g)),
             vectors_g,
         )
-        for variable, value in zip(self.inverse_variables(), new):
-            variable.assign(tf.where(ok, value, variable))
-        return ok
+        return new, finite
 
     def inverse_variables(self) -> tuple[tf.Variable, ...]:
         return self.input_eigenvalues, self.input_eigenvectors, self.gradient_eigenvalues, self.gradient_eigenvectors
@@ -337,13 +339,10 @@ class ScaleAndShiftBlock(CurvatureBlock):
     def statistics(self) -> tuple[tf.Variable, ...]:
         return (self.diagonal,)
 
-    def refresh_inverse(self, eigen_epsilon: float | tf.Tensor, accept: bool | tf.Tensor = True) -> tf.Tensor:
+    def decompose(self, eigen_epsilon: float | tf.Tensor) -> tuple[tuple[tf.Tensor, ...], tf.Tensor]:
         eps = tf.cast(tf.convert_to_tensor(eigen_epsilon, dtype_hint=self.dtype), self.dtype)
         values = self.diagonal.read_value()
-        ok = tf.logical_and(tf.convert_to_tensor(accept), tf.reduce_all(tf.math.is_finite(values)))
-        clipped = tf.where(values > eps, values, tf.zeros_like(values))
-        self.inverse_diagonal.assign(tf.where(ok, clipped, self.inverse_diagonal))
-        return ok
+        return (tf.where(values > eps, values, tf.zeros_like(values)),), tf.reduce_all(tf.math.is_finite(values))
 
     def inverse_variables(self) -> tuple[tf.Variable, ...]:
         return (self.inverse_diagonal,)

@@ -274,7 +274,7 @@ class KfacOptimizer(tf.Module):
             tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
             for g, v in zip(tape.gradient(loss, self.trainable), self.trainable)
         ]
-        batch_stats = self._batch_statistics(tape, fisher_loss, recorded) if plan.statistics else None
+        batch_stats = self.batch_statistics(tape, fisher_loss, recorded) if plan.statistics else None
         with tf.control_dependencies([checked]):  # nothing is assigned unless the plan is right
             return self._checked_update(plan, loss, fisher_loss, grads, batch_stats)
 
@@ -304,7 +304,7 @@ class KfacOptimizer(tf.Module):
             ],
         )
 
-    def _batch_statistics(
+    def batch_statistics(
         self, tape: tf.GradientTape, fisher_loss: tf.Tensor | None, recorded: Capture
     ) -> list[tuple[tf.Tensor, ...]]:
         """Every block's batch statistics (``(A_batch, G_batch)`` for a Kronecker block): one
@@ -341,7 +341,7 @@ class KfacOptimizer(tf.Module):
         finite iff its trace is (each off-diagonal ``|Σ xᵢxⱼ| ≤ (Σ xᵢ² + Σ xⱼ²)/2``).
         Each block's gradient is taken as one ``[d_in + 1, d_out]`` matrix here, once.
         """
-        matrices = self._gradient_matrices(grads)
+        matrices = self.gradient_matrices(grads)
         others = [grads[i] for i in self._unregistered]
         grad_norm = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(tf.cast(g, F64))) for g in matrices + others]))
         finite = [x for x in (loss, fisher_loss, grad_norm) if x is not None]
@@ -383,7 +383,7 @@ class KfacOptimizer(tf.Module):
             step_lr, momentum = lr, hp["momentum"]
             scale = gfg = tf.constant(math.nan, F64)
         else:  # K-FAC: natural-gradient direction inside the KL trust region
-            naturals = self._natural_matrices(matrices, hp["damping"])
+            naturals = self.natural_matrices(matrices, hp["damping"])
             others = [grads[i] for i in self._unregistered]
             gfg = tf.add_n(
                 [tf.reduce_sum(tf.cast(v * m, F64)) for v, m in zip(naturals, matrices)]
@@ -445,14 +445,14 @@ class KfacOptimizer(tf.Module):
 
     def precondition(self, grads: Sequence[tf.Tensor]) -> list[tf.Tensor]:
         """``V = (A ⊗ G + δI)⁻¹ ∇`` per registered layer; the plain gradient elsewhere."""
-        natural = self._natural_matrices(self._gradient_matrices(grads), self.hyperparameters["damping"])
+        natural = self.natural_matrices(self.gradient_matrices(grads), self.hyperparameters["damping"])
         return self._unflatten(natural, grads)
 
-    def _natural_matrices(self, matrices: Sequence[tf.Tensor], damping: tf.Tensor | tf.Variable) -> list[tf.Tensor]:
+    def natural_matrices(self, matrices: Sequence[tf.Tensor], damping: tf.Tensor | tf.Variable) -> list[tf.Tensor]:
         """Each block's ``(A ⊗ G + δI)⁻¹ vec(∇)`` as a ``[d_in + 1, d_out]`` matrix."""
         return [block.multiply_inverse(m, damping) for block, m in zip(self.blocks, matrices)]
 
-    def _gradient_matrices(self, grads: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+    def gradient_matrices(self, grads: Sequence[tf.Tensor]) -> list[tf.Tensor]:
         """Each block's gradient as one ``[d_in + 1, d_out]`` matrix (kernel rows, then the bias)."""
         return [
             block.gradient_matrix(*(tf.cast(grads[i], block.dtype) for i in slots))

@@ -17,16 +17,18 @@ from __future__ import annotations
 import asyncio
 import html
 import math
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
 import ipywidgets as widgets
 
 from acktr_lab import hyperparameters as hp
+from acktr_lab.history import HistoryWriter
 from acktr_lab.hyperparameters import Control, Hyperparameter
 from acktr_lab.panels import Panel
 from acktr_lab.plots import LR_SETTINGS, TrainingPlots, same_value
-from acktr_lab.report import PretrainReport, UpdateReport
+from acktr_lab.report import Edit, PretrainReport, UpdateReport
 from acktr_lab.widgets.panel import WidgetPanel
 
 __all__ = ["LIVE_CONTROLS", "Dashboard", "TrainerLike"]
@@ -77,6 +79,8 @@ class Dashboard(WidgetPanel):
             hyperparameter with a ``control``, in the definitions' order.
         panels: the plots to show, in order (default: :func:`acktr_lab.panels.default_panels`;
             any :class:`acktr_lab.panels.Panel`, one of your own included).
+        history: a path to write every update's report to (a run history,
+            :class:`acktr_lab.history.HistoryWriter`), for :meth:`compare` later.
 
     Attributes for notebooks and tests: ``plots`` (:class:`TrainingPlots`), ``controls``
     (name → value widget), ``gae_enabled``, ``run_button``, ``pause_button``,
@@ -85,9 +89,11 @@ class Dashboard(WidgetPanel):
     (``ready``/``running``/``paused``/``done``/``error``), ``error`` (the last exception, or
     ``None``), ``updates`` (training updates made through this dashboard), ``renders`` and
     ``render_seconds`` (how many renders, how long the last took), ``task`` (the asyncio
-    task of the last Run) and ``last_report``. In the page, the widgets carry stable CSS
+    task of the last Run), ``last_report``, ``edit_log`` (every live change seen in the
+    reports, as :class:`~acktr_lab.report.Edit`) and ``edit_log_view`` (HTML: the newest
+    changes as a table of update, timesteps, name, old and new value). In the page, the widgets carry stable CSS
     classes: ``acktr-dashboard``, ``acktr-status``, ``acktr-image``, ``acktr-controls``, ``acktr-errors``,
-    ``acktr-run``/``-pause``/``-step``/``-save``, ``acktr-save-path`` and
+    ``acktr-run``/``-pause``/``-step``/``-save``, ``acktr-save-path``, ``acktr-edit-log`` and
     ``acktr-control-<name>`` (``acktr-control-gae_enabled`` for the GAE checkbox).
     """
 
@@ -107,6 +113,7 @@ class Dashboard(WidgetPanel):
         pretrain: Iterable[PretrainReport] | None = None,
         hyperparameters: Mapping[str, Hyperparameter] | None = None,
         panels: Sequence[Panel] | None = None,
+        history: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(redraw_interval)
         self.trainer = trainer
@@ -119,6 +126,10 @@ class Dashboard(WidgetPanel):
         self.plots = TrainingPlots(
             learning_rate_curve=trainer.learning_rate_curve, pretrain=pretrain is not None, panels=panels
         )
+        for panel in self.plots.panels:
+            panel.attach(trainer)
+        self.history = HistoryWriter(history) if history is not None else None
+        self.edit_log: list[Edit] = []
         self.updates = 0
         self.pretrain_epochs = 0
         self.task: asyncio.Future[None] | None = None
@@ -128,9 +139,12 @@ class Dashboard(WidgetPanel):
         self._sync_controls()
         self._update_status()  # the first render happens on display or on the first update
 
-    def compare(self, other: Dashboard | TrainingPlots | Iterable[UpdateReport], label: str) -> None:
+    def compare(
+        self, other: Dashboard | TrainingPlots | Iterable[UpdateReport] | str | os.PathLike[str], label: str
+    ) -> None:
         """Overlay another run on the plots, labelled: another dashboard (drawn live as it
-        trains), its ``plots``, or a run's reports (e.g. a snapshot branch's)."""
+        trains), its ``plots``, a run's reports (e.g. a snapshot branch's) or a saved run
+        history (a path written by ``history=`` or :class:`~acktr_lab.history.HistoryWriter`)."""
         self.plots.compare(other.plots if isinstance(other, Dashboard) else other, label)
         self._redraw(force=True)
 
@@ -210,10 +224,13 @@ class Dashboard(WidgetPanel):
             value="acktr_model.zip", placeholder="path.zip", layout=widgets.Layout(width="260px")
         )
         self.status = widgets.HTML()
+        self.edit_log_view = widgets.HTML()
         self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
         self.error_output = widgets.Output(layout=widgets.Layout(max_height="240px", overflow="auto"))
         toolbar = widgets.HBox([self.run_button, self.pause_button, self.step_button, self.save_button, self.save_path])
-        self._box = widgets.VBox([toolbar, self.status, self.controls_box, self.image, self.error_output])
+        self._box = widgets.VBox(
+            [toolbar, self.status, self.controls_box, self.edit_log_view, self.image, self.error_output]
+        )
         self._add_css_classes(
             "acktr",
             [
@@ -221,6 +238,7 @@ class Dashboard(WidgetPanel):
                 (self.status, "status"),
                 (self.image, "image"),
                 (self.controls_box, "controls"),
+                (self.edit_log_view, "edit-log"),
                 (self.error_output, "errors"),
                 (self._box, "dashboard"),
             ],
@@ -428,6 +446,12 @@ class Dashboard(WidgetPanel):
 
     def _on_report(self, report: UpdateReport | PretrainReport) -> None:
         self.plots.add(report)
+        if isinstance(report, UpdateReport):
+            if self.history is not None:
+                self.history.write(report)
+            if report.edits:
+                self.edit_log.extend(report.edits)
+                self.edit_log_view.value = edit_log_html(self.edit_log)
         self.last_report = report
         self._version += 1
         self._redraw()
@@ -487,3 +511,28 @@ class Dashboard(WidgetPanel):
 
     def _update_status(self) -> None:
         self._show_status(map(html.escape, self._status_parts()))
+
+
+#: How many of the newest edits the dashboard's table shows (``Dashboard.edit_log`` keeps all).
+EDIT_LOG_ROWS = 12
+
+
+def edit_log_html(edits: Sequence[Edit]) -> str:
+    """The newest edits as an HTML table: update, timesteps, name, old → new."""
+    shown = edits[-EDIT_LOG_ROWS:]
+    cells = "".join(
+        f"<tr><td>{e.update}</td><td>{e.timesteps:,}</td><td>{html.escape(e.name)}</td>"
+        f"<td>{html.escape(_value_text(e.old))} → {html.escape(_value_text(e.new))}</td></tr>"
+        for e in reversed(shown)
+    )
+    more = f" (newest {len(shown)} of {len(edits)})" if len(edits) > len(shown) else ""
+    return (
+        f"<details open><summary><b>Edit log</b>: {len(edits)} change{'s' * (len(edits) != 1)}{more}, "
+        "replayable with <code>edits=model.edit_log</code></summary>"
+        '<table style="font-size:85%"><tr><th>update</th><th>timesteps</th><th>name</th><th>old → new</th></tr>'
+        f"{cells}</table></details>"
+    )
+
+
+def _value_text(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(hp.describe(value))

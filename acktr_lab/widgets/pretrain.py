@@ -13,9 +13,13 @@ behaviour-cloning panel already holds the pretraining losses.
 It works the way the training dashboard does (see the design notes, "Notebooks: what
 works on this stack"): **Pretrain** starts an asyncio task on the kernel's event loop that
 runs one epoch, hands its report to the plot and then ``await asyncio.sleep(0)``, so
-**Stop** and the other widgets' callbacks run between epochs. The plot is a plain
-matplotlib figure rendered to PNG into an ``ipywidgets.Image`` at most every
-``redraw_interval`` seconds. Errors (a file that is not a dataset, demonstrations that
+**Stop** and the other widgets' callbacks run between epochs. The plot is the training
+dashboard's renderer, :class:`~acktr_lab.plots.TrainingPlots`, with two panels (the losses,
+:class:`~acktr_lab.panels.PretrainPanel`, and the evaluations,
+:class:`~acktr_lab.panels.EvaluationPanel`), rendered to PNG into an ``ipywidgets.Image``
+at most every ``redraw_interval`` seconds. The datasets are kept by a
+:class:`~acktr_lab.widgets.datasets.DatasetCatalog`; evaluations are
+:class:`~acktr_lab.widgets.evaluation.Evaluation` objects. Errors (a file that is not a dataset, demonstrations that
 do not fit the model's spaces, a failure while training) are shown in the status line,
 with the traceback in an ``Output`` area when it helps; they never pass silently.
 
@@ -35,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import html
-import io
 import math
 import os
 import re
@@ -44,78 +47,18 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import ipywidgets as widgets
-import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from acktr_lab.evaluation import evaluate
 from acktr_lab.expert import ExpertDataset
-from acktr_lab.plots import BoundedHistory
+from acktr_lab.panels import EvaluationPanel, PretrainPanel
+from acktr_lab.plots import BoundedHistory, TrainingPlots
 from acktr_lab.report import PretrainReport
 from acktr_lab.widgets.dashboard import Dashboard
+from acktr_lab.widgets.datasets import DatasetCatalog, DatasetSource
+from acktr_lab.widgets.evaluation import Evaluation, default_eval_env, env_label, show_evaluations, stage
 from acktr_lab.widgets.panel import WidgetPanel
 
 __all__ = ["Evaluation", "PretrainDashboard"]
-
-DatasetSource = ExpertDataset | str | os.PathLike[str]
-
-
-@dataclasses.dataclass(frozen=True)
-class Evaluation:
-    """Returns of deterministic episodes of the policy at one point of the session.
-
-    ``label`` says when (``"before pretraining"``, ``"after 20 BC epochs"``,
-    ``"ACKTR, 4,000 steps"``), ``short_label`` the same for the plot's axis (``"start"``,
-    ``"BC 20"``, ``"ACKTR 4k"``); ``seed`` is the seed of the first episode's reset
-    (episode i uses ``seed + i``).
-    """
-
-    returns: tuple[float, ...]
-    label: str
-    seed: int
-    short_label: str = ""
-
-    @property
-    def n_episodes(self) -> int:
-        """How many episodes were run."""
-        return len(self.returns)
-
-    @property
-    def mean(self) -> float:
-        """Mean episode return."""
-        return float(np.mean(self.returns))
-
-    @property
-    def std(self) -> float:
-        """Standard deviation of the episode returns."""
-        return float(np.std(self.returns))
-
-    def __str__(self) -> str:
-        return f"{self.label}: return {self.mean:.1f} ± {self.std:.1f} over {self.n_episodes} episodes"
-
-
-def _default_eval_env(model: Any) -> str | None:
-    """The env id of the model's (vector) env, if it has one."""
-    env = getattr(model, "env", None)
-    if env is None:
-        return None
-    spec = getattr(env, "spec", None)
-    if spec is None:
-        envs = getattr(getattr(env, "unwrapped", env), "envs", None)
-        if envs:
-            spec = getattr(envs[0], "spec", None)
-    env_id = getattr(spec, "id", None)
-    return env_id if isinstance(env_id, str) else None
-
-
-def _env_label(env: str | gym.Env | None) -> str:
-    if env is None:
-        return "none"
-    if isinstance(env, str):
-        return env
-    spec = getattr(env, "spec", None)
-    return getattr(spec, "id", None) or type(env).__name__
 
 
 class PretrainDashboard(WidgetPanel):
@@ -138,10 +81,13 @@ class PretrainDashboard(WidgetPanel):
         dataset_kwargs: keyword arguments of ``ExpertDataset`` for the files loaded here
             (default ``verbose=0, seed=0``).
 
-    Attributes for notebooks and tests: ``model``, ``datasets`` (name → source),
+    Attributes for notebooks and tests: ``model``, ``catalog`` (the
+    :class:`~acktr_lab.widgets.datasets.DatasetCatalog`), ``datasets`` (its name → source),
     ``dataset`` / ``dataset_name`` (the picked one, or ``None``), ``reports`` (every
-    :class:`PretrainReport`, in order), ``history`` (a :class:`BoundedHistory` with
-    ``epoch`` counted over all runs, ``train_loss`` and ``val_loss``), ``evaluations`` and
+    :class:`PretrainReport`, in order), ``plots`` (the
+    :class:`~acktr_lab.plots.TrainingPlots` drawn: panels ``pretrain`` and ``evaluation``),
+    ``history`` (its ``pretrain_history``: ``epoch`` counted over all runs, ``train_loss``
+    and ``val_loss``), ``run_starts`` (epochs done before each run), ``evaluations`` and
     ``last_evaluation`` (:class:`Evaluation`), ``state`` (``ready``/``pretraining``/
     ``stopped``/``done``/``error``/``training``), ``error`` (the last exception, or
     ``None``), ``task`` (the asyncio task of the last **Pretrain**), ``trainer`` and
@@ -183,33 +129,55 @@ class PretrainDashboard(WidgetPanel):
         if not learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {learning_rate}")
         self.model = model
-        self.datasets: dict[str, DatasetSource] = dict(datasets or {})
-        self.eval_env: str | gym.Env | None = eval_env if eval_env is not None else _default_eval_env(model)
+        self.catalog = DatasetCatalog(
+            datasets or {},
+            model.observation_space,
+            model.action_space,
+            {"verbose": 0, "seed": 0, **dict(dataset_kwargs or {})},
+        )
+        self.eval_env: str | gym.Env | None = eval_env if eval_env is not None else default_eval_env(model)
         self.total_timesteps = int(total_timesteps)
         self.eval_seed = int(eval_seed)
-        self.dataset_kwargs: dict[str, Any] = {"verbose": 0, "seed": 0, **dict(dataset_kwargs or {})}
         self.dataset: ExpertDataset | None = None
         self.dataset_name: str | None = None
-        self._loaded: dict[str, ExpertDataset] = {}
         self.reports: list[PretrainReport] = []
-        self.history = BoundedHistory(("epoch", "train_loss", "val_loss"))
-        self.run_starts: list[int] = []  # cumulative epoch before each pretraining run
         self.evaluations: list[Evaluation] = []
         self.last_evaluation: Evaluation | None = None
         self.task: asyncio.Future[None] | None = None
         self.trainer: Any = None
         self.dashboard: Dashboard | None = None
         self._stop_requested = False
-        self._drawn_runs = 0
-        self._drawn_eval_key: tuple[int, str | None] | None = None
+        self._loss_panel = PretrainPanel(xlabel="epoch (over all runs)")
+        self._evaluation_panel = EvaluationPanel(empty_note="press Evaluate")
+        self.plots = TrainingPlots(
+            panels=[self._loss_panel, self._evaluation_panel],
+            pretrain=True,
+            figsize=(11.0, 3.4),
+            headline=self._headline,
+            gridspec_kw={"left": 0.06, "bottom": 0.14, "top": 0.84, "wspace": 0.22, "width_ratios": (3, 2)},
+        )
         self._build_widgets(int(n_epochs), float(learning_rate), int(n_eval_episodes))
-        self._build_figure()
         if self.datasets:
             self.select_dataset(next(iter(self.datasets)))
         else:
             self._say("no dataset yet: give the path of an .npz archive and press Load")
         self._update_buttons()
         self._update_status()
+
+    @property
+    def datasets(self) -> dict[str, DatasetSource]:
+        """Name → source of every dataset offered (the catalog's; adding one offers it)."""
+        return self.catalog.sources
+
+    @property
+    def history(self) -> BoundedHistory:
+        """The losses drawn: ``epoch`` (counted over all runs), ``train_loss``, ``val_loss``."""
+        return self.plots.pretrain_history
+
+    @property
+    def run_starts(self) -> list[int]:
+        """Epochs done before each pretraining run (a dashed line on the plot between runs)."""
+        return self._loss_panel.run_starts
 
     # -- widgets ----------------------------------------------------------------------
     def _build_widgets(self, n_epochs: int, learning_rate: float, n_eval_episodes: int) -> None:
@@ -324,20 +292,6 @@ class PretrainDashboard(WidgetPanel):
             return
         self.select_dataset(change["new"])
 
-    def _open(self, name: str, source: DatasetSource) -> ExpertDataset:
-        """The dataset of ``source``, loaded if a path; ``ValueError`` if it does not fit the model."""
-        if isinstance(source, ExpertDataset):
-            dataset = source
-        elif isinstance(source, str | os.PathLike):
-            dataset = ExpertDataset(expert_path=source, **self.dataset_kwargs)
-        else:
-            raise TypeError(f"a dataset must be an ExpertDataset or the path of an .npz archive, got {source!r}")
-        try:
-            dataset.check_spaces(self.model.observation_space, self.model.action_space)
-        except ValueError as error:
-            raise ValueError(f"dataset {name!r} does not fit the model: {error}") from error
-        return dataset
-
     def select_dataset(self, name: str) -> ExpertDataset | None:
         """Pick the dataset ``name`` (loading it if it is a path) for the next pretraining.
 
@@ -353,14 +307,11 @@ class PretrainDashboard(WidgetPanel):
             self._say(f"unknown dataset {name!r}; known: {sorted(self.datasets)}", error=True)
             self._show_selection()
             return None
-        dataset = self._loaded.get(name)
-        if dataset is None:
-            try:
-                dataset = self._open(name, self.datasets[name])
-            except Exception as exc:
-                self._refuse(name, exc)
-                return None
-            self._loaded[name] = dataset
+        try:
+            dataset = self.catalog.open(name)
+        except Exception as exc:
+            self._refuse(name, exc)
+            return None
         self.dataset, self.dataset_name = dataset, name
         self._say(f"dataset {name!r} picked")
         self._show_selection()
@@ -380,21 +331,15 @@ class PretrainDashboard(WidgetPanel):
             self._say("give the path of an .npz archive to load", error=True)
             self._update_status()
             return None
-        for known, source in self.datasets.items():
-            if isinstance(source, str | os.PathLike) and os.path.abspath(os.fspath(source)) == os.path.abspath(text):
-                return self.select_dataset(known)
-        label = name or os.path.basename(text) or text
-        candidate, n = label, 2
-        while candidate in self.datasets:
-            candidate, n = f"{label} ({n})", n + 1
+        known = self.catalog.name_of(text)
+        if known is not None:
+            return self.select_dataset(known)
         try:
-            dataset = self._open(candidate, text)
+            added = self.catalog.add(text, name)
         except Exception as exc:
             self._refuse(text, exc)
             return None
-        self.datasets[candidate] = text
-        self._loaded[candidate] = dataset
-        return self.select_dataset(candidate)
+        return self.select_dataset(added)
 
     def _refuse(self, name: str, exc: BaseException) -> None:
         """Show why a dataset was refused; keep the previous one."""
@@ -423,16 +368,9 @@ class PretrainDashboard(WidgetPanel):
         self._update_status()
 
     def _dataset_html(self) -> str:
-        dataset = self.dataset
-        if dataset is None:
+        if self.dataset is None or self.dataset_name is None:
             return '<span style="color:#555;font-size:12px">no dataset picked</span>'
-        source = self.datasets.get(self.dataset_name or "")
-        where = f" from {os.fspath(source)}" if isinstance(source, str | os.PathLike) else ""
-        text = (
-            f"{dataset.n_episodes} episodes ({len(dataset.train_episodes)} train, {len(dataset.val_episodes)} "
-            f"validation), {dataset.n_transitions:,} transitions, mean return {dataset.mean_return:.1f} "
-            f"± {dataset.std_return:.1f}{where}"
-        )
+        text = self.catalog.describe(self.dataset_name)
         return f'<span style="font-family:monospace;font-size:12px">{html.escape(text)}</span>'
 
     # -- pretraining ------------------------------------------------------------------
@@ -458,11 +396,8 @@ class PretrainDashboard(WidgetPanel):
 
     def _on_report(self, report: PretrainReport) -> None:
         self.reports.append(report)
-        self.history.append(
-            epoch=float(len(self.reports)),
-            train_loss=float(report.train_loss),
-            val_loss=math.nan if report.val_loss is None else float(report.val_loss),
-        )
+        total = len(self.reports)  # the plot counts epochs over all runs
+        self.plots.add(dataclasses.replace(report, epoch=total, n_epochs=total))
         self._version += 1
         self._redraw()
 
@@ -585,16 +520,6 @@ class PretrainDashboard(WidgetPanel):
         return self.reports[first:]
 
     # -- evaluation -------------------------------------------------------------------
-    def _stage(self) -> tuple[str, str]:
-        """When an evaluation happens: a label and a short one."""
-        if self.dashboard is not None and self.trainer is not None:
-            steps = int(self.trainer.num_timesteps)
-            short = f"{steps / 1000:.3g}k" if steps >= 1000 else str(steps)
-            return f"ACKTR, {steps:,} steps", f"ACKTR {short}"
-        if not self.reports:
-            return "before pretraining", "start"
-        return f"after {len(self.reports)} BC epochs", f"BC {len(self.reports)}"
-
     def evaluate(self, n_episodes: int | None = None, seed: int | None = None) -> Evaluation:
         """Run deterministic episodes of the policy on ``eval_env`` (the Evaluate button).
 
@@ -612,11 +537,12 @@ class PretrainDashboard(WidgetPanel):
         except Exception as exc:
             self._fail(exc, "evaluation failed")
             raise
-        label, short_label = self._stage()
+        handed_over = self.dashboard is not None and self.trainer is not None
+        label, short_label = stage(len(self.reports), int(self.trainer.num_timesteps) if handed_over else None)
         evaluation = Evaluation(returns=tuple(returns), label=label, seed=first_seed, short_label=short_label)
         self.evaluations.append(evaluation)
         self.last_evaluation = evaluation
-        self._say(f"evaluation on {_env_label(self.eval_env)}, {evaluation}")
+        self._say(f"evaluation on {env_label(self.eval_env)}, {evaluation}")
         self._version += 1
         self._redraw(force=True)
         return evaluation
@@ -642,6 +568,9 @@ class PretrainDashboard(WidgetPanel):
             dashboard.plots.extend(
                 dataclasses.replace(report, epoch=i, n_epochs=total) for i, report in enumerate(self.reports, 1)
             )
+            for panel in dashboard.plots.panels:
+                if isinstance(panel, PretrainPanel):
+                    panel.run_starts.extend(self.run_starts)
         except Exception as exc:
             self._fail(exc, "could not start ACKTR training")
             raise
@@ -704,86 +633,19 @@ class PretrainDashboard(WidgetPanel):
         return _strip_tags(self.status.value)
 
     # -- the plot ---------------------------------------------------------------------
-    def _build_figure(self) -> None:
-        self.figure = Figure(figsize=(11.0, 3.4), dpi=80)
-        self.canvas = FigureCanvasAgg(self.figure)
-        self.figure.subplots_adjust(left=0.06, right=0.99, bottom=0.14, top=0.84, wspace=0.22)
-        self.loss_axes, self.eval_axes = self.figure.subplots(1, 2, gridspec_kw={"width_ratios": (3, 2)})
-        for axes in (self.loss_axes, self.eval_axes):
-            axes.tick_params(labelsize=8)
-            axes.grid(True, alpha=0.3, linewidth=0.5)
-        self.loss_axes.set_title("behaviour cloning loss", fontsize=10, y=1.0, pad=3)
-        self.loss_axes.set_xlabel("epoch (over all runs)", fontsize=8)
-        self.loss_axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        (self.train_line,) = self.loss_axes.plot([], [], ".-", lw=1.3, ms=4, color="C0", label="train")
-        (self.val_line,) = self.loss_axes.plot([], [], ".-", lw=1.3, ms=4, color="C1", label="validation")
-        self.loss_axes.legend(fontsize=8, loc="upper right")
-        self.title = self.figure.suptitle("", fontsize=11, x=0.01, ha="left")
-
-    def _draw(self) -> None:
-        epochs = self.history.array("epoch")
-        self.train_line.set_data(epochs, self.history.array("train_loss"))
-        val = self.history.array("val_loss")
-        finite = np.isfinite(val)
-        self.val_line.set_data(epochs[finite], val[finite])
-        for start in self.run_starts[max(1, self._drawn_runs) :]:  # the first run needs no separator
-            self.loss_axes.axvline(start + 0.5, color="0.6", lw=0.8, ls="--")
-        self._drawn_runs = len(self.run_starts)
-        self.loss_axes.relim()
-        self.loss_axes.autoscale_view()
-        if len(epochs):
-            self.loss_axes.set_xlim(0.5, max(epochs[-1], 1) + 0.5)
-        key = (len(self.evaluations), self.dataset_name)
-        if key != self._drawn_eval_key:
-            self._draw_evaluations()
-            self._drawn_eval_key = key
-        self.title.set_text(self._headline())
-
-    def _draw_evaluations(self) -> None:
-        axes = self.eval_axes
-        axes.clear()
-        axes.grid(True, alpha=0.3, linewidth=0.5)
-        axes.tick_params(labelsize=8)
-        axes.set_title(f"evaluation on {_env_label(self.eval_env)} (deterministic)", fontsize=10, y=1.0, pad=3)
-        axes.set_ylabel("episode return", fontsize=8)
-        if self.dataset is not None:
-            axes.axhline(
-                self.dataset.mean_return, color="C2", lw=1.2, ls="--", label=f"expert {self.dataset.mean_return:.1f}"
-            )
-        if self.evaluations:
-            x = np.arange(len(self.evaluations))
-            for i, evaluation in enumerate(self.evaluations):
-                axes.plot(np.full(evaluation.n_episodes, i), evaluation.returns, ".", color="C0", alpha=0.35, ms=4)
-            axes.errorbar(
-                x,
-                [e.mean for e in self.evaluations],
-                yerr=[e.std for e in self.evaluations],
-                fmt="o",
-                color="C3",
-                capsize=4,
-                label="mean ± std",
-            )
-            every = max(1, math.ceil(len(x) / 5))  # at most 5 tick labels: they must not overlap
-            axes.set_xticks(x[::every], [e.short_label or e.label for e in self.evaluations][::every], fontsize=7)
-            axes.set_xlim(-0.5, len(self.evaluations) - 0.5)
-        else:
-            axes.set_xticks([])
-            axes.text(0.5, 0.5, "press Evaluate", transform=axes.transAxes, ha="center", va="center", color="0.5")
-        if self.dataset is not None or self.evaluations:
-            axes.legend(fontsize=8, loc="best")
-
     def _headline(self) -> str:
+        """The figure's title: the dataset, the epoch of the last run and its losses."""
         if not self.reports:
             return f"behaviour cloning on {self.dataset_name!r}: no epoch yet" if self.dataset_name else ""
         last = self.reports[-1]
         return f"{self.dataset_name!r}: epoch {last.epoch}/{last.n_epochs}   ·   {self._losses_text(last)}"
 
     def render_png(self) -> bytes:
-        """Draw the plot and render it; PNG bytes."""
-        self._draw()
-        buffer = io.BytesIO()
-        self.canvas.print_png(buffer, pil_kwargs={"compress_level": 1})
-        return buffer.getvalue()
+        """Draw the plot (the losses, and the evaluations beside the expert's return) and
+        render it; PNG bytes."""
+        expert_mean = self.dataset.mean_return if self.dataset is not None else None
+        show_evaluations(self._evaluation_panel, self.evaluations, expert_mean, self.eval_env)
+        return self.plots.render_png()
 
     def _repr_png_(self) -> bytes:
         return self.render_png()
