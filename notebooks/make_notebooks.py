@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import nbformat
+from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).parent
@@ -182,7 +184,7 @@ def pretraining() -> None:
                 "from pathlib import Path\n\n"
                 "from acktr_lab.expert import ExpertDataset, generate_expert_traj\n\n\n"
                 "def controller(obs):\n"
-                "    \"\"\"Push towards where the pole is falling: 1 (right) or 0 (left).\"\"\"\n"
+                '    """Push towards where the pole is falling: 1 (right) or 0 (left)."""\n'
                 "    return int(obs[2] + 0.5 * obs[3] > 0)\n\n\n"
                 "Path('runs').mkdir(exist_ok=True)\n"
                 "N_EPISODES = 5 if QUICK else 25\n"
@@ -198,7 +200,7 @@ def pretraining() -> None:
                 "import io\n\n"
                 "from IPython.display import Image, display\n\n\n"
                 "def show(figure):\n"
-                "    \"\"\"Display a matplotlib Figure as a PNG image.\"\"\"\n"
+                '    """Display a matplotlib Figure as a PNG image."""\n'
                 "    buffer = io.BytesIO()\n"
                 "    figure.savefig(buffer, format='png', bbox_inches='tight')\n"
                 "    display(Image(buffer.getvalue()))\n\n\n"
@@ -261,9 +263,512 @@ def pretraining() -> None:
                 "The behaviour-cloning losses and every evaluation (before pretraining, after it, and during "
                 "ACKTR), then the training dashboard's plots."
             ),
-            new_code_cell(
-                "display(Image(pretraining.render_png()))\n"
-                "display(Image(dashboard.plots.render_png()))"
+            new_code_cell("display(Image(pretraining.render_png()))\ndisplay(Image(dashboard.plots.render_png()))"),
+        ],
+    )
+
+
+def code(source: str) -> NotebookNode:
+    """A code cell from an indented triple-quoted block."""
+    return new_code_cell(textwrap.dedent(source).strip("\n"))
+
+
+def inside_kfac() -> None:
+    write(
+        "04_inside_kfac.ipynb",
+        [
+            new_markdown_cell(
+                "# Inside K-FAC\n\n"
+                "ACKTR's update is a natural-gradient step: it preconditions the gradient `g` with the inverse "
+                "of the Fisher matrix\n\n"
+                "    F = E_x Σ_y p(y|x) ∇log p(y|x) ∇log p(y|x)ᵀ,\n\n"
+                "the curvature of the KL divergence between the model's predictions before and after a step "
+                "(`KL ≈ ½ ΔᵀFΔ`). The natural gradient `F⁻¹g` is the steepest-descent direction when a step is "
+                "measured by how much it changes the predictions rather than the parameters. F has as many rows "
+                "as the network has parameters, so K-FAC keeps only its diagonal blocks, one per layer, and "
+                "approximates each by a Kronecker product `A ⊗ G` of two small matrices: `A = E[āāᵀ]` of the "
+                "layer's inputs (with a 1 appended for the bias) and `G = E[ggᵀ]` of the gradients at its "
+                "outputs.\n\n"
+                "This notebook opens that approximation up on a classifier small enough (4 → 8 → 3, 67 "
+                "parameters) for the exact Fisher to be computed next to it. Everything is computed by "
+                "`acktr_lab.kfac.inspection` on the optimizer ACKTR uses, `KfacOptimizer`."
+            ),
+            new_code_cell(QUICK),
+            code(
+                '''
+                import io
+
+                import numpy as np
+                from IPython.display import Image, display
+                from matplotlib.figure import Figure
+                from matplotlib.ticker import MaxNLocator
+
+                from acktr_lab.kfac import KfacOptimizer
+                from acktr_lab.kfac.inspection import (
+                    SoftmaxMlp,
+                    angle,
+                    exact_fisher,
+                    fisher_blocks,
+                    fisher_norm,
+                    gradient,
+                    kfac_direction,
+                    kfac_step,
+                    layer_slices,
+                    loss_after_step,
+                    natural_gradient,
+                    relative_error,
+                )
+
+
+                def show(figure):
+                    """Display a matplotlib Figure as a PNG image."""
+                    buffer = io.BytesIO()
+                    figure.savefig(buffer, format="png", bbox_inches="tight")
+                    display(Image(buffer.getvalue()))
+
+
+                # Three classes from a noisy linear teacher; four input features on very different scales.
+                rng = np.random.default_rng(0)
+                z = rng.normal(size=(256, 4))
+                labels = np.argmax(z @ rng.normal(size=(4, 3)) + 0.5 * rng.normal(size=(256, 3)), axis=1)
+                inputs = z * np.array([5.0, 1.0, 0.2, 0.5])
+
+
+                def setup(**settings):
+                    """The classifier 4 → 8 → 3 (tanh) and its K-FAC optimizer (ACKTR's defaults, a 5-update cold
+                    start); the training function for optimizer.minimize; the loss."""
+                    model = SoftmaxMlp([4, 8, 3], seed=0)
+                    optimizer = KfacOptimizer(model.variables, model.layers, cold_iter=5, **settings)
+                    return model, optimizer, model.loss_fn(inputs, labels), lambda: model.loss(inputs, labels)
+                '''
+            ),
+            new_markdown_cell(
+                "## Train, and look after every update\n\n"
+                "Each `optimizer.minimize` is one ACKTR update on the whole data set: the statistics `A`, `G` "
+                "are updated from this batch (`G` from labels sampled from the model's own predictions) as a "
+                "moving average, both are eigendecomposed, and the step is `(A ⊗ G + δI)⁻¹g` per layer inside a "
+                "trust region. The first 5 updates are the cold start: plain momentum SGD while the statistics "
+                "accumulate.\n\n"
+                "After each update we compute, at the new parameters: each layer's exact Fisher block and K-FAC's "
+                "(`fisher_blocks`), the gradient `g`, K-FAC's direction with the optimizer's current inverse "
+                "(`kfac_direction`) and the exact natural gradient `(F + δI)⁻¹g`, once with the whole F and once "
+                "with only its diagonal blocks (`natural_gradient`), all with the optimizer's damping δ."
+            ),
+            code(
+                """
+                STEPS = 30 if QUICK else 200
+                model, optimizer, train, loss = setup()
+                damping = optimizer.get_hyperparameters()["damping"]
+                slices = layer_slices(model.variables, model.layers)
+                history = {"loss": [], "scale": [], "expected": [], "running": [], "angles": []}
+                for _ in range(STEPS):
+                    metrics = optimizer.minimize(train)
+                    blocks = fisher_blocks(optimizer, model, inputs)
+                    history["expected"].append([relative_error(b.expected, b.exact) for b in blocks])
+                    history["running"].append([relative_error(b.running, b.exact) for b in blocks])
+                    history["loss"].append(metrics["loss"])
+                    history["scale"].append(metrics["trust_region_scale"])  # NaN during the cold start
+                    fisher, g = exact_fisher(model, model.variables, inputs), gradient(loss, model.variables)
+                    natural = natural_gradient(fisher, g, damping)
+                    kfac = kfac_direction(optimizer, g) if metrics["kfac_step"] else g * np.nan
+                    block_natural = natural_gradient(fisher, g, damping, slices)
+                    history["angles"].append([angle(d, natural) for d in (g, kfac, block_natural)])
+                updates = np.arange(1, STEPS + 1)
+                print(f"loss {history['loss'][0]:.3f} → {history['loss'][-1]:.3f} in {STEPS} updates")
+                """
+            ),
+            new_markdown_cell(
+                "## 1. The two Kronecker factors of a layer\n\n"
+                "Left and middle: the optimizer's factors after training. `A` of the first layer is the second "
+                "moment of the inputs with a 1 appended (its last row is the mean input, its corner 1): the "
+                "feature of scale 5 dominates, the one of scale 0.2 is barely visible. That ill-conditioning is "
+                "what makes plain gradient descent slow here, and what `A⁻¹` undoes. `G` is the second moment of "
+                "the back-propagated log-likelihood gradients at the layer's outputs.\n\n"
+                "Right: the eigenvalues of both factors (as the optimizer decomposed them) and of `A ⊗ G`, whose "
+                "eigenvalues are all products `λ_A·λ_G`. The damping δ is added to each product before dividing: "
+                "along eigendirections with `λ_A·λ_G ≪ δ` the gradient is merely divided by δ, along those with "
+                "`λ_A·λ_G ≫ δ` by `λ_A·λ_G`, the full natural-gradient correction. The output layer's `G` has an "
+                "eigenvalue 0 (not drawn): adding the same number to every logit changes no prediction, so the "
+                "Fisher is singular along that direction and only the damping keeps the inverse finite."
+            ),
+            code(
+                """
+                figure = Figure(figsize=(13, 7), layout="constrained")
+                for row, block in enumerate(optimizer.blocks):
+                    factors = {"A = E[āāᵀ]": block.input_factor.numpy(), "G = E[ggᵀ]": block.gradient_factor.numpy()}
+                    for column, (name, factor) in enumerate(factors.items()):
+                        axes = figure.add_subplot(2, 3, 3 * row + column + 1)
+                        limit = np.abs(factor).max()
+                        image = axes.imshow(factor, cmap="RdBu_r", vmin=-limit, vmax=limit)
+                        axes.set_title(f"{block.layer_name}: {name}, {len(factor)}×{len(factor)}")
+                        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+                        axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+                        figure.colorbar(image, ax=axes, shrink=0.8)
+                    eigen_a, eigen_g = block.eigenvalues()
+                    axes = figure.add_subplot(2, 3, 3 * row + 3)
+                    axes.plot(np.sort(np.outer(eigen_a, eigen_g).ravel())[::-1], ".", color="0.6", label="A ⊗ G")
+                    axes.plot(np.sort(eigen_a)[::-1], "o-", label="A")
+                    axes.plot(np.sort(eigen_g)[::-1], "s-", label="G")
+                    axes.set_yscale("log", nonpositive="mask")  # zero eigenvalues are left out
+                    axes.axhline(damping, color="k", linestyle="--", label=f"damping δ = {damping:g}")
+                    axes.set(title=f"{block.layer_name}: eigenvalues", xlabel="index (descending)")
+                    axes.legend(fontsize="small")
+                show(figure)
+                """
+            ),
+            new_markdown_cell(
+                "## 2. K-FAC's block against the exact Fisher\n\n"
+                "Each row is one layer's diagonal block of F in the block's layout (rows and columns: the "
+                "entries of `[W; b]`, row by row), on one colour scale: the exact block; K-FAC's `A ⊗ G` with "
+                "both factors computed exactly at the current parameters (`expected_factors`: the error of the "
+                "Kronecker structure alone, which treats the inputs and the output gradients as independent); "
+                "and `A ⊗ G` from the optimizer's running statistics, what its updates actually use (sampled "
+                "labels, averaged over past parameters with `stats_decay`). The colours saturate at the 98th "
+                "percentile of the exact block's magnitudes: the first layer's entries span the squared scales "
+                "of its inputs, and the few largest would leave the rest white."
+            ),
+            code(
+                """
+                kinds = {
+                    "exact Fisher block": "exact",
+                    "K-FAC, exact factors": "expected",
+                    "K-FAC, running statistics": "running",
+                }
+                figure = Figure(figsize=(13, 8), layout="constrained")
+                for row, block in enumerate(blocks):
+                    limit = np.percentile(np.abs(block.exact), 98)
+                    for column, (title, kind) in enumerate(kinds.items()):
+                        matrix = getattr(block, kind)
+                        axes = figure.add_subplot(2, 3, 3 * row + column + 1)
+                        image = axes.imshow(matrix, cmap="RdBu_r", vmin=-limit, vmax=limit)
+                        error = f"\\nrelative error {relative_error(matrix, block.exact):.2f}"
+                        axes.set_title(f"{block.layer}: {title}" + ("" if kind == "exact" else error))
+                    figure.colorbar(image, ax=axes, shrink=0.8)
+                show(figure)
+                """
+            ),
+            new_markdown_cell(
+                "The relative error `‖F_kfac − F_exact‖_F / ‖F_exact‖_F` over training. With exact factors it "
+                "measures how far the output gradients' statistics depend on the input, which changes as the "
+                "predictions sharpen. The running statistics are off in their own ways: sampled labels, and an "
+                "average over parameters the network has left behind (`stats_decay = 0.99` remembers about 100 "
+                "updates), which matters most while the network changes fast."
+            ),
+            code(
+                """
+                expected, running = np.array(history["expected"]), np.array(history["running"])
+                figure = Figure(figsize=(11, 3.5), layout="constrained")
+                for index, block in enumerate(optimizer.blocks):
+                    axes = figure.add_subplot(1, 2, index + 1)
+                    axes.plot(updates, expected[:, index], label="K-FAC, exact factors")
+                    axes.plot(updates, running[:, index], label="K-FAC, running statistics")
+                    axes.axvspan(0, optimizer.cold_iter, color="0.9", label="cold start")
+                    axes.set(title=block.layer_name, xlabel="update", ylabel="relative error")
+                    axes.set_ylim(bottom=0)
+                    axes.legend(fontsize="small")
+                show(figure)
+                """
+            ),
+            new_markdown_cell(
+                "## 3. Directions: gradient, K-FAC, exact natural gradient\n\n"
+                "Left: the angle of each direction to the exact natural gradient `(F + δI)⁻¹g` after every "
+                "update. The plain gradient is far from it: the badly scaled inputs tilt it. K-FAC removes much "
+                "of that tilt; the block-diagonal natural gradient shows what ignoring the blocks between layers "
+                "costs by itself.\n\n"
+                "Right: the loss after a step `θ − η·d` along each direction at the final parameters, each "
+                "direction normalised to unit length in the Fisher metric, so that a point on the horizontal "
+                "axis `√(ΔᵀFΔ)` is the same change of predictions for all (`KL ≈ ½·length²`). The dot is the "
+                "step ACKTR takes (`kfac_step`: learning rate and trust region applied)."
+            ),
+            code(
+                """
+                directions = {
+                    "gradient": g,
+                    "K-FAC": kfac,
+                    "exact natural gradient": natural,
+                    "block-diagonal natural gradient": block_natural,
+                }
+                figure = Figure(figsize=(12, 4), layout="constrained")
+                axes = figure.add_subplot(1, 2, 1)
+                names = ["gradient", "K-FAC", "block-diagonal natural gradient"]
+                for name, angles in zip(names, np.array(history["angles"]).T):
+                    axes.plot(updates, angles, label=name)
+                axes.axvspan(0, optimizer.cold_iter, color="0.9", label="cold start")
+                axes.set(xlabel="update", ylabel="angle to the exact natural gradient (°)", ylim=(0, 90))
+                axes.legend(fontsize="small")
+                axes = figure.add_subplot(1, 2, 2)
+                lengths = np.linspace(0.0, 0.5, 21)
+                for name, d in directions.items():
+                    unit = d / fisher_norm(d, fisher)
+                    axes.plot(lengths, loss_after_step(loss, model.variables, unit, lengths), label=name)
+                step, scale = kfac_step(optimizer, g)
+                after = loss_after_step(loss, model.variables, step, 1.0)[0]
+                axes.plot(fisher_norm(step, fisher), after, "ko", label="ACKTR's step")
+                axes.set(xlabel="step length in the Fisher metric √(ΔᵀFΔ)", ylabel="loss after the step")
+                axes.legend(fontsize="small")
+                show(figure)
+                """
+            ),
+            new_markdown_cell(
+                "## 4. What `kfac_clip` does to the step\n\n"
+                "ACKTR scales K-FAC's direction `V` by `scale = min(1, √(kfac_clip / (lr²·gᵀV)))`, so that its "
+                "step `Δ = lr·scale·V` has `ΔᵀF̂Δ = min(lr²·gᵀV, kfac_clip)` in K-FAC's metric `F̂`: `kfac_clip` "
+                "caps how far (in KL) one update may move the predictions, whatever the learning rate. Left: the "
+                "length of the step in the exact Fisher metric for each `kfac_clip`, at the final parameters. "
+                "While the clip binds it grows like `√kfac_clip` (dashed: the cap itself, exact in K-FAC's own "
+                "metric `F̂`; the exact metric differs by as much as `F̂` misjudges the curvature along the step); "
+                "where the clip does not bind, the learning rate alone sets the step and the curve is flat. "
+                "Middle: the loss after that step. Right: the scale during training, 1 where the clip did not "
+                "bind (near an optimum the gradient, and with it `gᵀV`, is small). With momentum the optimizer "
+                "moves by `lr·(1 − μ)·scale·V` per update, approaching `Δ` as the momentum builds up."
+            ),
+            code(
+                """
+                clips = np.logspace(-5, 0, 16)
+                steps = [kfac_step(optimizer, g, kfac_clip=clip)[0] for clip in clips]
+                figure = Figure(figsize=(13, 3.5), layout="constrained")
+                axes = figure.add_subplot(1, 3, 1)
+                axes.loglog(clips, [fisher_norm(step, fisher) for step in steps], "o-", label="√(ΔᵀFΔ)")
+                axes.loglog(clips, np.sqrt(clips), "k--", label="√kfac_clip")
+                axes.set(xlabel="kfac_clip", ylabel="step length in the Fisher metric")
+                axes.legend(fontsize="small")
+                axes = figure.add_subplot(1, 3, 2)
+                axes.semilogx(clips, [loss_after_step(loss, model.variables, step, 1.0)[0] for step in steps], "o-")
+                axes.axhline(float(loss()), color="k", linestyle=":", label="loss now")
+                axes.set(xlabel="kfac_clip", ylabel="loss after the step")
+                axes.legend(fontsize="small")
+                axes = figure.add_subplot(1, 3, 3)
+                axes.plot(updates, history["scale"])
+                kfac_clip = optimizer.get_hyperparameters()["kfac_clip"]
+                axes.set(xlabel="update", ylabel="trust-region scale", title=f"kfac_clip = {kfac_clip:g}")
+                show(figure)
+                """
+            ),
+            new_markdown_cell(
+                "## 5. What `damping` trades\n\n"
+                "The damping δ regularises the inverse: `(A ⊗ G + δI)⁻¹`. A large δ turns K-FAC into the plain "
+                "gradient scaled by `1/δ` (the angle to `g` goes to 0); a small δ trusts the smallest "
+                "eigenvalues of `A ⊗ G`, the ones K-FAC gets least right. Left: the angles of K-FAC's direction "
+                "for each δ to the gradient and to the exact natural gradient with the same δ. Middle and right: "
+                "ACKTR's step for each δ from the final parameters (learning rate and trust region as set), its "
+                "length in the exact Fisher metric and the loss after it. A smaller δ makes the step longer in "
+                "the exact metric: `V` grows along the directions where `F̂`'s eigenvalues are small, and the "
+                "trust region, which measures the step with `F̂`, lets it through where `F̂` underestimates the "
+                "curvature. The lower loss after one step thus comes with a larger change of the predictions; "
+                "with noisy statistics a small δ also amplifies their noise. The dashed line is the optimizer's "
+                "δ."
+            ),
+            code(
+                """
+                dampings = np.logspace(-5, 1, 19)
+                kfacs = [kfac_direction(optimizer, g, damping=delta) for delta in dampings]
+                naturals = [natural_gradient(fisher, g, delta) for delta in dampings]
+                steps = [kfac_step(optimizer, g, damping=delta)[0] for delta in dampings]
+                figure = Figure(figsize=(13, 3.5), layout="constrained")
+                axes = figure.add_subplot(1, 3, 1)
+                axes.semilogx(dampings, [angle(v, g) for v in kfacs], "o-", label="K-FAC vs gradient")
+                to_natural = [angle(v, n) for v, n in zip(kfacs, naturals)]
+                axes.semilogx(dampings, to_natural, "s-", label="K-FAC vs exact natural gradient")
+                axes.set(xlabel="damping δ", ylabel="angle (°)")
+                axes.legend(fontsize="small")
+                axes = figure.add_subplot(1, 3, 2)
+                axes.loglog(dampings, [fisher_norm(step, fisher) for step in steps], "o-", label="√(ΔᵀFΔ)")
+                axes.axhline(np.sqrt(kfac_clip), color="k", linestyle=":", label="√kfac_clip")
+                axes.set(xlabel="damping δ", ylabel="step length in the Fisher metric")
+                axes.legend(fontsize="small")
+                axes = figure.add_subplot(1, 3, 3)
+                axes.semilogx(dampings, [loss_after_step(loss, model.variables, step, 1.0)[0] for step in steps], "o-")
+                axes.axhline(float(loss()), color="k", linestyle=":", label="loss now")
+                axes.set(xlabel="damping δ", ylabel="loss after ACKTR's step")
+                axes.legend(fontsize="small")
+                for axes in figure.axes:
+                    axes.axvline(damping, color="0.5", linestyle="--")
+                show(figure)
+                """
+            ),
+            new_markdown_cell(
+                "## 6. What `kfac_update` and `stats_update` trade\n\n"
+                "The statistics cost an extra backward pass (of the sampled-label loss) per update; the "
+                "eigendecompositions cost `O(d_in³ + d_out³)` per layer, which dominates for wide layers. "
+                "`kfac_update = N` decomposes only every N-th update and `stats_update = N` updates the "
+                "statistics only every N-th update; in between, the optimizer preconditions with an inverse "
+                "made at older parameters. Three runs from the same start, with `kfac_clip = 0.01` so that the "
+                "parameters, and with them the curvature, move faster than above: the angle of the direction "
+                "each update used to the exact natural gradient at that update's parameters, and the loss. "
+                "Compare the curves with the work counted in the legend (eigendecompositions, statistics "
+                "passes): stale inverses move the directions by some degrees where the curvature changes fast "
+                "and hardly change the loss: the trust region keeps each step small, so the curvature changes "
+                "little between two decompositions. That is the regime in which `kfac_update > 1` pays, and the "
+                "saving grows with the layers' width."
+            ),
+            code(
+                """
+                settings = {
+                    "every update (ACKTR)": {},
+                    "kfac_update=10": {"kfac_update": 10},
+                    "kfac_update=10, stats_update=10": {"kfac_update": 10, "stats_update": 10},
+                }
+                figure = Figure(figsize=(12, 4), layout="constrained")
+                left, right = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
+                for name, setting in settings.items():
+                    model, optimizer, train, loss = setup(kfac_clip=0.01, **setting)
+                    angles, losses, decompositions, statistics = [], [], 0, 0
+                    for _ in range(STEPS):
+                        fisher, g = exact_fisher(model, model.variables, inputs), gradient(loss, model.variables)
+                        statistics += optimizer.plan().statistics
+                        metrics = optimizer.minimize(train)
+                        decompositions += bool(metrics["inverse_refreshed"])
+                        used = kfac_direction(optimizer, g)  # with the inverse this update used
+                        natural = natural_gradient(fisher, g, damping)
+                        angles.append(angle(used, natural) if metrics["kfac_step"] else np.nan)
+                        losses.append(metrics["loss"])
+                    label = f"{name}: {decompositions} decompositions, {statistics} statistics"
+                    left.plot(updates, angles, label=label)
+                    right.plot(updates, losses, label=label)
+                left.set(xlabel="update", ylabel="angle to the exact natural gradient (°)", ylim=(0, 90))
+                right.set(xlabel="update", ylabel="loss")
+                right.legend(fontsize="small")
+                show(figure)
+                """
+            ),
+            new_markdown_cell(
+                "## What to take away\n\n"
+                "- K-FAC's `A ⊗ G` is a coarse picture of the Fisher (relative errors of tens of per cent even "
+                "with exact factors), yet its direction keeps much of what makes the natural gradient good: it "
+                "undoes the scales of the inputs and of the output gradients, layer by layer, for the price of "
+                "two small eigendecompositions per layer.\n"
+                "- `kfac_clip` bounds the change of the predictions per update; `damping` moves the direction "
+                "between the natural gradient and the plain gradient; `kfac_update` and `stats_update` trade "
+                "fresh curvature for compute.\n"
+                "- The training dashboard of notebook 01 shows the factors' eigenvalue spectra and the trust "
+                "region of a live ACKTR run."
+            ),
+        ],
+    )
+
+
+def hyperparameters_live() -> None:
+    write(
+        "05_hyperparameters_live.ipynb",
+        [
+            new_markdown_cell(
+                "# Hyperparameters live\n\n"
+                "Every live hyperparameter of ACKTR (learning rate and its schedule, `kfac_clip`, the loss "
+                "coefficients, `gamma`, `gae_lambda`, `max_grad_norm`) can change between two updates of a "
+                "running agent: from a dashboard's sliders or from code with `trainer.set(...)`. Each change is "
+                "logged, and the log replays the run exactly. A snapshot lets you branch: run two settings from "
+                "the same point and compare them on the same plots."
+            ),
+            new_code_cell(QUICK),
+            new_markdown_cell(
+                "## The five learning-rate schedules\n\n"
+                "The learning rate of an update is `learning_rate × schedule(progress)`, where progress is the "
+                "fraction of the run done (Stable Baselines 2's schedules). ACKTR's default is `linear`."
+            ),
+            code(
+                """
+                import io
+
+                import numpy as np
+                from IPython.display import Image, display
+                from matplotlib.figure import Figure
+
+                from acktr_lab.schedules import SCHEDULES, learning_rate_at
+
+
+                def show(figure: Figure) -> Image:
+                    # a plain Figure (no pyplot) has no notebook display of its own: show it as a PNG
+                    png = io.BytesIO()
+                    figure.savefig(png, format="png", bbox_inches="tight")
+                    return Image(png.getvalue())
+
+
+                progress = np.linspace(0.0, 1.0, 400)
+                figure = Figure(figsize=(7, 3))
+                axes = figure.add_subplot()
+                for name in SCHEDULES:
+                    axes.plot(progress, [learning_rate_at(0.25, name, p) for p in progress], label=name)
+                axes.set_xlabel("fraction of the run done")
+                axes.set_ylabel("learning rate (initial 0.25)")
+                axes.legend(fontsize=8)
+                show(figure)
+                """
+            ),
+            new_markdown_cell(
+                "## Change a run in flight\n\n"
+                "A dashboard with four panels: returns, the learning rate (the schedule over the whole run under "
+                "the current settings, and the rate each update used), the KL of each update against the trust "
+                "region, and the policy's entropy. Press **Run** and move a slider: the next update uses the new "
+                "value, the plots mark it, and the edit log under the sliders lists it. The cells below do the "
+                "same without clicks."
+            ),
+            code(
+                """
+                from acktr_lab import ACKTR
+                from acktr_lab.panels import LearningRatePanel, ReturnsPanel, ScalarPanel, TrustRegionPanel
+                from acktr_lab.widgets import Dashboard
+
+                TIMESTEPS = 30_000 if QUICK else 300_000
+                SEGMENT = 20 if QUICK else 200  # updates of 8 envs × 20 steps
+
+                model = ACKTR("MlpPolicy", "CartPole-v1", n_envs=8, ent_coef=0.0, seed=0)
+                trainer = model.trainer(TIMESTEPS)
+                panels = [ReturnsPanel(), LearningRatePanel(), TrustRegionPanel(), ScalarPanel("entropy", "entropy")]
+                dashboard = Dashboard(trainer, panels=panels)
+                dashboard
+                """
+            ),
+            code(
+                """
+                dashboard.run_blocking(max_updates=2 * SEGMENT)
+                dashboard.controls["kfac_clip"].value = 0.003  # what dragging the slider does
+                dashboard.run_blocking(max_updates=SEGMENT)
+                trainer.set(lr_schedule="constant", learning_rate=0.1)  # the same from code
+                dashboard.run_blocking(max_updates=SEGMENT)
+                print(dashboard.status_text)
+                for edit in model.edit_log:
+                    print(edit)
+                """
+            ),
+            new_markdown_cell(
+                "## Replay a run with its edits\n\n"
+                "`model.edit_log` holds every change as `Edit(update, timesteps, name, old, new)`; it is saved "
+                "with the model too. Passing it back as `edits=` applies the same changes at the same updates, "
+                "and with the same seed the run is reproduced exactly."
+            ),
+            code(
+                """
+                replay = ACKTR("MlpPolicy", "CartPole-v1", n_envs=8, ent_coef=0.0, seed=0)
+                replay_trainer = replay.trainer(TIMESTEPS, edits=model.edit_log)
+                for _ in range(trainer.updates):
+                    replay_trainer.step()
+                original, replayed = model.get_parameters(), replay.get_parameters()
+                identical = all(np.array_equal(replayed[name], value) for name, value in original.items())
+                print(f"after {trainer.updates} updates the replay's parameters are identical: {identical}")
+                """
+            ),
+            new_markdown_cell(
+                "## Branch, and compare two settings from the same point\n\n"
+                "`trainer.snapshot()` keeps the whole state of the run (parameters, K-FAC statistics, random "
+                "state, schedule position, the environments). Run a branch with a much smaller trust region, go "
+                "back, continue with the current settings, and overlay the branch on the dashboard's panels."
+            ),
+            code(
+                """
+                snapshot = trainer.snapshot()
+                trainer.set(kfac_clip=0.0003)
+                branch = [trainer.step() for _ in range(2 * SEGMENT)]
+                trainer.restore(snapshot)
+
+                dashboard.run_blocking(max_updates=2 * SEGMENT)
+                dashboard.compare(branch, label="branch: kfac_clip 0.0003")
+                display(Image(dashboard.plots.render_png()))
+                """
+            ),
+            new_markdown_cell(
+                "The dashed lines are the branch. A run's history can also be saved as it goes "
+                "(`Dashboard(trainer, history='run.jsonl')`, or `HistoryWriter` as a `learn` callback) and "
+                "compared later: `dashboard.compare('run.jsonl', label=...)`, or `acktr-lab compare` from a shell."
             ),
         ],
     )
@@ -273,3 +778,5 @@ if __name__ == "__main__":
     train_and_watch()
     save_load_compare()
     pretraining()
+    inside_kfac()
+    hyperparameters_live()

@@ -30,7 +30,7 @@ NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 #: Notebooks whose executed version must show a static PNG (kept where widgets do not render).
-SHOWS_PNG = {"01_train_and_watch", "02_save_load_compare"}
+SHOWS_PNG = {"01_train_and_watch", "02_save_load_compare", "04_inside_kfac", "05_hyperparameters_live"}
 
 #: With ACKTR_LAB_QUICK=1 a notebook takes well under a minute here; far more means the
 #: switch stopped shrinking the run.
