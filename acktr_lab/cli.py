@@ -71,38 +71,21 @@ def record_replay(
 ) -> bool:
     """Render one episode to a GIF (or an MP4 where ffmpeg is installed); False when the
     env cannot render."""
-    try:
-        from matplotlib.animation import FFMpegWriter, PillowWriter
-        from matplotlib.figure import Figure
+    from acktr_lab.replay import episode_frames, write_replay
 
-        # Off-screen frames need no display: keep SDL (pygame) from probing for one and
-        # printing "XDG_RUNTIME_DIR is invalid" on headless machines.
-        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    if path.suffix == ".mp4":
+        from matplotlib.animation import FFMpegWriter
+
+        if not FFMpegWriter.isAvailable():
+            raise CliError("writing an MP4 needs ffmpeg on the PATH; write a .gif instead")
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # off-screen frames need no display
+    try:
         env = preset.make_eval_env(render_mode="rgb_array")
-        obs, _ = env.reset(seed=seed)
-        frames = [env.render()]
-        state, start = None, True
-        for _ in range(max_frames):
-            action, state = model.predict(obs, state=state, mask=[start], deterministic=deterministic)
-            start = False
-            obs, _, terminated, truncated, _ = env.step(action)
-            frames.append(env.render())
-            if terminated or truncated:
-                break
+        frames, _ = episode_frames(model, env, seed=seed, max_frames=max_frames, deterministic=deterministic)
         env.close()
     except Exception:
         return False
-    if path.suffix == ".mp4" and not FFMpegWriter.isAvailable():
-        raise CliError("writing an MP4 needs ffmpeg on the PATH; write a .gif instead")
-    figure = Figure(figsize=(frames[0].shape[1] / 100, frames[0].shape[0] / 100), dpi=100)
-    axes = figure.add_axes((0, 0, 1, 1))
-    axes.axis("off")
-    image = axes.imshow(frames[0])
-    writer = FFMpegWriter(fps=30) if path.suffix == ".mp4" else PillowWriter(fps=30)
-    with writer.saving(figure, str(path), dpi=100):
-        for frame in frames[::2]:
-            image.set_data(frame)
-            writer.grab_frame()
+    write_replay(frames, path)
     return True
 
 

@@ -130,7 +130,8 @@ class Learner:
 
     def update(self, batch: Batch, learning_rate: float) -> dict[str, Any]:
         """One ACKTR update on ``batch`` with step size ``learning_rate``; its metrics by name:
-        ``train/…`` (losses, entropy, KL of the change, learning rate) and ``kfac/…``
+        ``train/…`` (losses, entropy, KL of the change, learning rate, and for a Gaussian
+        policy ``log_std``, the mean over action dimensions of its log standard deviation) and ``kfac/…``
         (everything the optimizer reports: trust-region scale, gᵀF⁻¹g, gradient norm, ...,
         and which parts the update ran: ``took_statistics``, ``decomposed``, ``preconditioned``)."""
         self.optimizer.set_hyperparameters(learning_rate=learning_rate)
@@ -146,6 +147,9 @@ class Learner:
         optimizer_metrics["took_statistics"] = float(plan.statistics)
         optimizer_metrics["decomposed"] = float(plan.refresh)
         optimizer_metrics["preconditioned"] = float(not plan.cold)
+        log_std = getattr(self.policy, "log_std", None)
+        if log_std is not None:  # a Gaussian policy: its exploration noise after this update
+            losses["log_std"] = float(np.mean(log_std.numpy()))
         return {
             **{f"train/{name}": value for name, value in losses.items()},
             **{f"kfac/{name}": value for name, value in optimizer_metrics.items()},

@@ -40,6 +40,7 @@ class ProbedLearner(Protocol):
 
     def step_inputs(self, batch: Batch) -> tuple[Any, ...]: ...
 
+
 #: The probe's parts, in the order they are drawn.
 PARTS = ("statistics", "decomposition", "preconditioning")
 #: A fixed seed for the probe's stateless Fisher noise (the run's generator is never touched).

@@ -825,3 +825,15 @@ def test_rollout_truncation_with_returns() -> None:
     rollout = collector.collect(n_steps=2, gamma=gamma)
     np.testing.assert_allclose(rollout.returns[:, 0], [r + gamma * (r + gamma * c), r + gamma * c])
     env.close()
+
+
+def test_a_gaussian_policy_reports_its_log_std_after_each_update() -> None:
+    model = ACKTR("MlpPolicy", "Pendulum-v1", n_envs=2, n_steps=5, seed=0, cold_iter=1)
+    log_std = model.learner.policy.log_std
+    values = []
+    for report in model.trainer(10 * 4):
+        values.append(report.metrics["train/log_std"])
+        assert report.metrics["train/log_std"] == pytest.approx(float(np.mean(log_std.numpy())))
+    assert values[0] != values[-1]  # it is trained
+    cartpole = ACKTR("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=5, seed=0)
+    assert "train/log_std" not in next(iter(cartpole.trainer(10))).metrics  # no Gaussian, no log std
