@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 import textwrap
 from pathlib import Path
 
@@ -774,9 +776,564 @@ def hyperparameters_live() -> None:
     )
 
 
+def recurrent_policies() -> None:
+    write(
+        "08_recurrent_policies.ipynb",
+        [
+            new_markdown_cell(
+                "# Recurrent policies\n\n"
+                "A feedforward policy acts on the current observation only: `π(a | o_t)`. A recurrent policy "
+                "carries a state from step to step and acts on it: `MlpLstmPolicy` feeds the MLP's features "
+                "`x_t` of `o_t` to an LSTM,\n\n"
+                "    i, f, o = σ(z_i), σ(z_f), σ(z_o),  u = tanh(z_u),   z = [x_t, h_{t−1}, 1] · W\n"
+                "    c_t = f ⊙ c_{t−1} + i ⊙ u,   h_t = o ⊙ tanh(c_t),\n\n"
+                "and the policy and value heads read `h_t`. The cell `c` is the memory: the forget gate `f` "
+                "keeps it, the input gate `i` writes to it. K-FAC treats `W` as one layer over `[x_t, h_{t−1}]` "
+                '(README, "Recurrent policies").\n\n'
+                "**The memory task** (`acktr_lab.tasks.CueMemoryEnv`): the first observation shows one of two "
+                "cues, `[1, 0, 0]` or `[0, 1, 0]`; then `delay` blank steps `[0, 0, 0]`; then a query "
+                "`[0, 0, 1]`. Naming the cue at the query earns 1 and ends the episode; nothing else is "
+                "rewarded. The query looks the same for both cues, so a policy without memory is right half "
+                "the time."
+            ),
+            new_code_cell(QUICK),
+            new_markdown_cell(
+                "## `MlpPolicy` against `MlpLstmPolicy`\n\n"
+                "Both train with the same settings on 8 copies of the task (delay 3: episodes of 5 steps). "
+                "`n_steps = delay + 2` makes each rollout one whole episode per env: the LSTM's gradient flows "
+                "back through the steps of a rollout only, so the cue and the query must fall in the same one. "
+                "The curve is the fraction of the last 50 episodes that named the cue (the mean return); the "
+                "legend gives each agent's deterministic evaluation on 40 new episodes."
+            ),
+            code(
+                '''
+                import io
+                from collections import deque
+
+                import numpy as np
+                from IPython.display import Image, display
+                from matplotlib.figure import Figure
+
+                from acktr_lab import ACKTR
+                from acktr_lab.evaluation import evaluate
+                from acktr_lab.tasks import CueMemoryEnv
+                from acktr_lab.vec_env import make_vec_env
+
+
+                def show(figure: Figure) -> None:
+                    """Display a matplotlib Figure as a PNG image."""
+                    buffer = io.BytesIO()
+                    figure.savefig(buffer, format="png", bbox_inches="tight")
+                    display(Image(buffer.getvalue()))
+
+
+                def success_rate(reports, window=50):
+                    """(timesteps, fraction of the last `window` episodes that named the cue) after each update."""
+                    recent, curve = deque(maxlen=window), []
+                    for report in reports:
+                        recent.extend(report.episode_returns)
+                        if recent:
+                            curve.append((report.timesteps, np.mean(recent)))
+                    return np.array(curve)
+
+
+                DELAY = 3
+                TIMESTEPS = 10_000 if QUICK else 30_000
+                SEEDS = (0,) if QUICK else (0, 1, 2)
+                POLICIES = {"MlpPolicy": {}, "MlpLstmPolicy": {"policy_kwargs": {"n_lstm": 32}}}
+
+                models, curves = {}, {}
+                for policy, kwargs in POLICIES.items():
+                    for seed in SEEDS:
+                        env = make_vec_env(CueMemoryEnv, n_envs=8, seed=seed, env_kwargs={"delay": DELAY})
+                        model = ACKTR(policy, env, n_steps=DELAY + 2, ent_coef=0.0, seed=seed, **kwargs)
+                        curves[policy, seed] = success_rate(model.trainer(TIMESTEPS))
+                        models[policy, seed] = model
+
+                figure = Figure(figsize=(8, 3.5))
+                axes = figure.add_subplot()
+                for (policy, seed), curve in curves.items():
+                    score = np.mean(evaluate(models[policy, seed], CueMemoryEnv(DELAY), n_episodes=40, seed=1000))
+                    color = "C1" if policy == "MlpLstmPolicy" else "C0"
+                    label = f"{policy}, seed {seed}: evaluation {score:.0%}"
+                    axes.plot(curve[:, 0], curve[:, 1], color=color, alpha=1 - 0.25 * seed, label=label)
+                axes.axhline(0.5, color="k", linestyle=":", label="chance")
+                axes.set(xlabel="timesteps", ylabel="episodes that named the cue", ylim=(0, 1.05))
+                axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+                show(figure)
+                '''
+            ),
+            new_markdown_cell(
+                "`MlpPolicy` cannot rise above chance however long it trains: at the query it sees `[0, 0, 1]` "
+                "whichever the cue, so its answer is the same for both. Evaluated deterministically it gives "
+                "one answer to every query, and its score is the share of the 40 episodes whose cue that "
+                "answer happens to name. `MlpLstmPolicy` can reach 1 by carrying the cue in its state."
+            ),
+            new_markdown_cell(
+                "## What the LSTM's state does over an episode\n\n"
+                "Acting with a recurrent policy is Stable Baselines 2's loop: pass the state `predict` "
+                "returned back in, and mark episode starts with `mask` (the state restarts from zeros):\n\n"
+                "```python\n"
+                "obs, _ = env.reset()\n"
+                "state, start, done = None, True, False\n"
+                "while not done:\n"
+                "    action, state = model.predict(obs, state=state, mask=[start])\n"
+                "    obs, reward, terminated, truncated, _ = env.step(action)\n"
+                "    start, done = False, terminated or truncated\n"
+                "```\n\n"
+                "The state is `[c, h]`, `2·n_lstm` numbers. `record_episode` runs this loop and keeps every "
+                "step's state; `split_lstm_state` splits it. Below, one episode of the trained LSTM with "
+                "cue 0 (solid) and one with cue 1 (dashed), forced with `reset(options={'cue': ...})`. Left: "
+                "the four units of `h` whose values at the query differ most between the two episodes. Right: "
+                "the distance between the two episodes' states at each step, for the trained LSTM and for the "
+                "same network before training. After the first step both episodes see the same observations, "
+                "so any difference between their states is what the network remembers of the cue."
+            ),
+            code(
+                '''
+                from acktr_lab.episodes import record_episode, split_lstm_state
+
+
+                def lstm_states(model):
+                    """{cue: (c, h)}, each [steps, n_lstm], over one deterministic episode per cue."""
+                    return {
+                        cue: split_lstm_state(record_episode(model, CueMemoryEnv(DELAY), options={"cue": cue}).states)
+                        for cue in (0, 1)
+                    }
+
+
+                trained = lstm_states(models["MlpLstmPolicy", SEEDS[0]])
+                fresh = ACKTR("MlpLstmPolicy", CueMemoryEnv(DELAY), seed=SEEDS[0], **POLICIES["MlpLstmPolicy"])
+                untrained = lstm_states(fresh)
+                steps, labels = np.arange(DELAY + 2), ["cue", *["blank"] * DELAY, "query"]
+
+                (_, h0), (_, h1) = trained[0], trained[1]
+                units = np.argsort(-np.abs(h0[-1] - h1[-1]))[:4]
+                figure = Figure(figsize=(12, 3.8), layout="constrained")
+                axes = figure.add_subplot(1, 2, 1)
+                for k, unit in enumerate(units):
+                    axes.plot(steps, h0[:, unit], "o-", color=f"C{k}", label=f"unit {unit}")
+                    axes.plot(steps, h1[:, unit], "s--", color=f"C{k}")
+                axes.set_xticks(steps, labels)
+                axes.set(ylabel="h (trained LSTM)", ylim=(-1, 1), title="solid: cue 0 · dashed: cue 1")
+                axes.legend(fontsize="small")
+                axes = figure.add_subplot(1, 2, 2)
+                for name, states, style in (("trained", trained, "-"), ("before training", untrained, ":")):
+                    for part, color in (("c", "C2"), ("h", "C3")):
+                        index = "ch".index(part)
+                        distance = np.linalg.norm(states[0][index] - states[1][index], axis=1)
+                        axes.plot(steps, distance, style, marker="o", color=color, label=f"{part}, {name}")
+                axes.set_xticks(steps, labels)
+                axes.set(ylabel="‖state(cue 0) − state(cue 1)‖", title="how far apart the two episodes' states are")
+                axes.legend(fontsize="small")
+                show(figure)
+                '''
+            ),
+            new_markdown_cell(
+                "Left: each of these units goes towards +1 for one cue and −1 for the other, and stays there "
+                "through the blank steps although the inputs no longer differ; at the query the policy head "
+                "reads the cue from them. Right: before training the difference fades within a few steps "
+                "(dotted): the untrained gates forget. After training the cell keeps it, and here even adds "
+                "to it at every blank step: in `c_t = f ⊙ c_{t−1} + i ⊙ u` the write `i ⊙ u` depends on "
+                "`h_{t−1}`, which holds the cue. `h = o ⊙ tanh(c)` is bounded by 1 and saturates.\n\n"
+                "`MlpLnLstmPolicy` (layer-normalised LSTM) learns this task too, and `CnnLstmPolicy` and "
+                "`CnnLnLstmPolicy` learn it in pictures (`tests/test_recurrent.py`). Longer delays need an "
+                "`n_steps` that covers the whole episode, and are harder to learn: the gradient must carry the "
+                "reward back over more steps."
+            ),
+        ],
+    )
+
+
+SB2_EXAMPLE = """
+import gym
+
+from stable_baselines.common.policies import MlpPolicy, MlpLstmPolicy, MlpLnLstmPolicy
+from stable_baselines.common.vec_env import SubprocVecEnv
+from stable_baselines import ACKTR
+
+# multiprocess environment
+n_cpu = 4
+env = SubprocVecEnv([lambda: gym.make('CartPole-v1') for i in range(n_cpu)])
+
+model = ACKTR(MlpPolicy, env, verbose=1)
+model.learn(total_timesteps=25000)
+model.save("acktr_cartpole")
+
+del model # remove to demonstrate saving and loading
+
+model = ACKTR.load("acktr_cartpole")
+
+obs = env.reset()
+while True:
+    action, _states = model.predict(obs)
+    obs, rewards, dones, info = env.step(action)
+    env.render()
+"""
+
+SB2_EXAMPLE_HERE = """
+import gymnasium as gym
+
+from acktr_lab import MlpPolicy, MlpLstmPolicy, MlpLnLstmPolicy
+from acktr_lab import SubprocVecEnv
+from acktr_lab import ACKTR
+
+# multiprocess environment
+n_cpu = 4
+env = SubprocVecEnv([lambda: gym.make('CartPole-v1') for i in range(n_cpu)])
+
+model = ACKTR(MlpPolicy, env, verbose=1)
+model.learn(total_timesteps=5_000 if QUICK else 25_000)
+model.save("runs/acktr_cartpole")  # runs/ is git-ignored
+
+del model # remove to demonstrate saving and loading
+
+model = ACKTR.load("runs/acktr_cartpole")
+
+obs, infos = env.reset()
+ended = {"terminated": 0, "truncated": 0}
+for _ in range(2_000):  # SB2: while True
+    action, _states = model.predict(obs)
+    obs, rewards, terminated, truncated, infos = env.step(action)
+    dones = terminated | truncated  # SB2's dones
+    ended["terminated"] += int(terminated.sum())
+    ended["truncated"] += int(truncated.sum())
+env.close()
+print("episodes that ended:", ended)
+"""
+
+
+def side_by_side(titles: tuple[str, str], sources: tuple[str, str]) -> str:
+    """A two-column HTML table of code, for a Markdown cell. A blank line would end the
+    Markdown HTML block, so blank lines inside the code are written as ``&#10;`` entities."""
+
+    def column(source: str) -> str:
+        text = html.escape(source.strip("\n"), quote=False)
+        text = re.sub(r"\n(?=\n)", "&#10;", text)
+        return f'<td style="text-align: left; vertical-align: top">\n<pre>\n{text}\n</pre>\n</td>'
+
+    header = "".join(f'<th style="text-align: left">{title}</th>' for title in titles)
+    return f"<table>\n<tr>{header}</tr>\n<tr>\n{column(sources[0])}\n{column(sources[1])}\n</tr>\n</table>"
+
+
+def coming_from_sb2() -> None:
+    write(
+        "09_coming_from_stable_baselines2.ipynb",
+        [
+            new_markdown_cell(
+                "# Coming from Stable Baselines 2\n\n"
+                "`acktr_lab` keeps Stable Baselines 2's ACKTR: the class, its constructor arguments and "
+                "defaults, the policy names, `learn`, `predict(obs, state, mask)`, `action_probability`, "
+                "`pretrain`, `save` and `load`. What changed is around it: environments follow the gymnasium "
+                "API instead of gym's, and files hold no pickles. This notebook runs the SB2 documentation "
+                "example, then loads and watches an agent that Stable Baselines 2 trained."
+            ),
+            new_code_cell(QUICK),
+            new_markdown_cell(
+                "## The documentation example, side by side\n\n"
+                "Left, the ACKTR example of the Stable Baselines 2 documentation; right, the code that runs "
+                "here (the next cell). It trains less with `ACKTR_LAB_QUICK=1` and steps a "
+                "fixed number of times where SB2 looped forever.\n\n"
+                + side_by_side(("Stable Baselines 2", "acktr_lab"), (SB2_EXAMPLE, SB2_EXAMPLE_HERE))
+            ),
+            new_code_cell(SB2_EXAMPLE_HERE.strip("\n")),
+            new_markdown_cell(
+                "## What changed\n\n"
+                "| | Stable Baselines 2 | here |\n"
+                "|:---|:---|:---|\n"
+                "| environments | `gym` | `gymnasium` (gym's maintained successor); the ids of today's "
+                "gymnasium: `Pendulum-v1` for `Pendulum-v0`, `LunarLander-v3` for `-v2` |\n"
+                "| imports | `stable_baselines`, `stable_baselines.common.policies`, `.vec_env` | all from "
+                "`acktr_lab`, same names |\n"
+                "| `reset` | `obs = env.reset()`; seeding by `env.seed(s)` | `obs, infos = env.reset()`; seeding "
+                "by `env.reset(seed=s)` |\n"
+                "| `step` | `obs, rewards, dones, info` | `obs, rewards, terminated, truncated, infos`; SB2's "
+                "`dones` is `terminated or truncated`, element by element |\n"
+                "| `info` | a list of dicts, one per env | one dict of arrays: `infos[key][i]`, and "
+                "`infos['_' + key][i]` tells whether env `i` set it |\n"
+                "| vector envs | SB2's `DummyVecEnv`, `SubprocVecEnv` | gymnasium's `SyncVectorEnv`, "
+                "`AsyncVectorEnv` under those names; as in SB2, an env that finishes an episode returns the "
+                "first observation of the next one (its last one is in `infos['final_obs']`) |\n"
+                "| `env.render()` | draws a window | the mode is chosen when the env is made: "
+                "`gym.make(id, render_mode='human')` draws at every step, `'rgb_array'` makes `render()` "
+                "return a frame (below) |\n"
+                "| saved files | a zip whose objects are cloudpickled | a zip of JSON and NumPy arrays, never "
+                "unpickled; Stable Baselines 2 zips load as they are |\n\n"
+                "The split of `done` matters for learning. `terminated`: the episode reached a terminal "
+                "state (the pole fell), and nothing follows it. `truncated`: a time limit cut it (CartPole "
+                "stops at 500 steps, Pendulum at 200), and the return would have gone on: ACKTR bootstraps "
+                "it with the value of the last observation. Stable Baselines 2 saw only `dones` and treated "
+                "time limits as terminal states. The counts printed above tell how the episodes ended: a "
+                "pole that fell, or the 500-step limit."
+            ),
+            new_markdown_cell(
+                "## Load an agent trained by Stable Baselines 2\n\n"
+                "The rl-baselines-zoo's ACKTR agent for `Pendulum-v0` was trained and saved by Stable "
+                "Baselines 2 (TensorFlow 1): a zip of its constructor arguments as JSON, with cloudpickled "
+                "objects inside, and its parameters under TensorFlow 1 names (`model/pi_fc0/w:0`, ...). "
+                "`ACKTR.load` reads the arguments and arrays and never unpickles anything: the pickled "
+                "objects it needs (the policy class, the spaces) it rebuilds from the readable fields stored "
+                "beside them (the class name; the spaces' dtype, shape and bounds).\n\n"
+                "The file is looked for at `$ACKTR_LAB_SB2_ZIP` if set, else in `shared/fixtures/sb2/` beside "
+                "the repository (found from where `acktr_lab` is installed, so it does not depend on the "
+                "notebook's working directory). A clone without it gets an agent trained here with the zoo's "
+                "settings (plus return normalisation, see the README's Pendulum results) and saved, then "
+                "loaded the same way. The next cell says which happened."
+            ),
+            code(
+                """
+                import io
+                from pathlib import Path
+
+                import numpy as np
+                from IPython.display import Image, display
+                from matplotlib.figure import Figure
+
+                import acktr_lab
+
+                REPOSITORY = Path(acktr_lab.__file__).resolve().parents[1]
+                default = REPOSITORY.parent / "shared" / "fixtures" / "sb2" / "acktr_Pendulum-v0.zip"
+                SB2_ZIP = Path(os.environ.get("ACKTR_LAB_SB2_ZIP", default))
+
+                if SB2_ZIP.is_file():
+                    path, from_sb2 = SB2_ZIP, True
+                    print(f"Loading the Stable Baselines 2 agent {SB2_ZIP}")
+                else:
+                    zoo = dict(n_envs=4, n_steps=16, learning_rate=0.06, lr_schedule="constant", ent_coef=0.0)
+                    trained = ACKTR("MlpPolicy", "Pendulum-v1", normalize_returns=True, seed=0, **zoo)
+                    trained.learn(5_000 if QUICK else 100_000)
+                    path, from_sb2 = Path("runs/acktr_Pendulum-v1.zip"), False
+                    trained.save(path)
+                    print(f"No Stable Baselines 2 file at {SB2_ZIP}: trained an agent for "
+                          f"{trained.num_timesteps} steps, saved it to {path}, loading it")
+
+                agent = ACKTR.load(path)
+                settings = agent.get_hyperparameters()
+                print(agent.policy_class.__name__, {k: settings[k] for k in ("n_steps", "learning_rate", "gamma")})
+                """
+            ),
+            new_markdown_cell(
+                "## Watch it\n\n"
+                "Pendulum renders without a window with `render_mode='rgb_array'`. `episode_frames` "
+                "(`acktr_lab.replay`) plays one deterministic episode with `predict` and keeps a frame after "
+                "the reset and after every step; `replay_gif` makes every other one a GIF, and seven of them "
+                "make the strip below. The pendulum starts at a random angle; the torque is limited to ±2, "
+                "too weak to lift it straight up from hanging, so an agent that has learned swings it up and "
+                "balances it."
+            ),
+            code(
+                """
+                from acktr_lab.replay import episode_frames, replay_gif
+
+
+                def show(figure: Figure) -> None:
+                    \"\"\"Display a matplotlib Figure as a PNG image.\"\"\"
+                    buffer = io.BytesIO()
+                    figure.savefig(buffer, format="png", bbox_inches="tight")
+                    display(Image(buffer.getvalue()))
+
+
+                frames, _ = episode_frames(agent, "Pendulum-v1", seed=3)
+                frames = [frame[100:400, 100:400] for frame in frames]  # the middle of the 500×500 pictures
+                display(Image(replay_gif(frames, width=None), format="gif"))
+
+                steps = np.linspace(0, len(frames) - 1, 7).round().astype(int)
+                figure = Figure(figsize=(14, 2.4), layout="constrained")
+                for k, step in enumerate(steps):
+                    axes = figure.add_subplot(1, len(steps), k + 1)
+                    axes.imshow(frames[step])
+                    axes.set_title(f"step {step}")
+                    axes.set_axis_off()
+                show(figure)
+                """
+            ),
+            new_markdown_cell(
+                "## Its returns\n\n"
+                "`record_episode` (`acktr_lab.episodes`) plays the same deterministic episode again and keeps "
+                "every step. Left: the reward of each step, `−(θ² + 0.1·ω² + 0.001·u²)` with θ the angle from "
+                "upright, ω the angular velocity and u the torque: near 0 once the pendulum stands still at the "
+                "top. Right: the returns of episodes with sampled actions (as the zoo evaluated it), against an "
+                "untrained `MlpPolicy`; for the Stable Baselines 2 agent, the band is the zoo's published result."
+            ),
+            code(
+                """
+                from acktr_lab.episodes import record_episode
+
+                episode = record_episode(agent, "Pendulum-v1", seed=3)  # the episode above, step by step
+                N_EPISODES = 4 if QUICK else 20
+                untrained = ACKTR("MlpPolicy", "Pendulum-v1", seed=0)
+                returns = {
+                    name: [record_episode(model, "Pendulum-v1", seed=100 + i, deterministic=False).total_return
+                           for i in range(N_EPISODES)]
+                    for name, model in (("loaded agent", agent), ("untrained", untrained))
+                }
+
+                figure = Figure(figsize=(12, 3.5), layout="constrained")
+                axes = figure.add_subplot(1, 2, 1)
+                axes.plot(episode.rewards)
+                axes.set(xlabel="step", ylabel="reward", title=f"the episode above: return {episode.total_return:.0f}")
+                axes = figure.add_subplot(1, 2, 2)
+                for x, (name, values) in enumerate(returns.items()):
+                    axes.plot(np.full(len(values), x), values, "o", alpha=0.5)
+                    axes.plot([x - 0.2, x + 0.2], [np.mean(values)] * 2, "k-")
+                if from_sb2:
+                    axes.axhspan(-213.8 - 137.9, -213.8 + 137.9, color="C2", alpha=0.15,
+                                 label="published (750 episodes): −213.8 ± 137.9")
+                    axes.legend(fontsize="small", loc="lower right")
+                axes.set_xticks(range(len(returns)), list(returns))
+                axes.set(xlim=(-0.6, len(returns) - 0.4), ylabel=f"return ({N_EPISODES} episodes; bar: mean)")
+                show(figure)
+                """
+            ),
+        ],
+    )
+
+
+def continuous_control() -> None:
+    write(
+        "06_continuous_control.ipynb",
+        [
+            new_markdown_cell(
+                "# Continuous control\n\n"
+                "For a `Box` action space the policy is a diagonal Gaussian, `a ~ N(μ(s), diag(σ²))`, with a "
+                "state-independent `log σ` that ACKTR trains with everything else (its Fisher block is the "
+                "diagonal one K-FAC keeps for parameters outside a layer). Exploration is `σ`: watch it shrink "
+                "as the policy becomes sure of itself.\n\n"
+                "Three tasks: Pendulum-v1 (classic control), LunarLanderContinuous-v3 (Box2D) and Hopper-v5 "
+                "(MuJoCo, the family of the ACKTR paper's continuous results). Each trains with its preset "
+                "(`acktr_lab.presets`, the rl-baselines-zoo settings for today's gymnasium ids)."
+            ),
+            new_code_cell(QUICK),
+            code(
+                """
+                import io
+
+                import numpy as np
+                from IPython.display import Image, display
+                from matplotlib.figure import Figure
+
+                from acktr_lab import ACKTR
+                from acktr_lab.evaluation import evaluate
+                from acktr_lab.extras import missing_extra
+                from acktr_lab.panels import ReturnsPanel, ScalarPanel, TrustRegionPanel
+                from acktr_lab.plots import TrainingPlots
+                from acktr_lab.presets import get_preset
+                from acktr_lab.replay import episode_frames, replay_gif
+
+
+                def panels() -> list:
+                    return [
+                        ReturnsPanel(),
+                        ScalarPanel("log_std", "Gaussian log σ (mean over actions)", "train/log_std", color="C4"),
+                        TrustRegionPanel(),
+                        ScalarPanel("explained_variance", "explained variance", clip=(-1.0, 1.0), color="C2"),
+                    ]
+
+
+                def train(model: ACKTR, timesteps: int) -> TrainingPlots:
+                    trainer = model.trainer(timesteps)
+                    plots = TrainingPlots(learning_rate_curve=trainer.learning_rate_curve, panels=panels())
+                    plots.extend(trainer)
+                    return plots
+
+
+                def preset_model(env_id: str, seed: int = 0) -> ACKTR:
+                    preset = get_preset(env_id)
+                    return ACKTR(preset.policy, preset.make_env(seed=seed), seed=seed, **preset.acktr_kwargs())
+                """
+            ),
+            new_markdown_cell(
+                "## Pendulum-v1\n\n"
+                "Swing the pendulum up and hold it: the reward is `−(θ² + 0.1·θ̇² + 0.001·u²)` per step, so a "
+                "random policy scores about −1200 per 200-step episode and a good one about −150. The preset "
+                "normalises the returns (without it ACKTR barely moves for a million steps: the critic's share of "
+                "the trust region is too small for returns of order −600)."
+            ),
+            code(
+                """
+                PENDULUM_STEPS = 20_000 if QUICK else 1_000_000
+                pendulum = preset_model("Pendulum-v1")
+                pendulum_plots = train(pendulum, PENDULUM_STEPS)
+                display(Image(pendulum_plots.render_png()))
+                returns = evaluate(pendulum, "Pendulum-v1", 10, seed=100)
+                print(f"after {PENDULUM_STEPS:,} steps: mean return {np.mean(returns):.0f} over 10 episodes")
+                """
+            ),
+            new_markdown_cell("One deterministic episode, rendered off-screen (`acktr_lab.replay`):"),
+            code(
+                """
+                frames, episode_return = episode_frames(pendulum, "Pendulum-v1", seed=100)
+                print(f"return {episode_return:.0f} over {len(frames) - 1} steps")
+                Image(data=replay_gif(frames, width=240))
+                """
+            ),
+            new_markdown_cell(
+                "## LunarLanderContinuous-v3 and observation normalisation\n\n"
+                "Land between the flags with two continuous engines. The eight observations live on very "
+                "different scales (positions, velocities, an angle, two leg-contact flags), so the preset "
+                "normalises them: the policy sees `clip((x − μ)/σ, −10, 10)` with the running mean and variance "
+                "(gymnasium's `RunningMeanStd`), kept with the model so that `predict` after `load` applies them."
+            ),
+            code(
+                """
+                LANDER_STEPS = 20_000 if QUICK else 2_000_000
+                lander = preset_model("LunarLanderContinuous-v3")
+                lander_plots = train(lander, LANDER_STEPS)
+                display(Image(lander_plots.render_png()))
+
+                statistics = lander.observation_normalizer.statistics
+                names = ["x", "y", "vx", "vy", "angle", "ang. vel.", "left leg", "right leg"]
+                figure = Figure(figsize=(7, 2.6))
+                axes = figure.add_subplot()
+                axes.bar(names, np.sqrt(statistics.var), color="C0")
+                axes.set_yscale("log")
+                axes.set_ylabel("running std of the raw observation")
+                axes.tick_params(labelsize=8)
+                png = io.BytesIO()
+                figure.savefig(png, format="png", bbox_inches="tight")
+                Image(png.getvalue())
+                """
+            ),
+            new_markdown_cell(
+                "## Hopper-v5 (MuJoCo)\n\n"
+                "The ACKTR paper's continuous-control results are on MuJoCo. The rl-baselines-zoo's ACKTR "
+                "settings for MuJoCo (tuned on HalfCheetah): one env, 2048 steps per update, learning rate 0.2 "
+                "held constant, a 256 × 256 network, observation and return normalisation. MuJoCo is an extra; "
+                "the cell says how to install it where it is missing."
+            ),
+            code(
+                """
+                HOPPER_STEPS = 4_096 if QUICK else 1_000_000
+                hint = missing_extra("mujoco")
+                if hint is not None:
+                    print(hint)
+                else:
+                    hopper = ACKTR(
+                        "MlpPolicy", "Hopper-v5", seed=0, n_steps=2048, learning_rate=0.2, lr_schedule="constant",
+                        max_grad_norm=10.0, ent_coef=0.0, normalize_observations=True, normalize_returns=True,
+                        policy_kwargs=dict(net_arch=[256, 256]),
+                    )
+                    hopper_plots = train(hopper, HOPPER_STEPS)
+                    display(Image(hopper_plots.render_png()))
+                    returns = evaluate(hopper, "Hopper-v5", 5, seed=100)
+                    print(f"after {HOPPER_STEPS:,} steps: mean return {np.mean(returns):.0f} over 5 episodes")
+                """
+            ),
+            new_markdown_cell(
+                "On 2 CPU cores a million Hopper steps take about ten minutes. For the long runs, the command line "
+                "does the same with a progress bar and saves the model, its plots, its history and a replay: "
+                "`acktr-lab train LunarLanderContinuous-v3` (5M steps, the zoo's budget)."
+            ),
+        ],
+    )
+
+
 if __name__ == "__main__":
     train_and_watch()
     save_load_compare()
     pretraining()
     inside_kfac()
     hyperparameters_live()
+    continuous_control()
+    recurrent_policies()
+    coming_from_sb2()

@@ -1,5 +1,8 @@
 """Identity environments (after Stable Baselines 3's test suite): the observation names the
-action to take; reward 1 for taking it (Box: 1 minus a penalty growing with the error)."""
+action to take; reward 1 for taking it (Box: 1 minus a penalty growing with the error).
+
+The memory task :class:`~acktr_lab.tasks.CueMemoryEnv` is in the library; it is imported
+here so that the tests name it ``identity_envs.CueMemoryEnv`` beside its image version."""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
+from acktr_lab.tasks import CueMemoryEnv  # the memory task lives in the library (notebook 08)
 
 
 class IdentityEnv(gym.Env):
@@ -92,38 +97,6 @@ class ImageIdentityEnv(gym.Env):
         reward = float(int(action) == self._target)
         self._t += 1
         return self._observe(), reward, False, self._t >= self.ep_length, {}
-
-
-class CueMemoryEnv(gym.Env):
-    """A memory task no feedforward policy can solve: one of two cues is shown at the
-    first step only, then ``delay`` blank steps, then a query; reward 1 for naming the cue
-    at the query (actions before it do nothing), and the episode ends there. At the query
-    every observation is ``[0, 0, 1]``, so a feedforward policy is right half the time."""
-
-    observation_space = gym.spaces.Box(0.0, 1.0, (3,), np.float32)
-    action_space = gym.spaces.Discrete(2)
-
-    def __init__(self, delay: int = 3) -> None:
-        self.delay = delay
-        self._t = 0
-        self._cue = 0
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
-        super().reset(seed=seed)
-        self._t = 0
-        self._cue = int(self.np_random.integers(2))
-        obs = np.zeros(3, np.float32)
-        obs[self._cue] = 1.0
-        return obs, {}
-
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
-        if self._t > self.delay:  # this was the query
-            return np.zeros(3, np.float32), float(int(action) == self._cue), True, False, {}
-        self._t += 1
-        obs = np.zeros(3, np.float32)
-        if self._t > self.delay:
-            obs[2] = 1.0
-        return obs, 0.0, False, False, {}
 
 
 class ImageCueMemoryEnv(gym.Env):

@@ -30,7 +30,15 @@ NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 #: Notebooks whose executed version must show a static PNG (kept where widgets do not render).
-SHOWS_PNG = {"01_train_and_watch", "02_save_load_compare", "04_inside_kfac", "05_hyperparameters_live"}
+SHOWS_PNG = {
+    "01_train_and_watch",
+    "02_save_load_compare",
+    "04_inside_kfac",
+    "05_hyperparameters_live",
+    "06_continuous_control",
+    "08_recurrent_policies",
+    "09_coming_from_stable_baselines2",
+}
 
 #: With ACKTR_LAB_QUICK=1 a notebook takes well under a minute here; far more means the
 #: switch stopped shrinking the run.
