@@ -331,7 +331,10 @@ class TrainingPlots:
         n_rows = math.ceil(len(self.panels) / n_cols)
         self.figure = Figure(figsize=figsize or (3.5 * n_cols, 3.0 * n_rows), dpi=dpi)
         self.canvas = FigureCanvasAgg(self.figure)
-        self.figure.subplots_adjust(left=0.045, right=0.99, bottom=0.04, top=0.93, wspace=0.27, hspace=0.3)
+        height = self.figure.get_figheight()  # margins in inches: room for the headline over one row too
+        self.figure.subplots_adjust(
+            left=0.045, right=0.99, bottom=0.36 / height, top=1.0 - 0.63 / height, wspace=0.27, hspace=0.3
+        )
         grid = self.figure.subplots(n_rows, n_cols, squeeze=False, gridspec_kw=dict(gridspec_kw))
         self.axes: dict[str, Axes] = {}
         for index, panel in enumerate(self.panels):
