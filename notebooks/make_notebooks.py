@@ -266,6 +266,33 @@ def pretraining() -> None:
                 "ACKTR), then the training dashboard's plots."
             ),
             new_code_cell("display(Image(pretraining.render_png()))\ndisplay(Image(dashboard.plots.render_png()))"),
+            new_markdown_cell(
+                "## With and without pretraining\n\n"
+                "The same ACKTR run from scratch: same seed, same number of updates. Both curves are the "
+                "mean return of the last 20 episodes against the training steps."
+            ),
+            code(
+                """
+                from matplotlib.figure import Figure
+
+                from acktr_lab.plots import TrainingPlots
+
+                scratch = ACKTR("MlpPolicy", "CartPole-v1", n_envs=8, seed=0)
+                scratch_trainer = scratch.trainer(TIMESTEPS)
+                scratch_plots = TrainingPlots()
+                for _ in range(dashboard.updates):
+                    scratch_plots.add(scratch_trainer.step())
+
+                figure = Figure(figsize=(7, 3.5))
+                axes = figure.add_subplot()
+                for label, plots in (("pretrained, then ACKTR", dashboard.plots), ("ACKTR from scratch", scratch_plots)):
+                    axes.plot(plots.episodes.array("timesteps"), plots.episodes.array("smoothed_return"), label=label)
+                axes.set_xlabel("ACKTR training steps")
+                axes.set_ylabel("mean return (last 20 episodes)")
+                axes.legend()
+                show(figure)
+                """
+            ),
         ],
     )
 
@@ -1277,6 +1304,8 @@ def continuous_control() -> None:
             code(
                 """
                 LANDER_STEPS = 20_000 if QUICK else 2_000_000
+                if (hint := missing_extra("box2d")) is not None:
+                    raise ModuleNotFoundError(hint)  # the pip line that adds Box2D
                 lander = preset_model("LunarLanderContinuous-v3")
                 lander_plots = train(lander, LANDER_STEPS)
                 display(Image(lander_plots.render_png()))

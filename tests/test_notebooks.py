@@ -33,6 +33,7 @@ WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 SHOWS_PNG = {
     "01_train_and_watch",
     "02_save_load_compare",
+    "03_pretraining",
     "04_inside_kfac",
     "05_hyperparameters_live",
     "06_continuous_control",
