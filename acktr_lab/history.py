@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from acktr_lab.hyperparameters import describe
-from acktr_lab.report import Edit, UpdateReport
+from acktr_lab.report import SCALAR_FIELDS, Edit, UpdateReport
 from acktr_lab.serialization import ModelFileError
 
 __all__ = ["HISTORY_FORMAT", "MAX_HISTORY_BYTES", "HistoryFileError", "HistoryWriter", "load_history"]
@@ -34,19 +34,9 @@ MAX_HISTORY_BYTES = 1 << 30
 #: The most metrics, hyperparameters, edits or episodes one line may hold.
 MAX_ENTRIES_PER_LINE = 10_000
 
-_FLOAT_FIELDS = (
-    "fps",
-    "learning_rate",
-    "policy_loss",
-    "value_loss",
-    "entropy",
-    "explained_variance",
-    "kl",
-    "trust_region_scale",
-    "gfg",
-)
-_INT_FIELDS = ("update", "timesteps", "total_timesteps")
-_BOOL_FIELDS = ("kfac_step", "skipped")
+_INT_FIELDS = tuple(name for name, kind in SCALAR_FIELDS.items() if kind == "int")
+_FLOAT_FIELDS = tuple(name for name, kind in SCALAR_FIELDS.items() if kind == "float")
+_BOOL_FIELDS = tuple(name for name, kind in SCALAR_FIELDS.items() if kind == "bool")
 
 
 class HistoryFileError(ModelFileError):

@@ -37,7 +37,7 @@ from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, NullLocator
 from acktr_lab import hyperparameters as hp
 from acktr_lab.history import load_history
 from acktr_lab.panels import Panel, PretrainPanel, RecordsOnly, default_panels, panel_field
-from acktr_lab.report import FactorEigenvalues, PretrainReport, UpdateReport
+from acktr_lab.report import SCALAR_FIELDS, FactorEigenvalues, PretrainReport, UpdateReport
 
 __all__ = ["LR_SETTINGS", "BoundedHistory", "TrainingPlots", "same_value"]
 
@@ -53,21 +53,8 @@ _ABBREVIATIONS = {name: control.short for name, control in hp.LIVE_CONTROLS.item
 #: Colours of compared runs (the run's own lines use C0-C4 and C7).
 _COMPARISON_COLORS = ("C6", "C8", "C9", "C5", "k")
 
-_UPDATE_COLUMNS = (
-    "update",
-    "timesteps",
-    "learning_rate",
-    "policy_loss",
-    "value_loss",
-    "entropy",
-    "explained_variance",
-    "kl",
-    "trust_region_scale",
-    "gfg",
-    "fps",
-    "kfac_step",
-    "skipped",
-)
+#: One column per scalar field of a report (the run's length is in ``total_timesteps``).
+_UPDATE_COLUMNS = tuple(name for name in SCALAR_FIELDS if name != "total_timesteps")
 
 
 class BoundedHistory:

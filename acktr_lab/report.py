@@ -133,6 +133,12 @@ class UpdateReport:
         return data
 
 
+#: The report's own scalar fields by type (``"int"``, ``"float"`` or ``"bool"``), in declaration order.
+SCALAR_FIELDS: dict[str, str] = {
+    f.name: str(f.type) for f in fields(UpdateReport) if f.type in ("int", "float", "bool")
+}
+
+
 @dataclass(frozen=True)
 class PretrainReport:
     """Behaviour-cloning progress after one epoch. ``val_loss`` is ``None`` on epochs
