@@ -45,6 +45,7 @@ def _register_atari() -> None:
         raise ValueError(
             "Atari presets need ale-py (and opencv-python-headless): pip install 'acktr_lab[atari]'"
         ) from None
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no start-up banner on stderr per env
     gym.register_envs(ale_py)
 
 

@@ -1357,6 +1357,138 @@ def continuous_control() -> None:
     )
 
 
+def atari() -> None:
+    write(
+        "07_atari_cnn.ipynb",
+        [
+            new_markdown_cell(
+                "# Atari with `CnnPolicy`\n\n"
+                "ACKTR's Atari results use the Nature CNN (three convolutions and a 512-unit layer) on stacks of "
+                "four 84 × 84 grey frames. K-FAC treats a convolution as a dense layer applied at every output "
+                "position (Grosse & Martens' KFC): `A` is the covariance of the input patches, `G` that of the "
+                "gradients at the output positions. Stable Baselines 2's `approx_t2` builds both from each "
+                "example's mean patch and summed gradients instead: statistics about `T` times cheaper for a "
+                "layer with `T` output positions.\n\n"
+                "Pong-v5 comes from `ale-py` (which ships the ROMs) through gymnasium's `AtariPreprocessing` and "
+                "frame stacking, as the preset builds it (`acktr_lab.presets`)."
+            ),
+            new_code_cell(QUICK),
+            code(
+                """
+                import io
+
+                import numpy as np
+                from IPython.display import Image, display
+                from matplotlib.figure import Figure
+
+                from acktr_lab import ACKTR
+                from acktr_lab.extras import missing_extra
+                from acktr_lab.presets import get_preset
+
+                if (hint := missing_extra("atari")) is not None:
+                    raise ModuleNotFoundError(hint)  # the pip line that adds ale-py and OpenCV
+
+
+                def show(figure: Figure) -> None:
+                    png = io.BytesIO()
+                    figure.savefig(png, format="png", bbox_inches="tight")
+                    display(Image(png.getvalue()))
+
+
+                preset = get_preset("ALE/Pong-v5")
+                N_ENVS = 4 if QUICK else 16
+                env = preset.make_env(n_envs=N_ENVS, seed=0)
+                observations, _ = env.reset(seed=0)
+                for _ in range(30):
+                    observations, *_ = env.step(env.action_space.sample())
+                print(env.single_observation_space)  # channels first: (stacked frames, height, width)
+                figure = Figure(figsize=(8, 2.2))
+                for k, frame in enumerate(observations[0]):
+                    axes = figure.add_subplot(1, 4, k + 1)
+                    axes.imshow(frame, cmap="gray")
+                    axes.set_title(f"frame t−{3 - k}", fontsize=8)
+                    axes.axis("off")
+                show(figure)
+                """
+            ),
+            new_markdown_cell(
+                "## A short run on CPU\n\n"
+                "The preset's settings (`async_eigen_decomp`: the factors are decomposed on a worker thread, so "
+                "no update waits for the 3137 × 3137 factor of the 512-unit layer after the first). The run is "
+                "far too short to learn Pong; it shows what an update costs and what the curvature looks like."
+            ),
+            code(
+                """
+                UPDATES = 14 if QUICK else 500
+                model = ACKTR("CnnPolicy", env, seed=0, **preset.acktr_kwargs())
+                reports = list(model.trainer(N_ENVS * model.n_steps * UPDATES))
+                # steady speed: the last updates' rollout and update times (the first ones compile)
+                milliseconds = np.median([r.metrics["cost/rollout_ms"] + r.metrics["cost/update_ms"] for r in reports[-3:]])
+                fps = N_ENVS * model.n_steps / (milliseconds / 1000)
+                print(f"{UPDATES} updates of {N_ENVS} envs × {model.n_steps} steps: {fps:.0f} steps/s on this machine")
+                """
+            ),
+            new_markdown_cell(
+                "## The Fisher factors of the convolutions\n\n"
+                "The eigenvalues of each layer's `A` (inputs) and `G` (output gradients), largest first. The "
+                "steep fall of the spectra is why damping matters: the inverse multiplies directions along the "
+                "small eigenvalues by up to `1/damping`."
+            ),
+            code(
+                """
+                optimizer = model.learner.optimizer
+                optimizer.wait_for_inverse(timeout=120)  # the asynchronous decomposition in progress
+                figure = Figure(figsize=(9, 3.2))
+                for index, factor in enumerate(("A (input patches)", "G (output gradients)")):
+                    axes = figure.add_subplot(1, 2, index + 1)
+                    for layer, values in optimizer.eigenvalues().items():
+                        spectrum = np.sort(values[index])[::-1]
+                        spectrum = spectrum[spectrum > 0]
+                        axes.loglog(np.arange(1, spectrum.size + 1), spectrum, label=layer)
+                    axes.set_title(f"eigenvalues of {factor}", fontsize=9)
+                    axes.set_xlabel("rank", fontsize=8)
+                    axes.legend(fontsize=7)
+                show(figure)
+                """
+            ),
+            new_markdown_cell(
+                "## What `approx_t2` buys\n\n"
+                "The same first updates with and without `approx_t2`: every update during the cold start takes "
+                "curvature statistics, so its wall time shows their cost (`cost/update_ms`, reported for every "
+                "update)."
+            ),
+            code(
+                """
+                costs = {}
+                for approx_t2 in (False, True):
+                    probe = ACKTR("CnnPolicy", preset.make_env(n_envs=N_ENVS, seed=0), seed=0, approx_t2=approx_t2,
+                                  **preset.acktr_kwargs())
+                    timed = list(probe.trainer(N_ENVS * probe.n_steps * 6))[1:]  # the first update compiles
+                    costs[f"approx_t2={approx_t2}"] = np.median([r.metrics["cost/update_ms"] for r in timed])
+                figure = Figure(figsize=(5, 2.5))
+                axes = figure.add_subplot()
+                axes.barh(list(costs), list(costs.values()), color=["C0", "C1"])
+                axes.set_xlabel("median update (ms), statistics included")
+                show(figure)
+                """
+            ),
+            new_markdown_cell(
+                "## Running it long\n\n"
+                "From a shell, with the zoo's budget (5M steps, 32 envs) and a progress bar; the model, its "
+                "plots, its history and a replay are saved in `runs/`:\n\n"
+                "    acktr-lab train ALE/Pong-v5\n\n"
+                "At the speed measured above (with this notebook's envs; more envs per update run faster), the "
+                "time that takes on this machine:"
+            ),
+            code(
+                """
+                print(f"5M steps at {fps:.0f} steps/s: about {5_000_000 / fps / 3600:.1f} hours")
+                """
+            ),
+        ],
+    )
+
+
 if __name__ == "__main__":
     train_and_watch()
     save_load_compare()
@@ -1364,5 +1496,6 @@ if __name__ == "__main__":
     inside_kfac()
     hyperparameters_live()
     continuous_control()
+    atari()
     recurrent_policies()
     coming_from_sb2()

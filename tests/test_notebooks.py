@@ -37,6 +37,7 @@ SHOWS_PNG = {
     "04_inside_kfac",
     "05_hyperparameters_live",
     "06_continuous_control",
+    "07_atari_cnn",
     "08_recurrent_policies",
     "09_coming_from_stable_baselines2",
 }
