@@ -133,7 +133,8 @@ def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path) -> None:
     tracebacks = [o.text for o in produced if o.output_type == "stream" and "Traceback" in o.text]
     assert not tracebacks, "".join(tracebacks)  # e.g. an exception in a widget callback
     stderr = "".join(o.get("text", "") for o in produced if o.output_type == "stream" and o.name == "stderr")
-    assert not [noise for noise in TENSORFLOW_NOISE if noise in stderr], stderr
+    assert not [noise for noise in TENSORFLOW_NOISE if noise in stderr], stderr  # named, for a clear message
+    assert not stderr, f"{path.name} shows a stderr block: {stderr[:500]}"
     assert elapsed < QUICK_LIMIT_S, f"{path.name} took {elapsed:.0f} s with ACKTR_LAB_QUICK=1"
 
     if path.stem in SHOWS_PNG:
