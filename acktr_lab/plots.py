@@ -39,7 +39,7 @@ from acktr_lab.history import load_history
 from acktr_lab.panels import Panel, PretrainPanel, RecordsOnly, default_panels, panel_field
 from acktr_lab.report import SCALAR_FIELDS, FactorEigenvalues, PretrainReport, UpdateReport
 
-__all__ = ["LR_SETTINGS", "BoundedHistory", "TrainingPlots", "same_value"]
+__all__ = ["LR_SETTINGS", "BoundedHistory", "TrainingPlots", "figure_png", "same_value", "show_figure"]
 
 #: Hyperparameters whose change alters the learning-rate curve.
 LR_SETTINGS = frozenset({"learning_rate", "lr_schedule"})
@@ -55,6 +55,21 @@ _COMPARISON_COLORS = ("C6", "C8", "C9", "C5", "k")
 
 #: One column per scalar field of a report (the run's length is in ``total_timesteps``).
 _UPDATE_COLUMNS = tuple(name for name in SCALAR_FIELDS if name != "total_timesteps")
+
+
+def figure_png(figure: Figure) -> bytes:
+    """A matplotlib figure as PNG bytes (tight bounding box)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def show_figure(figure: Figure) -> None:
+    """Display a figure in a notebook as a static PNG: a plain ``Figure`` (no pyplot) has no
+    notebook display of its own, and a PNG stays in the saved notebook."""
+    from IPython.display import Image, display
+
+    display(Image(figure_png(figure)))
 
 
 class BoundedHistory:

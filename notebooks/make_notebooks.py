@@ -199,13 +199,8 @@ def pretraining() -> None:
                 "and serves shuffled minibatches. Its plot is the histogram of the expert's returns."
             ),
             new_code_cell(
-                "import io\n\n"
-                "from IPython.display import Image, display\n\n\n"
-                "def show(figure):\n"
-                '    """Display a matplotlib Figure as a PNG image."""\n'
-                "    buffer = io.BytesIO()\n"
-                "    figure.savefig(buffer, format='png', bbox_inches='tight')\n"
-                "    display(Image(buffer.getvalue()))\n\n\n"
+                "from IPython.display import Image, display\n\n"
+                "from acktr_lab.plots import show_figure as show\n\n"
                 "dataset = ExpertDataset(expert_path='runs/cartpole_expert.npz', train_fraction=0.8, "
                 "batch_size=64, seed=0)\n"
                 "show(dataset.plot())"
@@ -349,11 +344,7 @@ def inside_kfac() -> None:
                 )
 
 
-                def show(figure):
-                    """Display a matplotlib Figure as a PNG image."""
-                    buffer = io.BytesIO()
-                    figure.savefig(buffer, format="png", bbox_inches="tight")
-                    display(Image(buffer.getvalue()))
+                from acktr_lab.plots import show_figure as show
 
 
                 # Three classes from a noisy linear teacher; four input features on very different scales.
@@ -705,11 +696,7 @@ def hyperparameters_live() -> None:
                 from acktr_lab.schedules import SCHEDULES, learning_rate_at
 
 
-                def show(figure: Figure) -> Image:
-                    # a plain Figure (no pyplot) has no notebook display of its own: show it as a PNG
-                    png = io.BytesIO()
-                    figure.savefig(png, format="png", bbox_inches="tight")
-                    return Image(png.getvalue())
+                from acktr_lab.plots import show_figure as show
 
 
                 progress = np.linspace(0.0, 1.0, 400)
@@ -847,11 +834,7 @@ def recurrent_policies() -> None:
                 from acktr_lab.vec_env import make_vec_env
 
 
-                def show(figure: Figure) -> None:
-                    """Display a matplotlib Figure as a PNG image."""
-                    buffer = io.BytesIO()
-                    figure.savefig(buffer, format="png", bbox_inches="tight")
-                    display(Image(buffer.getvalue()))
+                from acktr_lab.plots import show_figure as show
 
 
                 def success_rate(reports, window=50):
@@ -1153,11 +1136,7 @@ def coming_from_sb2() -> None:
                 from acktr_lab.replay import episode_frames, replay_gif
 
 
-                def show(figure: Figure) -> None:
-                    \"\"\"Display a matplotlib Figure as a PNG image.\"\"\"
-                    buffer = io.BytesIO()
-                    figure.savefig(buffer, format="png", bbox_inches="tight")
-                    display(Image(buffer.getvalue()))
+                from acktr_lab.plots import show_figure as show
 
 
                 frames, _ = episode_frames(agent, "Pendulum-v1", seed=3)
@@ -1389,10 +1368,7 @@ def atari() -> None:
                     raise ModuleNotFoundError(hint)  # the pip line that adds ale-py and OpenCV
 
 
-                def show(figure: Figure) -> None:
-                    png = io.BytesIO()
-                    figure.savefig(png, format="png", bbox_inches="tight")
-                    display(Image(png.getvalue()))
+                from acktr_lab.plots import show_figure as show
 
 
                 preset = get_preset("ALE/Pong-v5")

@@ -180,3 +180,14 @@ def test_the_dashboard_compares_a_live_branch_as_it_trains() -> None:
     branch.step()
     main.plots.draw()
     assert _points(line) == 2  # drawn from the branch's records as they grow
+
+
+def test_figure_png_is_a_decodable_png_of_the_figure() -> None:
+    from matplotlib.figure import Figure
+
+    from acktr_lab.plots import figure_png
+
+    figure = Figure(figsize=(2, 1), dpi=50)
+    figure.add_subplot().plot([0, 1], [1, 0])
+    image = assert_png(figure_png(figure))
+    assert 0 < image.width <= 100 and 0 < image.height <= 50  # tight box: at most the figure's 100 × 50 px
