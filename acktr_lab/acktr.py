@@ -25,7 +25,7 @@ from acktr_lab.distributions import Distribution
 from acktr_lab.expert import ExpertDataset
 from acktr_lab.kfac import KfacOptimizer
 from acktr_lab.learner import Learner
-from acktr_lab.loading import load_into
+from acktr_lab.loading import load_into, name_sb2_parameters
 from acktr_lab.normalization import ObservationNormalizer, ReturnNormalizer
 from acktr_lab.policies import ActorCriticPolicy, resolve_policy
 from acktr_lab.preprocessing import space_to_json, spaces_equal
@@ -33,10 +33,11 @@ from acktr_lab.pretrain import behaviour_cloning
 from acktr_lab.recurrent import MlpLstmPolicy  # noqa: F401 (registers the recurrent policy names)
 from acktr_lab.report import Edit, PretrainReport
 from acktr_lab.rollout import Collector, StateArrays
-from acktr_lab.serialization import ModelFileError, PathOrFile, load_model, save_model
+from acktr_lab.serialization import ModelFile, ModelFileError, PathOrFile, load_model, save_model
 from acktr_lab.trainer import Trainer
 from acktr_lab.training_loop import run_learn
 from acktr_lab.vec_env import as_vector_env
+from acktr_lab.vecnormalize import VecNormalizeStatistics, find_vecnormalize, load_vecnormalize
 
 EnvLike = gym.Env | gym.vector.VectorEnv | str
 
@@ -440,6 +441,8 @@ class ACKTR:
         file = load_model(load_path_or_dict)
         try:
             values = file.parameters
+            if file.positional:
+                values = name_sb2_parameters(self.policy, list(values.values()))
             if file.source == "stable_baselines2":
                 values = self.policy.parameters_from_sb2(values)
             self._assign_parameters(values, exact_match)
@@ -604,22 +607,55 @@ class ACKTR:
         load_path: PathOrFile,
         env: EnvLike | None = None,
         custom_objects: dict[str, Any] | None = None,
+        *,
+        vecnormalize: bool | str | os.PathLike[str] = True,
         **kwargs: Any,
     ) -> ACKTR:
-        """Load a model saved by :meth:`save` (or a Stable Baselines 2 ACKTR zip).
+        """Load a model saved by :meth:`save`, or a Stable Baselines 2 ACKTR ``.zip`` or ``.pkl``
+        (told apart by their content, not their names).
 
         ``custom_objects`` replaces stored values (needed for callables, which are stored by
-        name only); ``kwargs`` change hyperparameters of the loaded model. Every problem with
+        name only); ``kwargs`` change hyperparameters of the loaded model.
+
+        ``vecnormalize`` (Stable Baselines 2 files only): the ``VecNormalize`` statistics the
+        agent was trained with become the policy's observation normalisation (and the
+        return normalisation, for further training). ``True`` looks for them beside the file
+        as the rl-baselines-zoo laid them out (:func:`acktr_lab.vecnormalize.find_vecnormalize`);
+        a path names the folder or file; ``False`` ignores them. Every problem with
         the file's content raises :class:`~acktr_lab.serialization.ModelFileError` naming the
         file and the field (:mod:`acktr_lab.loading`); loading never runs code from the file
         and its work is bounded by what the file holds. Machine settings (``tensorboard_log``,
         ``full_tensorboard_log``, ``n_cpu_tf_sess``) are not taken from the file: pass them
         again to use them.
         """
-        model = load_into(cls, load_model(load_path), custom_objects, kwargs)
+        file = load_model(load_path)
+        statistics = _vecnormalize_statistics(load_path, file, vecnormalize)
+        model = load_into(cls, file, custom_objects, kwargs, statistics)
         if env is not None:
             model.set_env(env)
         return model
+
+
+def _vecnormalize_statistics(
+    load_path: PathOrFile, file: ModelFile, vecnormalize: bool | str | os.PathLike[str]
+) -> VecNormalizeStatistics | None:
+    """The SB2 ``VecNormalize`` statistics ``load`` applies: found beside the file, given, or none."""
+    if vecnormalize is False:
+        return None
+    if file.source != "stable_baselines2":
+        if vecnormalize is not True:
+            raise ValueError(
+                "vecnormalize applies to Stable Baselines 2 files; acktr_lab files keep their own statistics"
+            )
+        return None
+    if vecnormalize is True:
+        if hasattr(load_path, "read"):
+            return None
+        folder = find_vecnormalize(file.where)
+        return load_vecnormalize(folder) if folder is not None else None
+    if not isinstance(vecnormalize, str | os.PathLike):
+        raise ValueError(f"vecnormalize must be True, False or a path, got {vecnormalize!r}")
+    return load_vecnormalize(vecnormalize)
 
 
 def _env_id(env: Any) -> str | None:

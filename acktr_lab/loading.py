@@ -34,6 +34,7 @@ from acktr_lab.preprocessing import space_from_json
 from acktr_lab.report import Edit
 from acktr_lab.safe_archive import float32_overflow
 from acktr_lab.serialization import ModelFile, ModelFileError
+from acktr_lab.vecnormalize import SB2_CLIP_OBS, SB2_EPSILON, VecNormalizeStatistics
 
 #: The model class (``acktr_lab.ACKTR``; not imported here: it imports this module).
 ACKTR = TypeVar("ACKTR")
@@ -61,17 +62,30 @@ def file_error(file: ModelFile, field: str, problem: object) -> ModelFileError:
 
 
 def load_into(
-    cls: type[ACKTR], file: ModelFile, custom_objects: Mapping[str, Any] | None, overrides: dict[str, Any]
+    cls: type[ACKTR],
+    file: ModelFile,
+    custom_objects: Mapping[str, Any] | None,
+    overrides: dict[str, Any],
+    statistics: VecNormalizeStatistics | None = None,
 ) -> ACKTR:
-    """A model with no env, built from ``file`` with ``overrides`` (the caller's ``load`` kwargs)."""
+    """A model with no env, built from ``file`` with ``overrides`` (the caller's ``load`` kwargs)
+    and, for a Stable Baselines 2 file, the ``VecNormalize`` ``statistics`` it was trained with."""
     for name, value in overrides.items():
         if name in hp.HYPERPARAMETERS:
             hp.validate(name, value)
     if overrides.get("policy_kwargs") is not None and not isinstance(overrides["policy_kwargs"], Mapping):
         raise ValueError(f"policy_kwargs must be a dict, got {overrides['policy_kwargs']!r}")
     spec = sb2_spec(file, overrides) if file.source == "stable_baselines2" else spec_of(file, custom_objects, overrides)
+    if statistics is not None:
+        for name, used in (
+            ("normalize_observations", statistics.observations is not None),
+            ("normalize_returns", statistics.returns is not None),
+        ):
+            spec.hyperparameters.setdefault(name, used)
     model = build(cls, spec, file)
     if file.source == "stable_baselines2":
+        if statistics is not None:
+            apply_statistics(model, statistics)
         return model
     restore_state(model, file)
     return model
@@ -112,9 +126,14 @@ def sb2_spec(file: ModelFile, overrides: dict[str, Any]) -> ModelSpec:
     """The :class:`ModelSpec` of a Stable Baselines 2 ACKTR zip (its readable fields only)."""
     data = file.data
     policy_info = data.get("policy", {})
-    text = json.dumps(policy_info)
-    names = sorted(POLICIES, key=len, reverse=True)  # CnnLnLstmPolicy before CnnPolicy ...
-    policy_name = next((name for name in names if f"{name}." in text or f"'{name}'" in text), None)
+    if isinstance(policy_info, dict) and isinstance(policy_info.get("class"), str):  # from a .pkl
+        policy_name = policy_info["class"].rsplit(".", 1)[-1]
+        policy_name = policy_name if policy_name in POLICIES else None
+        text = policy_info["class"]
+    else:
+        text = json.dumps(policy_info)
+        names = sorted(POLICIES, key=len, reverse=True)  # CnnLnLstmPolicy before CnnPolicy ...
+        policy_name = next((name for name in names if f"{name}." in text or f"'{name}'" in text), None)
     if policy_name is None:
         raise file_error(file, "policy", f"unsupported Stable Baselines 2 policy: {text[:200]}")
     stored = {
@@ -212,11 +231,63 @@ def build(cls: type[ACKTR], spec: ModelSpec, file: ModelFile) -> ACKTR:
     parameters = file.parameters
     try:
         if file.source == "stable_baselines2":
+            if file.positional:
+                parameters = name_sb2_parameters(model.policy, list(parameters.values()))
             parameters = model.policy.parameters_from_sb2(parameters)
         model.load_parameters(parameters)
     except (*_BUILD_ERRORS, RuntimeError) as error:
         raise ModelFileError(f"{file.where}: the parameters do not fit the model: {error}") from error
     return model
+
+
+def name_sb2_parameters(policy: Any, arrays: list[Any]) -> dict[str, Any]:
+    """A ``.pkl``'s unnamed parameter arrays named by the policy's SB2 creation order.
+
+    Raises:
+        ValueError: listing every position whose shape differs, or the counts where they differ.
+    """
+    expected = policy.sb2_parameter_shapes()
+    names = list(expected)
+    rows = []
+    for index in range(max(len(names), len(arrays))):
+        name = names[index] if index < len(names) else "(none)"
+        want = expected.get(name)
+        got = tuple(arrays[index].shape) if index < len(arrays) else None
+        if want != got:
+            rows.append(f"#{index} {name}: expected {want}, the file holds {got}")
+    if rows:
+        raise ValueError(
+            f"the file's {len(arrays)} arrays do not match the {len(names)} parameters of the "
+            f"{type(policy).__name__} its spaces and policy_kwargs describe: " + "; ".join(rows[:10])
+        )
+    return dict(zip(names, arrays, strict=True))
+
+
+def apply_statistics(model: ACKTR, statistics: VecNormalizeStatistics) -> None:
+    """An SB2 ``VecNormalize``'s statistics as the model's own normalisation statistics."""
+    where = statistics.where
+    if statistics.observations is not None and model.observation_normalizer is not None:
+        if statistics.clip_obs != SB2_CLIP_OBS or statistics.epsilon != SB2_EPSILON:
+            raise ModelFileError(
+                f"{where}: clip_obs={statistics.clip_obs}, epsilon={statistics.epsilon}; the policy's own "
+                f"normalisation uses SB2's defaults ({SB2_CLIP_OBS}, {SB2_EPSILON}). Load with "
+                "vecnormalize=False and wrap the env in acktr_lab.vecnormalize.SB2NormalizeObservation"
+            )
+        observed = statistics.observations
+        state = {"mean": observed.mean.reshape(-1), "var": observed.var.reshape(-1), "count": observed.count}
+        try:
+            model.observation_normalizer.load_state(state)
+        except ValueError as error:
+            space = model.observation_space
+            raise ModelFileError(f"{where}: {error} (the model's observation space is {space})") from error
+    if statistics.returns is not None and model.return_normalizer is not None:
+        returns = statistics.returns
+        try:
+            model.return_normalizer.load_state(
+                {"return_mean": returns.mean, "return_var": returns.var, "return_count": returns.count}
+            )
+        except ValueError as error:
+            raise ModelFileError(f"{where}: {error}") from error
 
 
 def restore_state(model: ACKTR, file: ModelFile) -> None:

@@ -333,6 +333,11 @@ class ActorCriticPolicy(tf.Module):
         names here; a policy that joins SB2 variables into one layer overrides this)."""
         return dict(parameters)
 
+    def sb2_parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The SB2 variables this policy corresponds to, name → shape, in SB2's creation order
+        (what a ``.pkl``'s unnamed parameter list follows)."""
+        return {name: tuple(int(d) for d in variable.shape) for name, variable in self.parameters.items()}
+
     def constructor_kwargs(self) -> dict[str, Any]:
         """JSON-able ``policy_kwargs`` that rebuild this architecture."""
         kwargs: dict[str, Any] = {"act_fun": self.act_fun_name}

@@ -267,6 +267,20 @@ class LstmPolicy(ActorCriticPolicy):
             kwargs["layers"] = list(self.layers)
         return kwargs
 
+    def sb2_parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """As the base class, with the joined kernel split back into SB2's ``lstm1/wx``, ``lstm1/wh``."""
+        shapes = super().sb2_parameter_shapes()
+        if self.layer_norm or "model/lstm1/w:0" not in shapes:
+            return shapes
+        out: dict[str, tuple[int, ...]] = {}
+        for name, shape in shapes.items():
+            if name == "model/lstm1/w:0":
+                out["model/lstm1/wx:0"] = (shape[0] - self.n_lstm, shape[1])
+                out["model/lstm1/wh:0"] = (self.n_lstm, shape[1])
+            else:
+                out[name] = shape
+        return out
+
     def parameters_from_sb2(self, parameters: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """SB2's ``lstm1/wx`` and ``lstm1/wh`` joined into this policy's ``[x_t, h_{t−1}]`` kernel."""
         out = dict(parameters)

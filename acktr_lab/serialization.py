@@ -12,6 +12,8 @@ Arrays are read with ``allow_pickle=False``. Saving writes a temporary file in t
 directory and renames it over the target, so an interrupted save leaves the previous file
 intact. Stable Baselines 2 zip files (``data`` JSON + ``parameters`` npz) are recognised
 and read from their readable fields only; their cloudpickle blobs are never unpickled.
+Stable Baselines 2 ``.pkl`` files are recognised by their content and read as data by
+:mod:`acktr_lab.sb2_pickle`: no global they name is imported, none is called.
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ from typing import IO, Any
 
 import numpy as np
 
+from acktr_lab import sb2_pickle
 from acktr_lab.safe_archive import READ_ERRORS, BoundedArchive
 
 FORMAT = "acktr_lab"
 FORMAT_VERSION = 1
 _HEADER = "acktr_lab.json"
 _ARRAY_FILES = ("parameters", "optimizer", "extra")
-_HINT = "expected a model saved by acktr_lab or a Stable Baselines 2 ACKTR zip"
+_HINT = "expected a model saved by acktr_lab or a Stable Baselines 2 ACKTR zip or .pkl"
 #: The most bytes a model file may hold, and the most its members may decompress to in all
 #: (checked before anything is decompressed): a small hostile file cannot exhaust memory.
 MAX_MODEL_BYTES = 1 << 30
@@ -49,7 +52,11 @@ class ModelFileError(ValueError):
 
 @dataclass(frozen=True)
 class ModelFile:
-    """What a model file holds. ``source`` is ``"acktr_lab"`` or ``"stable_baselines2"``."""
+    """What a model file holds. ``source`` is ``"acktr_lab"`` or ``"stable_baselines2"``.
+
+    ``positional``: the parameters are keyed ``"0"``, ``"1"``, ... in Stable Baselines 2's
+    creation order (a ``.pkl`` names none); the policy the file describes names them.
+    """
 
     data: dict[str, Any]
     parameters: dict[str, np.ndarray]
@@ -57,6 +64,7 @@ class ModelFile:
     extra: dict[str, np.ndarray]
     source: str
     where: str = "model file"
+    positional: bool = False
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -147,18 +155,22 @@ def _process_running(pid: int) -> bool:
 
 def _resolve_load_path(path: str | os.PathLike[str]) -> Path:
     candidate = Path(os.fspath(path))
-    if not candidate.exists() and candidate.suffix != ".zip" and candidate.with_name(candidate.name + ".zip").exists():
-        candidate = candidate.with_name(candidate.name + ".zip")
+    for suffix in (".zip", ".pkl"):
+        with_suffix = candidate.with_name(candidate.name + suffix)
+        if not candidate.exists() and candidate.suffix != suffix and with_suffix.exists():
+            candidate = with_suffix
     if not candidate.exists():
         raise FileNotFoundError(f"no model file at {candidate}")
     return candidate
 
 
 def load_model(path: PathOrFile) -> ModelFile:
-    """Read a model file (ours or Stable Baselines 2's zip), with bounded work.
+    """Read a model file (ours, or Stable Baselines 2's zip or ``.pkl``), with bounded work.
 
-    At most :data:`MAX_MODEL_BYTES` are read from the file and decompressed from it; every
-    problem with its content raises :class:`ModelFileError` naming the file and the entry.
+    The format is chosen by the content, not the name. At most :data:`MAX_MODEL_BYTES` are
+    read from the file and decompressed from it (a pickle: at most
+    :data:`~acktr_lab.sb2_pickle.MAX_PICKLE_BYTES`); every problem with its content raises
+    :class:`ModelFileError` naming the file and the entry.
     """
     if hasattr(path, "read"):
         where = "model file object"
@@ -170,10 +182,14 @@ def load_model(path: PathOrFile) -> ModelFile:
             raise ModelFileError(f"{where} is a folder, not a model file")
         with open(resolved, "rb") as handle:
             raw = _read_capped(handle, where)
+    if sb2_pickle.is_pickle(raw):
+        return _load_sb2_pickle(raw, where)
     try:
         archive = zipfile.ZipFile(io.BytesIO(raw))
     except (zipfile.BadZipFile, *READ_ERRORS) as error:
-        raise ModelFileError(f"{where} is not a model file: not a zip archive (corrupt or truncated?)") from error
+        raise ModelFileError(
+            f"{where} is not a model file: neither a zip archive nor a pickle (corrupt or truncated?)"
+        ) from error
     with archive:
         bounded = BoundedArchive(archive, where, MAX_MODEL_BYTES, ModelFileError, _HINT)
         names = set(bounded.names())
@@ -242,3 +258,11 @@ def _load_sb2(bounded: BoundedArchive, where: str) -> ModelFile:
             raise ModelFileError(f"{where}: 'parameter_list' names {missing[:5]}, which the parameters do not hold")
         parameters = {k: parameters[k] for k in order}
     return ModelFile(data, parameters, {}, {}, "stable_baselines2", where)
+
+
+def _load_sb2_pickle(raw: bytes, where: str) -> ModelFile:
+    if len(raw) > sb2_pickle.MAX_PICKLE_BYTES:
+        raise ModelFileError(f"{where} is larger than the limit of {sb2_pickle.MAX_PICKLE_BYTES:,} bytes for a pickle")
+    data, arrays = sb2_pickle.read_model(raw, where, ModelFileError)
+    parameters = {str(index): array for index, array in enumerate(arrays)}
+    return ModelFile(data, parameters, {}, {}, "stable_baselines2", where, positional=True)

@@ -344,7 +344,7 @@ def saved(tmp_path: Path) -> Path:
 def test_corrupt_file(tmp_path: Path) -> None:
     path = tmp_path / "random.zip"
     path.write_bytes(np.random.default_rng(0).bytes(5000))
-    with pytest.raises(ValueError, match="not a zip archive"):
+    with pytest.raises(ValueError, match="neither a zip archive nor a pickle"):
         ACKTR.load(path)
 
 

@@ -1,0 +1,278 @@
+"""Reading Stable Baselines 2 pickles as data: nothing in them is imported or run.
+
+A pickle is a program: each global it names is imported and may be called with arguments the
+file chooses (``os.system``, ``builtins.exec``, ``subprocess.Popen``...). :func:`unpickle_data`
+runs the pickle with a :class:`pickle.Unpickler` whose ``find_class`` never imports anything.
+Each global the file may name maps to a stand-in defined here, and every other global is
+refused with the caller's error naming it, before anything of it runs:
+
+- NumPy arrays, dtypes and scalars (``numpy.core.multiarray._reconstruct`` and its NumPy 2
+  spelling, ``numpy.ndarray``, ``numpy.dtype``, ``...multiarray.scalar``): rebuilt from their
+  bytes, numeric dtypes only, the size checked against the bytes before anything is allocated;
+- gym spaces, SB2's ``RunningMeanStd`` and ``VecNormalize``: recorded as a
+  :class:`PickledObject` (the class's name and the state the file gives it), never built;
+- SB2 policy classes and TensorFlow activations: a :class:`Reference` by name;
+- a gym space's random generator state: dropped.
+
+What the unpickler returns is then walked once (:func:`_plain`) with a budget of nodes and a
+depth limit, since a pickle can share one object many times (its memo) and a naive walk of
+a shared structure can take exponential time. The result holds only ``dict``, ``list``,
+``tuple``, ``str``, ``bytes``, numbers, ``None``, NumPy arrays, :class:`PickledObject` and
+:class:`Reference`.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import pickle
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+#: The most values a pickle's content may hold, counting a shared value each time it is
+#: reached, and the deepest nesting read.
+MAX_NODES = 1_000_000
+MAX_DEPTH = 64
+#: The dtypes an array or scalar in a pickle may have: booleans, integers and floats.
+_DTYPE_SPEC = re.compile(r"^[?bBhHiIlLqQefdg]$|^[biuf][1248]$|^f16$|^(bool|u?int(8|16|32|64)|float(16|32|64))$")
+_NUMPY_MULTIARRAY = ("numpy.core.multiarray", "numpy._core.multiarray")
+_NUMPY_NUMERIC = ("numpy.core.numeric", "numpy._core.numeric")
+
+
+@dataclass(frozen=True)
+class PickledObject:
+    """An object of a known class, not built: its class's full name and the state the file gives it."""
+
+    kind: str
+    state: Any
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A reference to a known class or function (a policy class, an activation), by name."""
+
+    kind: str
+    name: str
+
+
+class _StandIn:
+    """Base of the objects the stand-ins build; :func:`_plain` turns them into data."""
+
+    def value(self) -> Any:
+        raise NotImplementedError
+
+
+class _Recorded(_StandIn):
+    """An instance of a recorded class: keeps the state the pickle sets."""
+
+    kind = ""
+
+    def __setstate__(self, state: Any) -> None:
+        self.__dict__["_state"] = state
+
+    def value(self) -> Any:
+        return PickledObject(self.kind, self.__dict__.get("_state"))
+
+
+def _recorded_class(kind: str) -> type[_Recorded]:
+    return type(kind.rsplit(".", 1)[-1], (_Recorded,), {"kind": kind})
+
+
+class _Ignored(_StandIn):
+    """A value the reader has no use for (a gym space's random generator): dropped."""
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def value(self) -> Any:
+        return None
+
+
+class _NdarrayClass:
+    """Stands for ``numpy.ndarray`` as the first argument of ``_reconstruct``."""
+
+
+def _checked_dtype(spec: Any) -> np.dtype:
+    if isinstance(spec, _DtypeBuilder):
+        return spec.dtype
+    if isinstance(spec, np.dtype) and spec.kind in "biuf" and spec.names is None and spec.subdtype is None:
+        return spec
+    if not isinstance(spec, str) or not _DTYPE_SPEC.match(spec):
+        raise ValueError(f"only numeric dtypes are read from a pickle, got {str(spec)[:40]!r}")
+    return np.dtype(spec)
+
+
+class _DtypeBuilder(_StandIn):
+    """``numpy.dtype(spec, align, copy)`` followed by ``__setstate__`` (the byte order)."""
+
+    def __init__(self, spec: Any, align: Any = False, copy: Any = True) -> None:
+        self.dtype = _checked_dtype(spec)
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, tuple) or len(state) < 2 or state[1] not in ("<", ">", "|", "="):
+            raise ValueError(f"unreadable dtype state {str(state)[:80]}")
+        if state[1] == ">":
+            self.dtype = self.dtype.newbyteorder(">")
+        elif state[1] == "<":
+            self.dtype = self.dtype.newbyteorder("<")
+
+    def value(self) -> Any:
+        return self.dtype
+
+
+def _array_from_bytes(raw: Any, dtype: np.dtype, shape: Any, fortran: bool) -> np.ndarray:
+    """An array of ``shape`` from ``raw``; the sizes must agree before anything is allocated."""
+    if not isinstance(raw, bytes | bytearray):
+        raise ValueError(f"an array's data must be bytes, got {type(raw).__name__}")
+    sizes_ok = isinstance(shape, tuple) and all(isinstance(k, int) and not isinstance(k, bool) for k in shape)
+    if not sizes_ok or any(k < 0 for k in shape):
+        raise ValueError(f"an array's shape must be a tuple of non-negative integers, got {str(shape)[:80]}")
+    if len(shape) > 32 or math.prod(shape) * dtype.itemsize != len(raw):
+        raise ValueError(f"an array of shape {shape[:8]} and dtype {dtype} does not fit its {len(raw):,} bytes")
+    flat = np.frombuffer(bytes(raw), dtype=dtype).astype(dtype.newbyteorder("="))
+    return flat.reshape(shape, order="F" if fortran else "C")
+
+
+class _ArrayBuilder(_StandIn):
+    """``_reconstruct(ndarray, (0,), b'b')`` followed by ``__setstate__((version, shape, dtype, fortran, data))``."""
+
+    def __init__(self) -> None:
+        self.array: np.ndarray | None = None
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, tuple) or len(state) != 5 or state[3] not in (0, 1):
+            raise ValueError(f"unreadable array state {str(state)[:80]}")
+        _, shape, dtype, fortran, raw = state
+        self.array = _array_from_bytes(raw, _checked_dtype(dtype), shape, fortran)
+
+    def value(self) -> Any:
+        if self.array is None:
+            raise ValueError("an array in the pickle has no data")
+        return self.array
+
+
+def _reconstruct(cls: Any, shape: Any, typecode: Any) -> _ArrayBuilder:
+    if cls is not _NdarrayClass:
+        raise ValueError(f"_reconstruct may only build numpy.ndarray, got {type(cls).__name__}")
+    return _ArrayBuilder()
+
+
+def _frombuffer(raw: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+    return _array_from_bytes(raw, _checked_dtype(dtype), shape, order == "F")
+
+
+def _scalar(dtype: Any, raw: Any) -> Any:
+    checked = _checked_dtype(dtype)
+    return _array_from_bytes(raw, checked, (), False)[()]
+
+
+def standard_globals(policies: Mapping[str, str], activations: tuple[str, ...]) -> dict[str, Any]:
+    """The globals a Stable Baselines 2 pickle may name, each mapped to its stand-in.
+
+    Args:
+        policies: SB2 policy class name → our policy's name (``"MlpPolicy"`` → ``"MlpPolicy"``).
+        activations: activation names a ``policy_kwargs['act_fun']`` may refer to.
+    """
+    table: dict[str, Any] = {"numpy.ndarray": _NdarrayClass, "numpy.dtype": _DtypeBuilder}
+    for module in _NUMPY_MULTIARRAY:
+        table[f"{module}._reconstruct"] = _reconstruct
+        table[f"{module}.scalar"] = _scalar
+    for module in _NUMPY_NUMERIC:
+        table[f"{module}._frombuffer"] = _frombuffer
+    for ctor in ("numpy.random.__RandomState_ctor", "numpy.random._pickle.__randomstate_ctor"):
+        table[ctor] = lambda *args: _Ignored()
+    table["collections.OrderedDict"] = dict
+    for module, name in (
+        ("box", "Box"),
+        ("discrete", "Discrete"),
+        ("multi_discrete", "MultiDiscrete"),
+        ("multi_binary", "MultiBinary"),
+    ):
+        recorded = _recorded_class(f"gym.spaces.{name}")
+        table[f"gym.spaces.{module}.{name}"] = recorded
+        table[f"gym.spaces.{name}"] = recorded
+    for module in ("stable_baselines", "baselines"):
+        table[f"{module}.common.running_mean_std.RunningMeanStd"] = _recorded_class("RunningMeanStd")
+    table["stable_baselines.common.vec_env.vec_normalize.VecNormalize"] = _recorded_class("VecNormalize")
+    for sb2_name, ours in policies.items():
+        table[f"stable_baselines.common.policies.{sb2_name}"] = Reference("policy", ours)
+    for name in activations:
+        for module in ("gen_nn_ops", "nn_ops", "nn_impl", "math_ops", "gen_math_ops", "nn"):
+            table[f"tensorflow.python.ops.{module}.{name}"] = Reference("activation", name)
+    return table
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, raw: bytes, allowed: Mapping[str, Any], refuse: Callable[[str], Exception]) -> None:
+        super().__init__(io.BytesIO(raw))
+        self._allowed, self._refuse = allowed, refuse
+
+    def find_class(self, module: str, name: str) -> Any:
+        full = f"{module}.{name}"
+        if full not in self._allowed:
+            raise self._refuse(full)
+        return self._allowed[full]
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise self._refuse(f"persistent id {str(pid)[:50]}")
+
+
+def unpickle_data(raw: bytes, allowed: Mapping[str, Any], error: type[ValueError], where: str) -> Any:
+    """The data a pickle holds, read with only the stand-ins in ``allowed`` (see the module doc).
+
+    Raises:
+        error: naming ``where`` and the problem: a global not in ``allowed`` ("refused ..."),
+            a malformed pickle, a non-numeric array, or content past :data:`MAX_NODES` /
+            :data:`MAX_DEPTH`.
+    """
+
+    def refuse(full: str) -> Exception:
+        return error(
+            f"{where}: refused {full!r}: the pickle asks to import it, and only plain data, NumPy "
+            "arrays, gym spaces and Stable Baselines 2 policy references are read (nothing was run)"
+        )
+
+    try:
+        loaded = _Unpickler(raw, allowed, refuse).load()
+    except error:
+        raise
+    except Exception as problem:  # no foreign code runs here: any failure is the file's
+        raise error(f"{where}: not a readable pickle ({type(problem).__name__}: {str(problem)[:200]})") from problem
+    try:
+        return _plain(loaded, 0, [MAX_NODES])
+    except (ValueError, TypeError, RecursionError) as problem:
+        raise error(f"{where}: {problem}") from problem
+
+
+_SCALARS = (str, bytes, int, float, bool, complex, type(None))
+
+
+def _plain(value: Any, depth: int, budget: list[int]) -> Any:
+    """``value`` with every stand-in replaced by what it stands for, within the budget."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ValueError(f"the pickle holds more than {MAX_NODES:,} values (counting shared ones each time)")
+    if depth > MAX_DEPTH:
+        raise ValueError(f"the pickle nests deeper than {MAX_DEPTH} levels")
+    if isinstance(value, (*_SCALARS, np.ndarray, np.generic, np.dtype, Reference)):
+        return value
+    if isinstance(value, _StandIn):
+        return _plain(value.value(), depth + 1, budget)
+    if isinstance(value, PickledObject):
+        return PickledObject(value.kind, _plain(value.state, depth + 1, budget))
+    if isinstance(value, list):
+        return [_plain(item, depth + 1, budget) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_plain(item, depth + 1, budget) for item in value)
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str | int | float | bool | type(None)):
+                raise ValueError(f"a dict key in the pickle is a {type(key).__name__}")
+            out[key] = _plain(item, depth + 1, budget)
+        return out
+    raise ValueError(f"the pickle holds a {type(value).__name__}, which is not read")
