@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def saved_agent_command(name: str, help_text: str, episodes: int) -> argparse.ArgumentParser:
         p = commands.add_parser(name, help=help_text)
-        p.add_argument("path", help="a model .zip saved by acktr_lab")
+        p.add_argument("path", help="a model saved by acktr_lab, or a Stable Baselines 2 ACKTR .zip or .pkl")
         p.add_argument("--env", default=None, help="env id (default: the one the model was trained on)")
         p.add_argument("--episodes", type=int, default=episodes)
         p.add_argument("--seed", type=int, default=0)

@@ -248,7 +248,7 @@ def test_zoo_cartpole_pkl_scores_as_published() -> None:
     assert min(evaluate(model, "CartPole-v1", n_episodes=5, seed=0)) == 500.0  # published 487.6 ± 63.9
 
 
-def test_zoo_acrobot_pkl_needs_and_gets_its_statistics(tmp_path: Path) -> None:
+def test_zoo_acrobot_pkl_gets_its_statistics(tmp_path: Path) -> None:
     model = ACKTR.load(ZOO / "Acrobot-v1.pkl")
     statistics = load_vecnormalize(ZOO / "Acrobot-v1")
     np.testing.assert_allclose(model.observation_normalizer.state()["mean"], statistics.observations.mean)
@@ -261,3 +261,13 @@ def test_zoo_acrobot_pkl_needs_and_gets_its_statistics(tmp_path: Path) -> None:
     assert not without.normalize_observations
     wrapped = SB2NormalizeObservation(gym.make("Acrobot-v1"), statistics)
     assert np.mean(evaluate(without, wrapped, n_episodes=10, seed=0)) == pytest.approx(with_statistics)
+
+
+def test_cli_enjoys_a_zoo_pkl_with_its_statistics(capsys: pytest.CaptureFixture[str]) -> None:
+    from acktr_lab.cli import main
+
+    assert main(["enjoy", str(ZOO / "Acrobot-v1.pkl"), "--env", "Acrobot-v1", "--episodes", "3"]) == 0
+    mean = float(capsys.readouterr().out.split("mean return ")[1].split()[0])
+    assert mean > -150  # published −91.3 ± 32.5
+    assert main(["enjoy", str(ZOO / "Acrobot-v1.pkl"), "--episodes", "1"]) == 2  # a .pkl names no env
+    assert "pass --env" in capsys.readouterr().err
