@@ -58,9 +58,9 @@ def dumps(value: Any) -> bytes:
     return buffer.getvalue()
 
 
-def box(low: np.ndarray, high: np.ndarray) -> Instance:
-    low, high = np.asarray(low, np.float32), np.asarray(high, np.float32)
-    state = {"low": low, "high": high, "shape": low.shape, "dtype": np.dtype(np.float32)}
+def box(low: np.ndarray, high: np.ndarray, dtype: type = np.float32) -> Instance:
+    low, high = np.asarray(low, dtype), np.asarray(high, dtype)
+    state = {"low": low, "high": high, "shape": low.shape, "dtype": np.dtype(dtype)}
     return Instance(Global("gym.spaces.box", "Box"), state)
 
 

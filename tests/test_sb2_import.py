@@ -137,6 +137,24 @@ def test_recurrent_pkl_splits_nothing_it_should_not(tmp_path: Path) -> None:
     np.testing.assert_array_equal(joined, np.concatenate([params[4], params[5]]))
 
 
+def test_cnn_pkl_parameters_map_in_creation_order(tmp_path: Path) -> None:
+    """SB2's CnnPolicy: nature CNN c1, c2, c3, fc1, then vf, pi, q, on channel-last uint8 images."""
+    rng = np.random.default_rng(5)
+    shapes = [(8, 8, 4, 32), (32,), (4, 4, 32, 64), (64,), (3, 3, 64, 64), (64,), (3136, 512), (512,)]
+    shapes += [(512, 1), (1,), (512, 6), (6,), (512, 6), (6,)]
+    params = [rng.normal(0, 0.01, shape).astype(np.float32) for shape in shapes]
+    images = sb2.box(np.zeros((84, 84, 4)), 255 * np.ones((84, 84, 4)), np.uint8)
+    model = ACKTR.load(
+        sb2.write_model(tmp_path / "pong.pkl", sb2.model_data("CnnPolicy", images, sb2.discrete(6)), params)
+    )
+    loaded = model.get_parameters()
+    for index, name in ((4, "model/c3/w:0"), (6, "model/fc1/w:0"), (10, "model/pi/w:0"), (13, "model/q/b:0")):
+        np.testing.assert_array_equal(loaded[name], params[index])
+    assert model.observation_space.shape == (84, 84, 4) and model.observation_space.dtype == np.uint8
+    actions, _ = model.predict(rng.integers(0, 256, (2, 84, 84, 4), dtype=np.uint8), deterministic=True)
+    assert actions.shape == (2,)
+
+
 def test_activation_references_become_names(tmp_path: Path) -> None:
     params = sb2.mlp_parameters(4, 2, gaussian=False)
     kwargs = {"act_fun": sb2.Global("tensorflow.python.ops.gen_nn_ops", "relu")}
