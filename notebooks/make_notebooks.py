@@ -1068,7 +1068,7 @@ def coming_from_sb2() -> None:
                 "`gym.make(id, render_mode='human')` draws at every step, `'rgb_array'` makes `render()` "
                 "return a frame (below) |\n"
                 "| saved files | a zip whose objects are cloudpickled | a zip of JSON and NumPy arrays, never "
-                "unpickled; Stable Baselines 2 zips load as they are |\n\n"
+                "unpickled; Stable Baselines 2 zips and `.pkl` files load as they are (below) |\n\n"
                 "The split of `done` matters for learning. `terminated`: the episode reached a terminal "
                 "state (the pole fell), and nothing follows it. `truncated`: a time limit cut it (CartPole "
                 "stops at 500 steps, Pendulum at 200), and the return would have gone on: ACKTR bootstraps "
@@ -1189,6 +1189,51 @@ def coming_from_sb2() -> None:
                 axes.set_xticks(range(len(returns)), list(returns))
                 axes.set(xlim=(-0.6, len(returns) - 0.4), ylabel=f"return ({N_EPISODES} episodes; bar: mean)")
                 show(figure)
+                """
+            ),
+            new_markdown_cell(
+                "## Older `.pkl` files, and agents trained with `VecNormalize`\n\n"
+                "Earlier Stable Baselines 2 releases saved a pickle of `(data, params)`; the rl-baselines-zoo "
+                "still ships its CartPole-v1, Acrobot-v1, MountainCar-v0 and LunarLander-v2 ACKTR agents so. "
+                "A pickle is a program that may name any function to call, so `ACKTR.load` reads it with a "
+                "restricted unpickler: plain data, numeric arrays, the gym spaces and SB2 policy classes it "
+                "knows, and nothing else (any other name is refused before anything runs).\n\n"
+                "The zoo trained Acrobot with `VecNormalize`, and saved the running mean and variance of the "
+                "observations beside the model (`Acrobot-v1/obs_rms.pkl`). `load` finds them there and puts "
+                "them in the policy's own observation normalisation, `clip((obs − mean)/√(var + 10⁻⁸), −10, 10)`, "
+                "as SB2 applied them. The repository keeps this agent under `tests/data/sb2_zoo`. Below: what "
+                "the statistics do to each observation entry (the bars span mean ± one standard deviation, "
+                "mapped to ±1), and the agent's returns."
+            ),
+            code(
+                """
+                from acktr_lab.evaluation import evaluate
+
+                ZOO_PKL = REPOSITORY / "tests" / "data" / "sb2_zoo" / "acktr" / "Acrobot-v1.pkl"
+                if ZOO_PKL.is_file():
+                    acrobot = ACKTR.load(ZOO_PKL)
+                    statistics = acrobot.observation_normalizer.state()
+                    print(f"{acrobot.policy_class.__name__}, n_steps={acrobot.n_steps}, "
+                          f"normalize_observations={acrobot.normalize_observations}, "
+                          f"statistics over {statistics['count']:,.0f} observations")
+                    acrobot_returns = evaluate(acrobot, "Acrobot-v1", n_episodes=3 if QUICK else 10, seed=0)
+
+                    figure = Figure(figsize=(12, 3), layout="constrained")
+                    axes = figure.add_subplot(1, 2, 1)
+                    names = ["cos θ1", "sin θ1", "cos θ2", "sin θ2", "ω1", "ω2"]
+                    std = np.sqrt(statistics["var"])
+                    axes.bar(names, 2 * std, bottom=statistics["mean"] - std, color="C0", alpha=0.6)
+                    axes.set_ylim(min(statistics["mean"] - std) - 0.3, max(statistics["mean"] + std) + 0.3)
+                    axes.set(ylabel="raw observation", title="mean ± std of each entry (normalised: 0 ± 1)")
+                    axes = figure.add_subplot(1, 2, 2)
+                    axes.plot(acrobot_returns, "o")
+                    axes.set_xticks(range(len(acrobot_returns)))
+                    axes.axhline(-91.3, color="C2", label="published: −91.3 ± 32.5")
+                    axes.set(xlabel="episode (deterministic)", ylabel="return", ylim=(-500, 0))
+                    axes.legend(fontsize="small")
+                    show(figure)
+                else:
+                    print(f"{ZOO_PKL} is not here (acktr_lab installed without its repository)")
                 """
             ),
         ],
