@@ -158,7 +158,7 @@ def file_hyperparameters(file: ModelFile, stored: Mapping[str, Any]) -> dict[str
             continue
         try:
             hyper[name] = definition.validate(value)
-        except (ValueError, TypeError) as error:
+        except (ValueError, TypeError, OverflowError) as error:
             raise file_error(file, f"hyperparameters.{name}", error) from error
     return hyper
 

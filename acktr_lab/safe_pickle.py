@@ -35,7 +35,7 @@ import numpy as np
 
 #: The most values a pickle's content may hold, counting a shared value each time it is
 #: reached, and the deepest nesting read.
-MAX_NODES = 1_000_000
+MAX_NODES = 100_000
 MAX_DEPTH = 64
 #: The dtypes an array or scalar in a pickle may have: booleans, integers and floats.
 _DTYPE_SPEC = re.compile(r"^[?bBhHiIlLqQefdg]$|^[biuf][1248]$|^f16$|^(bool|u?int(8|16|32|64)|float(16|32|64))$")
@@ -57,6 +57,9 @@ class Reference:
 
     kind: str
     name: str
+
+    def __setstate__(self, state: Any) -> None:  # BUILD on a shared Reference from find_class
+        raise ValueError("the pickle gives state to a global it names")
 
 
 class _StandIn:
@@ -92,8 +95,37 @@ class _Ignored(_StandIn):
         return None
 
 
+def _brief(value: Any) -> str:
+    """A short description of a value from a pickle, for an error message. Never ``str()`` of a
+    container (a memo-shared one expands exponentially) nor of a huge int (``ValueError``)."""
+    if isinstance(value, str | bytes):
+        return repr(value[:40])
+    if isinstance(value, bool | float | type(None)) or (isinstance(value, int) and value.bit_length() <= 64):
+        return repr(value)
+    return f"a {type(value).__name__}"
+
+
+class _Global:
+    """What ``find_class`` returns for a stand-in function: calls it, and refuses state (``BUILD``),
+    so that a pickle cannot change a stand-in shared by every later load."""
+
+    __slots__ = ("_function",)
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self._function = function
+
+    def __call__(self, *args: Any) -> Any:
+        return self._function(*args)
+
+    def __setstate__(self, state: Any) -> None:
+        raise ValueError("the pickle gives state to a global it names")
+
+
 class _NdarrayClass:
     """Stands for ``numpy.ndarray`` as the first argument of ``_reconstruct``."""
+
+    def __setstate__(self, state: Any) -> None:  # BUILD on the class calls this unbound: TypeError
+        raise ValueError("the pickle gives state to a global it names")
 
 
 def _checked_dtype(spec: Any) -> np.dtype:
@@ -102,7 +134,7 @@ def _checked_dtype(spec: Any) -> np.dtype:
     if isinstance(spec, np.dtype) and spec.kind in "biuf" and spec.names is None and spec.subdtype is None:
         return spec
     if not isinstance(spec, str) or not _DTYPE_SPEC.match(spec):
-        raise ValueError(f"only numeric dtypes are read from a pickle, got {str(spec)[:40]!r}")
+        raise ValueError(f"only numeric dtypes are read from a pickle, got {_brief(spec)}")
     return np.dtype(spec)
 
 
@@ -114,7 +146,7 @@ class _DtypeBuilder(_StandIn):
 
     def __setstate__(self, state: Any) -> None:
         if not isinstance(state, tuple) or len(state) < 2 or state[1] not in ("<", ">", "|", "="):
-            raise ValueError(f"unreadable dtype state {str(state)[:80]}")
+            raise ValueError(f"unreadable dtype state {_brief(state)}")
         if state[1] == ">":
             self.dtype = self.dtype.newbyteorder(">")
         elif state[1] == "<":
@@ -130,7 +162,7 @@ def _array_from_bytes(raw: Any, dtype: np.dtype, shape: Any, fortran: bool) -> n
         raise ValueError(f"an array's data must be bytes, got {type(raw).__name__}")
     sizes_ok = isinstance(shape, tuple) and all(isinstance(k, int) and not isinstance(k, bool) for k in shape)
     if not sizes_ok or any(k < 0 for k in shape):
-        raise ValueError(f"an array's shape must be a tuple of non-negative integers, got {str(shape)[:80]}")
+        raise ValueError(f"an array's shape must be a tuple of non-negative integers, got {_brief(shape)}")
     if len(shape) > 32 or math.prod(shape) * dtype.itemsize != len(raw):
         raise ValueError(f"an array of shape {shape[:8]} and dtype {dtype} does not fit its {len(raw):,} bytes")
     flat = np.frombuffer(bytes(raw), dtype=dtype).astype(dtype.newbyteorder("="))
@@ -145,7 +177,7 @@ class _ArrayBuilder(_StandIn):
 
     def __setstate__(self, state: Any) -> None:
         if not isinstance(state, tuple) or len(state) != 5 or state[3] not in (0, 1):
-            raise ValueError(f"unreadable array state {str(state)[:80]}")
+            raise ValueError(f"unreadable array state {_brief(state)}")
         _, shape, dtype, fortran, raw = state
         self.array = _array_from_bytes(raw, _checked_dtype(dtype), shape, fortran)
 
@@ -179,12 +211,12 @@ def standard_globals(policies: Mapping[str, str], activations: tuple[str, ...]) 
     """
     table: dict[str, Any] = {"numpy.ndarray": _NdarrayClass, "numpy.dtype": _DtypeBuilder}
     for module in _NUMPY_MULTIARRAY:
-        table[f"{module}._reconstruct"] = _reconstruct
-        table[f"{module}.scalar"] = _scalar
+        table[f"{module}._reconstruct"] = _Global(_reconstruct)
+        table[f"{module}.scalar"] = _Global(_scalar)
     for module in _NUMPY_NUMERIC:
-        table[f"{module}._frombuffer"] = _frombuffer
+        table[f"{module}._frombuffer"] = _Global(_frombuffer)
     for ctor in ("numpy.random.__RandomState_ctor", "numpy.random._pickle.__randomstate_ctor"):
-        table[ctor] = lambda *args: _Ignored()
+        table[ctor] = _Global(lambda *args: _Ignored())
     table["collections.OrderedDict"] = dict
     for module, name in (
         ("box", "Box"),
@@ -218,7 +250,7 @@ class _Unpickler(pickle.Unpickler):
         return self._allowed[full]
 
     def persistent_load(self, pid: Any) -> Any:
-        raise self._refuse(f"persistent id {str(pid)[:50]}")
+        raise self._refuse(f"persistent id {_brief(pid)}")
 
 
 def unpickle_data(raw: bytes, allowed: Mapping[str, Any], error: type[ValueError], where: str) -> Any:
@@ -258,6 +290,8 @@ def _plain(value: Any, depth: int, budget: list[int]) -> Any:
         raise ValueError(f"the pickle holds more than {MAX_NODES:,} values (counting shared ones each time)")
     if depth > MAX_DEPTH:
         raise ValueError(f"the pickle nests deeper than {MAX_DEPTH} levels")
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        raise ValueError(f"the pickle holds an integer of {value.bit_length():,} bits; at most 64 are read")
     if isinstance(value, (*_SCALARS, np.ndarray, np.generic, np.dtype, Reference)):
         return value
     if isinstance(value, _StandIn):
@@ -273,6 +307,7 @@ def _plain(value: Any, depth: int, budget: list[int]) -> Any:
         for key, item in value.items():
             if not isinstance(key, str | int | float | bool | type(None)):
                 raise ValueError(f"a dict key in the pickle is a {type(key).__name__}")
+            key = _plain(key, depth + 1, budget)  # (an int key is bounded as any int)
             out[key] = _plain(item, depth + 1, budget)
         return out
     raise ValueError(f"the pickle holds a {type(value).__name__}, which is not read")
