@@ -6,6 +6,8 @@
 - ``enjoy PATH``: run a saved agent, print its returns, write a GIF or MP4 of an episode.
 - ``record-expert PATH``: record a saved agent's episodes as an expert dataset (``.npz``).
 - ``bench``: the learning benchmark against the published results and SB3 A2C.
+- ``sweep CONFIG.yml``: a sweep of ACKTR trials on Ray Tune (:mod:`acktr_lab.sweep.config`):
+  the table of trials, the best configuration and model, a CSV and an aggregate plot.
 """
 
 from __future__ import annotations
@@ -240,6 +242,95 @@ def compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep_table(result: Any, mode: str) -> tuple[Any, Any]:
+    """The trials best first (by final evaluation, as the best model is chosen), and what is
+    printed of them: the searched arguments, seed, status, final evaluation and timesteps."""
+    table = result.table.sort_values("eval/mean_return", ascending=mode == "min", na_position="last", kind="stable")
+    shown = table[[*result.searched, "seed", "status"]].copy()
+    for name in result.searched:  # as written (pandas would print 0.01 as 0.010 beside 0.001)
+        shown[name] = [str(value) for value in table[name]]
+    shown["final eval"] = [
+        "-" if np.isnan(mean) else f"{mean:.1f} ± {std:.1f}"
+        for mean, std in zip(table["eval/mean_return"], table["eval/std_return"])
+    ]
+    shown["timesteps"] = ["-" if np.isnan(t) else str(int(t)) for t in table["timesteps"]]
+    return table, shown
+
+
+def sweep(args: argparse.Namespace) -> int:
+    """Run the sweep a YAML file describes on Ray Tune, with a progress bar; print and save the results."""
+    import importlib.util
+
+    from acktr_lab.extras import EXTRAS, missing_extra
+
+    if "sweep" in EXTRAS:
+        hint = missing_extra("sweep")
+    else:
+        hint = None if importlib.util.find_spec("ray") else "this needs ray: pip install 'acktr_lab[sweep]'"
+    if hint is not None:
+        raise CliError(f"sweeps run on Ray Tune; {hint}")
+    try:
+        from acktr_lab.sweep import run
+        from acktr_lab.sweep.config import count_trials, load_sweep_config
+        from acktr_lab.sweep.progress import SweepProgress
+    except ImportError as error:  # ray without its tune extra
+        raise CliError(f"sweeps need Ray Tune ({error}): pip install 'acktr_lab[sweep]'") from None
+
+    try:
+        config = load_sweep_config(args.config)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    if args.num_cpus is not None and args.num_cpus < 1:
+        raise CliError(f"--num-cpus must be at least 1, got {args.num_cpus}")
+    if args.address is not None:
+        config["address"] = args.address
+    if args.num_cpus is not None:
+        config["num_cpus"] = args.num_cpus
+    _check_env_id(config["env"])
+    trials, timesteps = count_trials(config), config["timesteps"]
+    searched = ", ".join(config["space"]) or "seeds only"
+    print(
+        f"Sweeping ACKTR on {config['env']}: {trials} trials ({searched}; seeds {config['seeds']}), "
+        f"{timesteps} steps each, scheduler {config.get('scheduler', 'fifo')}"
+    )
+    progress = SweepProgress(timesteps, trials=trials)
+    try:
+        result = run(**config, callbacks=[progress])
+    except ValueError as error:  # what Tune's search space or scheduler refuses, before any trial runs
+        raise CliError(str(error)) from None
+    except (ConnectionError, RuntimeError) as error:  # no Ray cluster at --address
+        if not isinstance(error, ConnectionError) and not isinstance(error.__cause__, ConnectionError):
+            raise
+        raise CliError(f"cannot reach Ray at {config.get('address')}: {error}") from None
+    finally:
+        progress.close()
+
+    table, shown = _sweep_table(result, "max")  # best evaluation return first, as result.best_config
+    print(shown.to_string(index=False))
+    for _, row in table[table["status"] == "error"].iterrows():
+        print(f"trial {row['trial_id']} failed: {row['error']}")
+    out = Path(args.output) if args.output else result.experiment_path
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "sweep_results.csv", index=False)
+    print(f"saved results {out / 'sweep_results.csv'}")
+    if result.best_trial is None:
+        print("no trial finished with an evaluation: no best configuration")
+        return 1
+    best = table[table["trial_id"] == result.best_trial].iloc[0]
+    settings = ", ".join(f"{k}={v}" for k, v in result.best_config.items())
+    print(f"best configuration: {settings} (final eval {best['eval/mean_return']:.1f} ± {best['eval/std_return']:.1f})")
+    if result.best_model_path is not None:
+        print(f"best model   {result.best_model_path}")
+    try:
+        figure = result.aggregate_figure()
+    except ValueError as error:  # no configuration with a finite final evaluation to group
+        print(f"no aggregate plot: {error}")
+    else:
+        figure.savefig(out / "sweep_aggregate.png", dpi=100)
+        print(f"saved plot   {out / 'sweep_aggregate.png'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="acktr-lab", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -292,6 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--no-sb3", action="store_true", help="ACKTR only (SB3 A2C needs torch and stable-baselines3)")
     p.set_defaults(run=bench)
+
+    p = commands.add_parser("sweep", help="a sweep of ACKTR trials on Ray Tune from a YAML file (pip extra: sweep)")
+    p.add_argument("config", metavar="CONFIG.yml", help="the sweep: env, space, seeds, timesteps, ...")
+    p.add_argument("--address", default=None, help="an existing Ray cluster ('auto', 'ray://head:10001')")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray started for the sweep")
+    p.add_argument("--output", default=None, metavar="DIR", help="for the CSV and plot (default: the sweep's folder)")
+    p.set_defaults(run=sweep)
     return parser
 
 

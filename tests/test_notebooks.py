@@ -40,6 +40,7 @@ SHOWS_PNG = {
     "07_atari_cnn",
     "08_recurrent_policies",
     "09_coming_from_stable_baselines2",
+    "10_sweeps",
 }
 
 #: With ACKTR_LAB_QUICK=1 a notebook takes well under a minute here; far more means the

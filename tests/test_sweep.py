@@ -140,3 +140,14 @@ def test_bad_sweeps_are_refused_before_anything_runs() -> None:
         make_scheduler("pbt", {"n_steps": [5, 10]}, 1000, None)
     with pytest.raises(ValueError, match="scheduler"):
         make_scheduler("hyperband!", {}, 1000, None)
+
+
+def test_pbt_perturbs_on_report_boundaries() -> None:
+    """Synchronous PBT waits for every trial at a perturbation point; between two reports it
+    waited for ever (measured), so the interval is rounded up to whole reports."""
+    from acktr_lab.sweep.runner import _report_steps
+
+    steps = _report_steps("CartPole-v1", {"n_envs": 8}, report_every=2)  # 2 updates × 8 envs × 20 steps
+    assert steps == 320
+    assert make_scheduler("pbt", {"kfac_clip": [0.001, 0.01]}, 1_600, 400, steps)._perturbation_interval == 640
+    assert make_scheduler("pbt", {"kfac_clip": [0.001, 0.01]}, 1_600, 640, steps)._perturbation_interval == 640

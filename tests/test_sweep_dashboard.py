@@ -89,3 +89,13 @@ def test_results_without_the_metric_are_kept_out_of_the_curves() -> None:
     monitor.record("t_0", {"x": 1}, {"timesteps": 400.0})
     monitor.record("t_0", {"x": 1}, {"timesteps": 800.0, "rollout/ep_return_mean": float("nan")})
     assert monitor.trials["t_0"].values == [] and np.isnan(monitor.trials["t_0"].latest)
+
+
+def test_the_tune_callback_pickles_and_feeds_only_its_dashboard() -> None:
+    import pickle
+
+    dashboard = SweepDashboard(color_by="kfac_clip", redraw_interval=0.0)
+    copy = pickle.loads(pickle.dumps(dashboard.callback))  # Tune pickles its callbacks with the experiment
+    copy.on_trial_result(0, [], trial("t_0", kfac_clip=0.01), result(400, 30))
+    assert dashboard.monitor.trials["t_0"].values == [30.0]
+    pickle.loads(pickle.dumps(dashboard.stopper))

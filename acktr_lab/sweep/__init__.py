@@ -5,7 +5,7 @@ reporting to Tune; checkpoints are model zips with the K-FAC state. The rest of 
 never imports Ray.
 """
 
-from acktr_lab.sweep.runner import SweepResult, run
+from acktr_lab.sweep.runner import SweepResult, run, start_ray
 from acktr_lab.sweep.trial import TrialSetup, statistics_fingerprint, train_trial
 
-__all__ = ["SweepResult", "TrialSetup", "run", "statistics_fingerprint", "train_trial"]
+__all__ = ["SweepResult", "TrialSetup", "run", "start_ray", "statistics_fingerprint", "train_trial"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
+import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -102,14 +104,21 @@ def _is_tune_object(value: Any) -> bool:
 
 
 def make_scheduler(
-    scheduler: str | Any | None, space: Mapping[str, Any], timesteps: int, perturbation_interval: int | None
+    scheduler: str | Any | None,
+    space: Mapping[str, Any],
+    timesteps: int,
+    perturbation_interval: int | None,
+    report_steps: int | None = None,
 ) -> Any:
     """A Tune scheduler from its name (``"fifo"``, ``"asha"``, ``"pbt"``) or the object itself.
 
     ``"pbt"`` mutates the searched live hyperparameters (``trainer.set`` may change them) every
     ``perturbation_interval`` timesteps (default: a quarter of the budget), synchronously: the
     population waits at each perturbation point, then the bottom quarter (at least one trial)
-    continues from the top quarter's checkpoints with mutated hyperparameters.
+    continues from the top quarter's checkpoints with mutated hyperparameters. The interval is
+    rounded up to a whole number of reports (``report_steps`` timesteps each): synchronous PBT
+    waits for every trial to report at a perturbation point, and measured here it waited for
+    ever when the points fell between reports.
     """
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
 
@@ -126,9 +135,12 @@ def make_scheduler(
             raise ValueError(f"PBT mutates live hyperparameters ({list(hp.LIVE_HYPERPARAMETERS)}); {fixed} are not")
         if not mutations:
             raise ValueError("PBT needs a search space over live hyperparameters to mutate")
+        interval = perturbation_interval or max(1, timesteps // 4)
+        if report_steps:
+            interval = math.ceil(interval / report_steps) * report_steps
         return PopulationBasedTraining(
             time_attr="timesteps",
-            perturbation_interval=perturbation_interval or max(1, timesteps // 4),
+            perturbation_interval=interval,
             hyperparam_mutations={k: list(v) if isinstance(v, tuple) else v for k, v in mutations.items()},
             log_config=False,
             # every trial waits at each perturbation point, so that the bottom ones exploit the top
@@ -200,7 +212,9 @@ def run(
     for name_, value in (fixed or {}).items():
         if name_ in hp.HYPERPARAMETERS:
             hp.validate(name_, value)
-    trial_scheduler = make_scheduler(scheduler, space, timesteps, perturbation_interval)
+    trial_scheduler = make_scheduler(
+        scheduler, space, timesteps, perturbation_interval, _report_steps(env, fixed or {}, report_every)
+    )
     pbt = scheduler == "pbt"
     setup = TrialSetup(
         env=env,
@@ -213,14 +227,7 @@ def run(
     )
     started = not ray.is_initialized()
     if started:
-        ray.init(
-            address=address,
-            num_cpus=num_cpus if address is None else None,
-            include_dashboard=False,
-            configure_logging=False,
-            log_to_driver=False,
-            runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "3"}},
-        )
+        start_ray(address=address, num_cpus=num_cpus)
     storage = Path(os.fspath(storage_path)).resolve()
     try:
         tuner = tune.Tuner(
@@ -249,13 +256,41 @@ def run(
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consider boosting PBT performance")
             grid = tuner.fit()
-        return collect(grid, tuple(space), mode)
+        return collect(grid, tuple(space))
     finally:
         if started:
             ray.shutdown()
 
 
-def collect(grid: Any, searched: tuple[str, ...], mode: str) -> SweepResult:
+def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Start a local Ray with ``num_cpus`` CPUs, or connect to the cluster at ``address``,
+    quietly: what Ray's start-up writes to the process's stderr (its C++ lines) is kept back
+    and shown only if starting fails. :func:`run` leaves a Ray started here running."""
+    import ray
+
+    with tempfile.TemporaryFile() as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            ray.init(
+                address=address,
+                num_cpus=num_cpus if address is None else None,
+                include_dashboard=False,
+                configure_logging=False,
+                log_to_driver=False,
+                runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "3"}},
+            )
+        except Exception as error:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            output = captured.read().decode(errors="replace")[-2000:]
+            raise RuntimeError(f"Ray did not start: {error}\n{output}") from error
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def collect(grid: Any, searched: tuple[str, ...]) -> SweepResult:
     """The :class:`SweepResult` of a Tune ``ResultGrid``."""
     import pandas as pd
 
@@ -280,8 +315,8 @@ def collect(grid: Any, searched: tuple[str, ...], mode: str) -> SweepResult:
     experiment = Path(grid.experiment_path)
     out = SweepResult(table, histories, searched, experiment)
     finished = table[table["eval/mean_return"].notna()] if len(table) else table
-    if len(finished):
-        index = finished["eval/mean_return"].idxmax() if mode == "max" else finished["eval/mean_return"].idxmin()
+    if len(finished):  # the best evaluation return, whatever the schedulers compared
+        index = finished["eval/mean_return"].idxmax()
         best = table.loc[index]
         out.best_trial = str(best["trial_id"])
         out.best_config = {k: _plain(best[k]) for k in (*searched, "seed")}
@@ -291,6 +326,16 @@ def collect(grid: Any, searched: tuple[str, ...], mode: str) -> SweepResult:
                 out.best_model_path = experiment / "best_model.zip"
                 shutil.copyfile(Path(directory) / MODEL_FILE, out.best_model_path)
     return out
+
+
+def _report_steps(env: Any, fixed: Mapping[str, Any], report_every: int) -> int | None:
+    """Timesteps between a trial's reports: ``report_every · n_envs · n_steps`` (unknown for an
+    env factory, which may make a vector env)."""
+    if not isinstance(env, str):
+        return None
+    n_envs = int(fixed.get("n_envs", 1))
+    n_steps = int(fixed.get("n_steps", hp.HYPERPARAMETERS["n_steps"].default))
+    return report_every * n_envs * n_steps
 
 
 def _trial_id(result: Any) -> str:

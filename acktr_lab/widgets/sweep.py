@@ -2,8 +2,8 @@
 
 :class:`SweepMonitor` keeps what the results say (each trial's learning curve, configuration
 and status, and the PBT lineage trials report, see :mod:`acktr_lab.sweep.trial`).
-:class:`SweepDashboard` is a Tune ``Callback`` that hands it every result, as Tune delivers
-them, and shows:
+:class:`SweepDashboard` gets every result as Tune delivers it (through its ``callback``, a
+Tune ``Callback``) and shows:
 
 - each trial's learning curve, coloured by a chosen hyperparameter (a colour bar for
   numbers, a legend otherwise);
@@ -22,6 +22,7 @@ import html
 import math
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -126,12 +127,43 @@ class _StopRequests(Stopper):
         return False
 
 
-class SweepDashboard(Callback):
+#: Live dashboards by key, for :class:`_Feed` (weakly: a dashboard nobody holds goes away).
+_DASHBOARDS: weakref.WeakValueDictionary[int, SweepDashboard] = weakref.WeakValueDictionary()
+
+
+class _Feed(Callback):
+    """The Tune callback that hands results to a dashboard of this process. Tune pickles its
+    callbacks with the experiment; this one pickles as a key, and a copy in another process
+    (one that resumes the experiment) feeds nothing."""
+
+    def __init__(self, key: int) -> None:
+        self.key = key
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+    ) -> None:
+        if (dashboard := _DASHBOARDS.get(self.key)) is not None:
+            dashboard.on_trial_result(iteration, trials, trial, result)
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        if (dashboard := _DASHBOARDS.get(self.key)) is not None:
+            dashboard.on_trial_complete(iteration, trials, trial)
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        if (dashboard := _DASHBOARDS.get(self.key)) is not None:
+            dashboard.on_trial_error(iteration, trials, trial)
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        if (dashboard := _DASHBOARDS.get(self.key)) is not None:
+            dashboard.on_experiment_end(trials)
+
+
+class SweepDashboard:
     """Live curves, leaderboard, lineage and stop buttons for a sweep (see the module doc).
 
-    Pass it to :func:`acktr_lab.sweep.run` as ``callbacks=[dashboard], stop=dashboard.stopper``,
-    or let :meth:`start` do that in a background thread. ``color_by`` names the searched
-    argument that colours the curves.
+    Pass it to :func:`acktr_lab.sweep.run` as ``callbacks=[dashboard.callback],
+    stop=dashboard.stopper``, or let :meth:`start` do that in a background thread.
+    ``color_by`` names the searched argument that colours the curves.
     """
 
     def __init__(
@@ -149,6 +181,9 @@ class SweepDashboard(Callback):
         self.leaderboard_rows = int(leaderboard_rows)
         self.future: Future[Any] | None = None
         self._last_draw = -math.inf
+        _DASHBOARDS[id(self)] = self
+        #: The Tune callback that feeds this dashboard (picklable, as Tune requires).
+        self.callback = _Feed(id(self))
         self.image = widgets.Image(format="png", layout=widgets.Layout(width="100%"))
         self.table = widgets.HTML()
         self.lineage_view = widgets.HTML()
@@ -201,7 +236,7 @@ class SweepDashboard(Callback):
         def target() -> None:
             try:
                 future.set_result(
-                    run(callbacks=[self, *run_kwargs.pop("callbacks", [])], stop=self.stopper, **run_kwargs)
+                    run(callbacks=[self.callback, *run_kwargs.pop("callbacks", [])], stop=self.stopper, **run_kwargs)
                 )
             except BaseException as error:  # surfaced through the future, and shown
                 self.status.value = f"<b>the sweep failed:</b> {html.escape(str(error))[:500]}"
