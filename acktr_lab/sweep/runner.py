@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -268,6 +269,11 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     and shown only if starting fails. :func:`run` leaves a Ray started here running."""
     import ray
 
+    # Ray announces, as a warning, each time it turns on token authentication (as it should)
+    # for a local cluster: kept out of notebooks; every other message of that logger stays.
+    announcement = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(isinstance(f, _DropMessage) for f in announcement.filters):
+        announcement.addFilter(_DropMessage("Token authentication is enabled for this Ray cluster"))
     with tempfile.TemporaryFile() as captured:
         saved = os.dup(2)
         os.dup2(captured.fileno(), 2)
@@ -288,6 +294,17 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+class _DropMessage(logging.Filter):
+    """Drops the log records whose message starts with ``prefix``."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
 
 
 def collect(grid: Any, searched: tuple[str, ...]) -> SweepResult:
