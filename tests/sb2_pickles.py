@@ -86,20 +86,26 @@ def vec_normalize(obs: Instance, ret: Instance, **settings: Any) -> Instance:
     return Instance(Global("stable_baselines.common.vec_env.vec_normalize", "VecNormalize"), state)
 
 
+#: The plain fields of SB2's ACKTR ``data`` in the ``.pkl`` era (its defaults, as the zoo's files hold them).
+ACKTR_PKL_FIELDS: dict[str, Any] = {
+    "gamma": 0.99,
+    "nprocs": 1,
+    "n_steps": 20,
+    "vf_coef": 0.25,
+    "ent_coef": 0.01,
+    "vf_fisher_coef": 1.0,
+    "max_grad_norm": 0.5,
+    "learning_rate": 0.25,
+    "kfac_clip": 0.001,
+    "lr_schedule": "linear",
+    "verbose": 0,
+}
+
+
 def model_data(policy: str, observation_space: Instance, action_space: Instance, **fields: Any) -> dict[str, Any]:
     """``data`` as SB2's ACKTR ``save`` wrote it (the 2.x ``.pkl`` era's fields)."""
     data: dict[str, Any] = {
-        "gamma": 0.99,
-        "nprocs": 1,
-        "n_steps": 20,
-        "vf_coef": 0.25,
-        "ent_coef": 0.01,
-        "vf_fisher_coef": 1.0,
-        "max_grad_norm": 0.5,
-        "learning_rate": 0.25,
-        "kfac_clip": 0.001,
-        "lr_schedule": "linear",
-        "verbose": 0,
+        **ACKTR_PKL_FIELDS,
         "policy": Global("stable_baselines.common.policies", policy),
         "observation_space": observation_space,
         "action_space": action_space,

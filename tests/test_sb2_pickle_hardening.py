@@ -43,6 +43,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pytest
+from sb2_pickles import ACKTR_PKL_FIELDS
 
 from acktr_lab import ACKTR, safe_pickle, sb2_pickle
 from acktr_lab.safe_pickle import MAX_DEPTH, MAX_NODES, Reference
@@ -168,17 +169,7 @@ def box_space(low: Any = None) -> Instance:
 def sb2_data(**fields: Any) -> dict[str, Any]:
     """``data`` as SB2's ACKTR saved it in a ``.pkl`` (CartPole-like spaces)."""
     data: dict[str, Any] = {
-        "gamma": 0.99,
-        "nprocs": 1,
-        "n_steps": 20,
-        "vf_coef": 0.25,
-        "ent_coef": 0.01,
-        "vf_fisher_coef": 1.0,
-        "max_grad_norm": 0.5,
-        "learning_rate": 0.25,
-        "kfac_clip": 0.001,
-        "lr_schedule": "linear",
-        "verbose": 0,
+        **ACKTR_PKL_FIELDS,
         "policy": MLP_POLICY,
         "observation_space": box_space(),
         "action_space": Instance(DISCRETE, {"n": 2, "shape": (), "dtype": np.dtype(np.int64)}),
