@@ -197,7 +197,7 @@ def run(
             local Ray is started for the call with ``num_cpus`` CPUs and shut down after.
         cpus_per_trial: CPUs each trial reserves (each trial's TensorFlow uses one thread).
         storage_path, name: where Tune keeps the trials, checkpoints and the best model.
-        callbacks: Tune callbacks (:class:`acktr_lab.widgets.sweep.SweepDashboard` is one).
+        callbacks: Tune callbacks (a ``SweepDashboard``'s ``callback`` is one).
         stop: a Tune stopper (or stopping dict).
     """
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's legacy reporter honours verbose=0
