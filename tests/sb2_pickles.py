@@ -1,8 +1,9 @@
 """Writing pickles in Stable Baselines 2's layout without Stable Baselines 2 or gym installed.
 
-A pickle names a global by module and name; :class:`Global` writes any such name, and
-:class:`Instance` an object of a named class with a given state (``REDUCE`` with no arguments,
-then ``BUILD``), as a pickle of an SB2 ``Box`` or ``RunningMeanStd`` does. NumPy arrays pickle
+A pickle names a global by module and name; :class:`Global` writes any such name,
+:class:`Instance` an object of a named class with a given state (``REDUCE``, then ``BUILD``),
+as a pickle of an SB2 ``Box`` or ``RunningMeanStd`` does, and :class:`Raw` opcodes as they are
+(the hostile pickles of ``test_sb2_pickle_hardening.py``). NumPy arrays pickle
 as they do in NumPy.
 """
 
@@ -20,7 +21,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Global:
-    """The global ``module.name``, written by name (nothing is imported)."""
+    """The global ``module.name``, written by name: nothing is imported to write it."""
 
     module: str
     name: str
@@ -29,32 +30,46 @@ class Global:
         raise NotImplementedError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Instance:
-    """An instance of ``cls`` whose pickled state is ``state``."""
+    """``cls(*args)`` then, unless ``state`` is None, ``BUILD`` with ``state``: how SB2's objects pickle."""
 
     cls: Global
-    state: Any
+    state: Any = None
+    args: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class Raw:
+    """Opcodes written as they are, where a pickler cannot express them. They must leave exactly
+    one value on the stack and use no memo entry a pickler's own opcodes could also use."""
+
+    opcodes: bytes
 
 
 class _Writer(pickle._Pickler):  # the Python pickler: its dispatch table can be extended
     dispatch: ClassVar[dict[type, Any]] = dict(pickle._Pickler.dispatch)
 
-    def save_global_name(self, obj: Global, name: Any = None) -> None:
+    def _save_global_name(self, obj: Global) -> None:
         self.write(pickle.GLOBAL + f"{obj.module}\n{obj.name}\n".encode())
         self.memoize(obj)
 
-    dispatch[Global] = save_global_name
+    def _save_raw(self, obj: Raw) -> None:
+        self.write(obj.opcodes)
+
+    dispatch[Global] = _save_global_name
+    dispatch[Raw] = _save_raw
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, Instance):
-            return obj.cls, (), obj.state
+            return obj.cls, obj.args, obj.state
         return NotImplemented
 
 
-def dumps(value: Any) -> bytes:
+def dumps(value: Any, protocol: int = 4) -> bytes:
+    """``value`` pickled; globals keep the names given (no Python 2 renaming)."""
     buffer = io.BytesIO()
-    _Writer(buffer, protocol=4).dump(value)
+    _Writer(buffer, protocol=protocol, fix_imports=False).dump(value)
     return buffer.getvalue()
 
 

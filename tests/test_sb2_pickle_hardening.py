@@ -37,13 +37,12 @@ import subprocess
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pytest
-from sb2_pickles import ACKTR_PKL_FIELDS
+from sb2_pickles import ACKTR_PKL_FIELDS, Global, Instance, Raw, dumps
 
 from acktr_lab import ACKTR, safe_pickle, sb2_pickle
 from acktr_lab.safe_pickle import MAX_DEPTH, MAX_NODES, Reference
@@ -55,60 +54,6 @@ CARTPOLE = ZOO / "CartPole-v1.pkl"
 ACROBOT_OBS_RMS = ZOO / "Acrobot-v1" / "obs_rms.pkl"
 
 # --------------------------------------------------------------------------- writing pickles
-
-
-@dataclass(frozen=True)
-class Global:
-    """The global ``module.name``, written by name: nothing is imported to write it."""
-
-    module: str
-    name: str
-
-    def __call__(self, *args: Any) -> None:  # the pickler only checks that a reduce function is callable
-        raise NotImplementedError
-
-
-@dataclass(frozen=True, eq=False)
-class Instance:
-    """``cls(*args)`` then, unless ``state`` is None, ``BUILD`` with ``state``: how SB2's objects pickle."""
-
-    cls: Global
-    state: Any = None
-    args: tuple[Any, ...] = ()
-
-
-@dataclass(frozen=True)
-class Raw:
-    """Opcodes written as they are, where a pickler cannot express them. They must leave exactly
-    one value on the stack and use no memo entry a pickler's own opcodes could also use."""
-
-    opcodes: bytes
-
-
-class _Writer(pickle._Pickler):  # the Python pickler: its dispatch table can be extended
-    dispatch: ClassVar[dict[type, Any]] = dict(pickle._Pickler.dispatch)
-
-    def _save_global_name(self, obj: Global) -> None:
-        self.write(pickle.GLOBAL + f"{obj.module}\n{obj.name}\n".encode())
-        self.memoize(obj)
-
-    def _save_raw(self, obj: Raw) -> None:
-        self.write(obj.opcodes)
-
-    dispatch[Global] = _save_global_name
-    dispatch[Raw] = _save_raw
-
-    def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, Instance):
-            return obj.cls, obj.args, obj.state
-        return NotImplemented
-
-
-def dumps(value: Any, protocol: int = 4) -> bytes:
-    """``value`` pickled; globals keep the names given (no Python 2 renaming)."""
-    buffer = io.BytesIO()
-    _Writer(buffer, protocol=protocol, fix_imports=False).dump(value)
-    return buffer.getvalue()
 
 
 def text(value: str) -> bytes:
