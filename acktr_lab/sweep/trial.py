@@ -57,7 +57,7 @@ def statistics_fingerprint(model: Any) -> float:
 
 
 def _env(setup: TrialSetup) -> Any:
-    """The env a model trains on: the id (ACKTR makes ``n_envs`` copies) or the factory's env."""
+    """The env a model trains or is evaluated on: the id, or a fresh env from the factory."""
     return setup.env() if callable(setup.env) else setup.env
 
 
@@ -124,7 +124,7 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
         restored = {}
         metrics["rollout/ep_return_mean"] = mean_return if mean_return is not None else float("nan")
         if last:
-            returns = evaluate(model, _eval_env(setup), n_episodes=setup.eval_episodes, seed=10_000 + seed)
+            returns = evaluate(model, _env(setup), n_episodes=setup.eval_episodes, seed=10_000 + seed)
             metrics["eval/mean_return"] = float(np.mean(returns))
             metrics["eval/std_return"] = float(np.std(returns))
         reports += 1
@@ -135,8 +135,3 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
         else:
             tune.report(metrics)
-
-
-def _eval_env(setup: TrialSetup) -> Any:
-    """A single env for the final evaluation (an id, or a fresh env from the factory)."""
-    return setup.env() if callable(setup.env) else setup.env
