@@ -19,7 +19,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "atari": ("ale_py", "cv2"),
     "mujoco": ("mujoco", "imageio"),
     "notebooks": ("ipywidgets", "ipykernel"),
-    "sweep": ("ray",),
+    "sweep": ("ray", "GPy", "sklearn"),
 }
 
 

@@ -9,7 +9,7 @@ A sweep file (``acktr-lab sweep CONFIG.yml``)::
     seeds: [0, 1, 2]              # every configuration runs once per seed
     timesteps: 100000             # each trial's budget
     fixed: {n_envs: 8}            # arguments every trial shares
-    scheduler: fifo               # fifo, asha or pbt
+    scheduler: fifo               # fifo, asha, pbt or pb2
 
 The other optional keys are ``policy``, ``search`` (``grid``/``random``), ``num_samples``,
 ``metric``, ``mode``, ``report_every``, ``perturbation_interval``, ``eval_episodes``,
@@ -93,9 +93,10 @@ def parse_sweep_config(text: str, where: str = "the sweep file") -> dict[str, An
     both = sorted(set(kwargs["space"]) & set(kwargs.get("fixed", {})))
     if both:
         raise ValueError(f"{where}: {both} are both searched (space) and fixed; keep each in one of them")
-    if kwargs.get("scheduler") == "pbt" and not any(name in hp.LIVE_HYPERPARAMETERS for name in kwargs["space"]):
+    population = kwargs.get("scheduler") in ("pbt", "pb2")
+    if population and not any(name in hp.LIVE_HYPERPARAMETERS for name in kwargs["space"]):
         raise ValueError(
-            f"{where}: scheduler pbt mutates live hyperparameters, and space has none of "
+            f"{where}: scheduler {kwargs['scheduler']} mutates live hyperparameters, and space has none of "
             f"{list(hp.LIVE_HYPERPARAMETERS)}"
         )
     trials = count_trials(kwargs)

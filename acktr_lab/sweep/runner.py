@@ -22,7 +22,7 @@ from acktr_lab.sweep.trial import MODEL_FILE, TrialSetup, train_trial
 #: The arguments a sweep may search over besides the hyperparameters.
 OTHER_ARGUMENTS = ("policy_kwargs",)
 SEARCHES = ("grid", "random")
-SCHEDULERS = ("fifo", "asha", "pbt")
+SCHEDULERS = ("fifo", "asha", "pbt", "pb2")
 #: What the table shows per trial besides its configuration.
 RESULT_COLUMNS = ("timesteps", "eval/mean_return", "eval/std_return", "rollout/ep_return_mean")
 
@@ -111,15 +111,21 @@ def make_scheduler(
     perturbation_interval: int | None,
     report_steps: int | None = None,
 ) -> Any:
-    """A Tune scheduler from its name (``"fifo"``, ``"asha"``, ``"pbt"``) or the object itself.
+    """A Tune scheduler from its name (``"fifo"``, ``"asha"``, ``"pbt"``, ``"pb2"``) or the object itself.
 
     ``"pbt"`` mutates the searched live hyperparameters (``trainer.set`` may change them) every
     ``perturbation_interval`` timesteps (default: a quarter of the budget), synchronously: the
     population waits at each perturbation point, then the bottom quarter (at least one trial)
-    continues from the top quarter's checkpoints with mutated hyperparameters. The interval is
-    rounded up to a whole number of reports (``report_steps`` timesteps each): synchronous PBT
-    waits for every trial to report at a perturbation point, and measured here it waited for
-    ever when the points fell between reports.
+    continues from the top quarter's checkpoints with mutated hyperparameters (each value
+    multiplied by 0.8 or 1.2, or resampled). The interval is rounded up to a whole number of
+    reports (``report_steps`` timesteps each): synchronous PBT waits for every trial to report
+    at a perturbation point, and measured here it waited for ever when the points fell between
+    reports.
+
+    ``"pb2"`` (Parker-Holder et al. 2020) exploits the same way but chooses the new values
+    with a time-varying Gaussian-process bandit over ``[low, high]`` bounds: the range of a
+    searched list, or the bounds of ``tune.uniform``/``tune.loguniform``. It needs GPy and
+    scikit-learn (both in the ``sweep`` extra).
     """
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
 
@@ -129,26 +135,56 @@ def make_scheduler(
         return scheduler
     if scheduler == "asha":
         return ASHAScheduler(time_attr="timesteps", max_t=timesteps, grace_period=max(1, timesteps // 8))
+    if scheduler not in ("pbt", "pb2"):
+        raise ValueError(f"scheduler must be one of {SCHEDULERS} or a Tune scheduler, got {scheduler!r}")
+    fixed = sorted(k for k in space if k not in hp.LIVE_HYPERPARAMETERS)
+    mutations = {k: v for k, v in space.items() if k in hp.LIVE_HYPERPARAMETERS}
+    if fixed and not mutations:
+        live = list(hp.LIVE_HYPERPARAMETERS)
+        raise ValueError(f"{scheduler.upper()} mutates live hyperparameters ({live}); {fixed} are not")
+    if not mutations:
+        raise ValueError(f"{scheduler.upper()} needs a search space over live hyperparameters to mutate")
+    interval = perturbation_interval or max(1, timesteps // 4)
+    if report_steps:
+        interval = math.ceil(interval / report_steps) * report_steps
+    # every trial waits at each perturbation point, so that the bottom ones exploit the top
+    # ones' checkpoints of that moment (asynchronous PBT can skip exploits in small populations)
+    shared = {"time_attr": "timesteps", "perturbation_interval": interval, "log_config": False, "synch": True}
     if scheduler == "pbt":
-        fixed = sorted(k for k in space if k not in hp.LIVE_HYPERPARAMETERS)
-        mutations = {k: v for k, v in space.items() if k in hp.LIVE_HYPERPARAMETERS}
-        if fixed and not mutations:
-            raise ValueError(f"PBT mutates live hyperparameters ({list(hp.LIVE_HYPERPARAMETERS)}); {fixed} are not")
-        if not mutations:
-            raise ValueError("PBT needs a search space over live hyperparameters to mutate")
-        interval = perturbation_interval or max(1, timesteps // 4)
-        if report_steps:
-            interval = math.ceil(interval / report_steps) * report_steps
         return PopulationBasedTraining(
-            time_attr="timesteps",
-            perturbation_interval=interval,
-            hyperparam_mutations={k: list(v) if isinstance(v, tuple) else v for k, v in mutations.items()},
-            log_config=False,
-            # every trial waits at each perturbation point, so that the bottom ones exploit the top
-            # ones' checkpoints of that moment (asynchronous PBT can skip exploits in small populations)
-            synch=True,
+            hyperparam_mutations={k: list(v) if isinstance(v, tuple) else v for k, v in mutations.items()}, **shared
         )
-    raise ValueError(f"scheduler must be one of {SCHEDULERS} or a Tune scheduler, got {scheduler!r}")
+    bounds = {k: _bounds(k, v) for k, v in mutations.items()}
+    try:
+        import GPy  # noqa: F401
+        import sklearn  # noqa: F401
+        from ray.tune.schedulers.pb2 import PB2
+    except ImportError as error:
+        raise ImportError(f"PB2 needs GPy and scikit-learn ({error}): pip install 'acktr-lab[sweep]'") from error
+    return PB2(hyperparam_bounds=bounds, **shared)
+
+
+def _bounds(name: str, value: Any) -> list[float]:
+    """PB2's ``[low, high]`` for a searched hyperparameter: a list's range, or a Tune float
+    or integer domain's bounds; both ends must be valid values of ``name``."""
+    from ray.tune.search.sample import Float, Integer
+
+    if isinstance(value, Float | Integer):
+        low, high = value.lower, value.upper
+    elif (
+        isinstance(value, list | tuple)
+        and len(value) >= 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    ):
+        low, high = min(value), max(value)
+    else:
+        raise ValueError(
+            f"PB2 searches {name} between bounds: give a list of at least two numbers or "
+            f"tune.uniform/tune.loguniform, not {value!r}"
+        )
+    for end in (low, high):
+        hp.validate(name, float(end))
+    return [float(low), float(high)]
 
 
 def run(
@@ -189,10 +225,11 @@ def run(
         search: ``"grid"`` or ``"random"`` (``num_samples`` draws per seed).
         scheduler: ``None``/``"fifo"`` (run every trial to its budget), ``"asha"`` (stop the
             worst early), ``"pbt"`` (mutate the live hyperparameters, exploiting the best
-            trials' checkpoints), or any Tune scheduler (PB2, ...).
+            trials' checkpoints), ``"pb2"`` (PBT choosing the new values by a GP bandit
+            within the searched bounds), or any Tune scheduler object.
         metric, mode: what schedulers compare, reported every ``report_every`` updates.
         checkpoint_every: checkpoint every so many reports (default: every report with
-            ``"pbt"``, else only at the end).
+            PBT or PB2, else only at the end).
         address: an existing Ray cluster (``"auto"``, ``"ray://head:10001"``); by default a
             local Ray is started for the call with ``num_cpus`` CPUs and shut down after.
         cpus_per_trial: CPUs each trial reserves (each trial's TensorFlow uses one thread).
@@ -216,7 +253,9 @@ def run(
     trial_scheduler = make_scheduler(
         scheduler, space, timesteps, perturbation_interval, _report_steps(env, fixed or {}, report_every)
     )
-    pbt = scheduler == "pbt"
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    pbt = isinstance(trial_scheduler, PopulationBasedTraining)  # PB2 is one too
     setup = TrialSetup(
         env=env,
         timesteps=timesteps,

@@ -15,7 +15,9 @@ A trial started from a checkpoint reports where it came from (``pbt/parent``: th
 that wrote the checkpoint, ``pbt/parent_timesteps``: when) in every report, and in its first
 report the fingerprint of the K-FAC statistics it loaded (``kfac/restored_fingerprint``),
 which equals the ``kfac/statistics_fingerprint`` the parent reported with that checkpoint:
-the lineage of PBT's exploits, carried by Tune's results.
+the lineage of PBT's exploits, carried by Tune's results. Every report also names the Ray
+node the trial runs on (``node``), so a restore from a checkpoint another node wrote can be
+seen in the results.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ def _episode_mean(model: Any) -> float | None:
 
 def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     """The Tune trainable (see the module doc); ``setup`` comes through ``tune.with_parameters``."""
+    import ray
     from ray import tune
 
     from acktr_lab.evaluation import evaluate
@@ -96,6 +99,7 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     arguments = {**setup.fixed, **{k: v for k, v in config.items() if k != "seed"}}
     arguments.setdefault("verbose", 0)
     trial_id = tune.get_context().get_trial_id()
+    node = ray.get_runtime_context().get_node_id()
     checkpoint = tune.get_checkpoint()
     origin: dict[str, Any] = {}
     if checkpoint is not None:
@@ -119,7 +123,7 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
         mean_return = _episode_mean(model)
         if mean_return is None and not last:
             continue  # no episode has ended yet: nothing to compare trials by
-        metrics.update(lineage, timesteps=float(model.num_timesteps), seed=float(seed))
+        metrics.update(lineage, timesteps=float(model.num_timesteps), seed=float(seed), node=node)
         metrics.update(restored)  # the first report after a restore only
         restored = {}
         metrics["rollout/ep_return_mean"] = mean_return if mean_return is not None else float("nan")
