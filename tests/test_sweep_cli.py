@@ -137,7 +137,7 @@ def test_the_example_sweep_loads_as_a_small_grid() -> None:
         (BASE.replace("[0, 1]", "[0, true]"), "seeds must be a non-empty list of integers, got True in it"),
         (BASE.replace("1000", "-5"), "timesteps must be a positive integer, got -5"),
         (BASE.replace("1000", "12.5"), "timesteps must be a positive integer, got 12.5"),
-        (BASE + "scheduler: hyperband\n", r"scheduler must be one of \['fifo', 'asha', 'pbt', 'pb2'\], got 'hyperband'"),
+        (BASE + "scheduler: hyperband\n", r"scheduler must be one of \[.*'pb2'\], got 'hyperband'"),
         (searching("n_steps: [5, 10]") + "scheduler: pbt\n", "pbt mutates live hyperparameters"),
         (BASE + "mode: biggest\n", "mode must be one of"),
         (BASE + "search: bayes\n", "search must be one of"),
