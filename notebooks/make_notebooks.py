@@ -1576,7 +1576,9 @@ def sweeps() -> None:
                 "As many trials, as many steps each. Every quarter of the budget the population stops; the "
                 "worse trials continue from a better trial's checkpoint (parameters and K-FAC statistics), "
                 "with its `kfac_clip` multiplied by 0.8 or 1.2 or drawn anew. `kfac_clip` is a live "
-                "hyperparameter: the trainer takes the new value at the next update, as a slider would set it."
+                "hyperparameter: the trainer takes the new value at the next update, as a slider would set it. "
+                "`scheduler=\"pb2\"` runs PB2 instead: the same exploits, with the new value chosen by a "
+                "Gaussian-process bandit between the searched bounds."
             ),
             code(
                 """
@@ -1615,10 +1617,10 @@ def sweeps() -> None:
                 "on the others, each with `pip install 'acktr_lab[sweep]'`), then point the same call at it:\n\n"
                 "```python\n"
                 "grid = run(\"CartPole-v1\", {\"kfac_clip\": CLIPS}, seeds=SEEDS, address=\"ray://HEAD:10001\", "
-                "storage_path=\"/shared/or/s3/path\", **SHARED)\n"
+                "storage_path=\"s3://bucket/sweeps\", **SHARED)\n"
                 "```\n\n"
-                "Checkpoints are ordinary model zips in `storage_path`; use a folder every node sees (or "
-                "cloud storage) so that a trial restored on another node finds them."
+                "Checkpoints are ordinary model zips in `storage_path`; use a folder every node sees, or "
+                "cloud storage (`s3://…`), so that a trial restored on another node finds them."
             ),
         ],
     )

@@ -43,9 +43,9 @@ SHOWS_PNG = {
     "10_sweeps",
 }
 
-#: With ACKTR_LAB_QUICK=1 a notebook takes well under a minute here; far more means the
-#: switch stopped shrinking the run.
-QUICK_LIMIT_S = 180.0
+#: With ACKTR_LAB_QUICK=1 a notebook takes 20–90 s here, on a core shared with another test
+#: process; far more means the switch stopped shrinking the run (a full run takes many minutes).
+QUICK_LIMIT_S = 300.0
 
 
 #: TensorFlow's C++ start-up lines, which users must never see above a dashboard.

@@ -198,3 +198,14 @@ def test_pbt_perturbs_on_report_boundaries() -> None:
     assert steps == 320
     assert make_scheduler("pbt", {"kfac_clip": [0.001, 0.01]}, 1_600, 400, steps)._perturbation_interval == 640
     assert make_scheduler("pbt", {"kfac_clip": [0.001, 0.01]}, 1_600, 640, steps)._perturbation_interval == 640
+
+
+def test_a_storage_uri_keeps_local_results_under_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from acktr_lab.sweep.runner import _is_uri, _local_folder
+
+    assert _is_uri("s3://bucket/sweeps") and _is_uri("gs://b/x") and _is_uri("file:///tmp/x")
+    assert not _is_uri("runs/sweeps") and not _is_uri("/tmp/a://b") and not _is_uri("C:/sweeps")
+    assert _local_folder(str(tmp_path / "grid")) == tmp_path / "grid"  # a local experiment: its own folder
+    monkeypatch.chdir(tmp_path)
+    assert _local_folder("s3://bucket/sweeps/grid/") == tmp_path / "runs" / "sweeps" / "grid"
+    assert (tmp_path / "runs" / "sweeps" / "grid").is_dir()

@@ -36,7 +36,10 @@ class SweepResult:
     table: Any  # pandas.DataFrame
     histories: dict[str, Any]  # trial id -> pandas.DataFrame of its reports
     searched: tuple[str, ...]
+    #: a local folder for the results (the experiment's own folder when the storage is local)
     experiment_path: Path
+    #: where Tune keeps the experiment: a local path or a URI (``s3://…``, ``gs://…``)
+    storage: str = ""
     best_trial: str | None = None
     best_config: dict[str, Any] = field(default_factory=dict)
     best_model_path: Path | None = None
@@ -233,7 +236,10 @@ def run(
         address: an existing Ray cluster (``"auto"``, ``"ray://head:10001"``); by default a
             local Ray is started for the call with ``num_cpus`` CPUs and shut down after.
         cpus_per_trial: CPUs each trial reserves (each trial's TensorFlow uses one thread).
-        storage_path, name: where Tune keeps the trials, checkpoints and the best model.
+        storage_path, name: where Tune keeps the trials and checkpoints: a local folder, or a
+            URI every node reaches (``s3://bucket/sweeps``) for a cluster without a shared
+            file system. The best model is copied to the experiment's folder (for a URI, to
+            ``runs/sweeps/<name>`` here).
         callbacks: Tune callbacks (a ``SweepDashboard``'s ``callback`` is one).
         stop: a Tune stopper (or stopping dict).
     """
@@ -268,7 +274,8 @@ def run(
     started = not ray.is_initialized()
     if started:
         start_ray(address=address, num_cpus=num_cpus)
-    storage = Path(os.fspath(storage_path)).resolve()
+    storage = os.fspath(storage_path)
+    storage = storage if _is_uri(storage) else str(Path(storage).resolve())
     try:
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(train_trial, setup=setup), {"cpu": cpus_per_trial}),
@@ -283,7 +290,7 @@ def run(
                 reuse_actors=False,
             ),
             run_config=tune.RunConfig(
-                storage_path=str(storage),
+                storage_path=storage,
                 name=name,
                 callbacks=list(callbacks),
                 stop=stop,
@@ -368,8 +375,9 @@ def collect(grid: Any, searched: tuple[str, ...]) -> SweepResult:
         if result.checkpoint is not None and result.error is None:
             checkpoints[trial_id] = result.checkpoint
     table = pd.DataFrame(rows)
-    experiment = Path(grid.experiment_path)
-    out = SweepResult(table, histories, searched, experiment)
+    storage = str(grid.experiment_path)
+    experiment = _local_folder(storage)
+    out = SweepResult(table, histories, searched, experiment, storage)
     finished = table[table["eval/mean_return"].notna()] if len(table) else table
     if len(finished):  # the best evaluation return, whatever the schedulers compared
         index = finished["eval/mean_return"].idxmax()
@@ -392,6 +400,21 @@ def _report_steps(env: Any, fixed: Mapping[str, Any], report_every: int) -> int 
     n_envs = int(fixed.get("n_envs", 1))
     n_steps = int(fixed.get("n_steps", hp.HYPERPARAMETERS["n_steps"].default))
     return report_every * n_envs * n_steps
+
+
+def _is_uri(path: str) -> bool:
+    """Whether a storage path is a URI (``s3://bucket/sweeps``) rather than a local folder."""
+    return re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", path) is not None
+
+
+def _local_folder(experiment: str) -> Path:
+    """The local folder for an experiment's results: its own folder when Tune stores it
+    locally, else ``runs/sweeps/<experiment name>`` under the current directory."""
+    if not _is_uri(experiment):
+        return Path(experiment)
+    folder = Path("runs", "sweeps", experiment.rstrip("/").rsplit("/", 1)[-1]).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _trial_id(result: Any) -> str:
