@@ -72,9 +72,10 @@ def test_a_failing_trial_is_reported_and_the_others_finish(tmp_path: Path) -> No
         fixed=FIXED,
         report_every=5,
         eval_episodes=1,
-        storage_path=tmp_path,
+        storage_path=tmp_path.as_uri(),  # a URI goes to Tune as it is (file:// here, s3:// on a cluster)
         name="failing",
     )
+    assert result.experiment_path == tmp_path / "failing"
     table = result.table.set_index(result.table["policy_kwargs"].isna())
     assert table.loc[True, "status"] == "finished" and table.loc[True, "timesteps"] == 800
     assert table.loc[False, "status"] == "error"
