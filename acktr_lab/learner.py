@@ -73,6 +73,7 @@ class Learner:
         self.loss_coefficients = {
             name: tf.Variable(0.0, dtype=tf.float32, trainable=False, name=name) for name in LOSS_COEFFICIENTS
         }
+        self._coefficients_assigned: dict[str, float] = {}  # what set_hyperparameters last assigned
         self._act = tf.function(self._act_graph, reduce_retracing=True, autograph=False)
         self._value = tf.function(self._value_graph, reduce_retracing=True, autograph=False)
         self._update_steps: dict[UpdatePlan, Any] = {}  # one compiled step per K-FAC update plan
@@ -118,13 +119,15 @@ class Learner:
     # -- learning ---------------------------------------------------------------------
     def set_hyperparameters(self, **values: float) -> None:
         """The live loss coefficients and K-FAC settings for the next updates."""
-        for name, value in values.items():
-            if name in self.loss_coefficients:
-                self.loss_coefficients[name].assign(value)
-        settings = {k: v for k, v in values.items() if k in OPTIMIZER_SETTINGS}
         unknown = set(values) - set(LOSS_COEFFICIENTS) - set(OPTIMIZER_SETTINGS)
         if unknown:
             raise ValueError(f"the learner has no hyperparameter(s) {sorted(unknown)}")
+        for name, value in values.items():
+            # assigned only when changed: the trainer sets them all before every update
+            if name in self.loss_coefficients and self._coefficients_assigned.get(name) != value:
+                self.loss_coefficients[name].assign(value)
+                self._coefficients_assigned[name] = value
+        settings = {k: v for k, v in values.items() if k in OPTIMIZER_SETTINGS}
         if settings:
             self.optimizer.set_hyperparameters(**settings)
 

@@ -200,6 +200,8 @@ class KfacOptimizer(tf.Module):
             self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
             self.skipped_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_updates")
             self.velocities = [tf.Variable(tf.zeros_like(v), trainable=False, name="velocity") for v in self.trainable]
+        #: The value each hyperparameter variable was last given (only set_hyperparameters assigns them).
+        self._assigned: dict[str, float] = dict(hyper)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="kfac-eigen") if self.async_eigen_decomp else None
         self._pending: Future[list[tuple[np.ndarray, ...]]] | None = None
         self._has_inverse = False
@@ -212,9 +214,13 @@ class KfacOptimizer(tf.Module):
         """Assign live hyperparameters (all validated before any is changed)."""
         unknown = set(values) - set(self.hyperparameters)
         _check(not unknown, f"unknown K-FAC hyperparameter(s) {sorted(unknown)}; live ones: {LIVE_HYPERPARAMETERS}")
-        checked = {k: validate_hyperparameter(k, v) for k, v in values.items()}
+        # A value equal to the one the variable holds is neither checked again nor assigned: the
+        # trainer sets every live hyperparameter before each update, mostly unchanged.
+        changed = {k: v for k, v in values.items() if not _same_number(self._assigned[k], v)}
+        checked = {k: validate_hyperparameter(k, v) for k, v in changed.items()}
         for k, v in checked.items():
             self.hyperparameters[k].assign(v)
+            self._assigned[k] = v
 
     def get_hyperparameters(self) -> dict[str, float]:
         return {k: float(v.numpy()) for k, v in self.hyperparameters.items()}
@@ -630,3 +636,8 @@ def _eigendecompose_all(factors: list[tuple[np.ndarray, ...]], eigen_epsilon: fl
                 decomposition += [np.where(values > eigen_epsilon, values, 0.0), vectors]
             out.append(tuple(decomposition))
     return out
+
+
+def _same_number(held: float, value: object) -> bool:
+    """Whether ``value`` is a real number equal to ``held`` (NaN never is)."""
+    return isinstance(value, int | float | np.floating | np.integer) and not isinstance(value, bool) and held == value
