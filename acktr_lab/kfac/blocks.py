@@ -98,6 +98,11 @@ class CurvatureBlock(tf.Module):
 
     def eigenvalues(self) -> tuple[np.ndarray, np.ndarray]:
         """The current (clipped) eigenvalues of the two factors, ascending."""
+        first, second = self.eigenvalue_tensors()
+        return first.numpy(), second.numpy()
+
+    def eigenvalue_tensors(self) -> tuple[tf.Tensor, tf.Tensor]:
+        """:meth:`eigenvalues` as tensors (to read every block's in one compiled call)."""
         raise NotImplementedError
 
     def gradient_matrix(self, *grads: tf.Tensor) -> tf.Tensor:
@@ -199,9 +204,9 @@ class KroneckerBlock(CurvatureBlock):
         rotated = rotated / (denominator + tf.cast(tf.convert_to_tensor(damping, dtype_hint=self.dtype), self.dtype))
         return tf.matmul(tf.matmul(q_a, rotated), q_g, transpose_b=True)
 
-    def eigenvalues(self) -> tuple[np.ndarray, np.ndarray]:
+    def eigenvalue_tensors(self) -> tuple[tf.Tensor, tf.Tensor]:
         """The current (clipped) eigenvalues of A and G, ascending."""
-        return self.input_eigenvalues.numpy(), self.gradient_eigenvalues.numpy()
+        return self.input_eigenvalues.read_value(), self.gradient_eigenvalues.read_value()
 
     # -- layout -----------------------------------------------------------------------
     def gradient_matrix(self, *grads: tf.Tensor) -> tf.Tensor:
@@ -351,8 +356,8 @@ class ScaleAndShiftBlock(CurvatureBlock):
         damping = tf.cast(tf.convert_to_tensor(damping, dtype_hint=self.dtype), self.dtype)
         return gradient / (self.inverse_diagonal + damping)
 
-    def eigenvalues(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.sort(self.inverse_diagonal.numpy()), np.ones(1, self.dtype.as_numpy_dtype)
+    def eigenvalue_tensors(self) -> tuple[tf.Tensor, tf.Tensor]:
+        return tf.sort(self.inverse_diagonal.read_value()), tf.ones([1], self.dtype)
 
     def gradient_matrix(self, *grads: tf.Tensor) -> tf.Tensor:
         return tf.concat([tf.reshape(g, [-1]) for g in grads], axis=0)

@@ -200,6 +200,9 @@ class KfacOptimizer(tf.Module):
             self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
             self.skipped_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_updates")
             self.velocities = [tf.Variable(tf.zeros_like(v), trainable=False, name="velocity") for v in self.trainable]
+        self._read_eigenvalues = tf.function(
+            lambda: [block.eigenvalue_tensors() for block in self.blocks], autograph=False
+        )
         #: The value each hyperparameter variable was last given (only set_hyperparameters assigns them).
         self._assigned: dict[str, float] = dict(hyper)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="kfac-eigen") if self.async_eigen_decomp else None
@@ -561,8 +564,10 @@ class KfacOptimizer(tf.Module):
         return False
 
     def eigenvalues(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Layer name → (eigenvalues of A, eigenvalues of G) of the current inverse."""
-        return {block.layer_name: block.eigenvalues() for block in self.blocks}
+        """Layer name → (eigenvalues of A, eigenvalues of G) of the current inverse, read in
+        one compiled call (the trainer reports them after every update)."""
+        values = self._read_eigenvalues() if self.blocks else []
+        return {block.layer_name: (a.numpy(), g.numpy()) for block, (a, g) in zip(self.blocks, values)}
 
     def state_variables(self) -> dict[str, tf.Variable]:
         """Every variable needed to resume optimisation exactly, by stable name."""
