@@ -15,7 +15,7 @@ Reported per configuration: the median training fps over seeds and its ratio to 
 the fraction of the random-policy fps that training reaches, peak resident memory
 (``ru_maxrss`` of the run's process) and its ratio to A2C's, and ACKTR's start-up: the
 first update's time (compilation included) against the median update, the slowest later
-update, and the number of traces (compiled update plans and acting functions).
+update, and the number of traces (compiled functions: update plans, acting, reads).
 
 The last line is ``throughput_ratio <cartpole> <acrobot> <pendulum>`` (ACKTR fps / A2C fps).
 
@@ -58,8 +58,15 @@ def worker_acktr(env_id: str, n_envs: int, steps: int, seed: int) -> dict[str, A
         last, timesteps = now, report.timesteps
     total = time.perf_counter() - started
     learner = model.learner
+    # every compiled function traced: one per update plan, acting and values through TensorFlow,
+    # the NumPy actor's noise draw and weight read, and the optimizer's eigenvalue read
     traces = len(learner._update_steps) + learner._act.experimental_get_tracing_count()
     traces += learner._value.experimental_get_tracing_count()
+    traces += learner.optimizer._read_eigenvalues.experimental_get_tracing_count()
+    actor = learner.rollout_actor
+    if actor is not learner:
+        traces += actor._draw.experimental_get_tracing_count()
+        traces += actor.numpy_actor._read.experimental_get_tracing_count()
     return {
         "fps": timesteps / total,
         "seconds": total,
