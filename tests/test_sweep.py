@@ -18,7 +18,7 @@ ray = pytest.importorskip("ray", reason="the sweep extra (ray[tune]) is not inst
 from ray import tune  # noqa: E402
 
 from acktr_lab.sweep import run  # noqa: E402
-from acktr_lab.sweep.runner import make_scheduler, search_space  # noqa: E402
+from acktr_lab.sweep.runner import SweepResult, make_scheduler, search_space  # noqa: E402
 
 pytestmark = pytest.mark.slow
 FIXED = {"n_envs": 4, "lr_schedule": "constant"}
@@ -108,7 +108,7 @@ def test_asha_stops_the_worst_trials_early(tmp_path: Path) -> None:
     assert result.table.loc[~finished, "eval/mean_return"].isna().all()  # no final evaluation for them
 
 
-def _population_run(tmp_path: Path, scheduler: str, space: dict) -> object:
+def _population_run(tmp_path: Path, scheduler: str, space: dict) -> SweepResult:
     return run(
         "CartPole-v1",
         space,
