@@ -62,6 +62,11 @@ class Distribution(abc.ABC):
     def probabilities(self) -> tf.Tensor | tuple[tf.Tensor, tf.Tensor] | list[tf.Tensor]:
         """What SB2's ``action_probability`` returns when no actions are given."""
 
+    @abc.abstractmethod
+    def parameters(self) -> tuple[tf.Tensor, ...]:
+        """The tensors that define the batch: what :meth:`DistributionFactory.rebuild` takes
+        (e.g. to return a distribution from a compiled function)."""
+
     def neglogp(self, actions: tf.Tensor) -> tf.Tensor:
         """``-log π(a_b|s_b)``, shape ``[B]`` (SB2's name for the policy-gradient term)."""
         return -self.log_prob(actions)
@@ -123,6 +128,9 @@ class Categorical(Distribution):
         """``softmax(logits)``, ``[B, n]``."""
         return tf.nn.softmax(self.logits, axis=-1)
 
+    def parameters(self) -> tuple[tf.Tensor, ...]:
+        return (self.logits,)
+
 
 class DiagGaussian(Distribution):
     """``N(mean, diag(σ²))`` with ``σ = exp(log_std)``; ``mean`` is ``[B, d]``.
@@ -179,6 +187,9 @@ class DiagGaussian(Distribution):
         """``(mean, std)``, each ``[B, d]``."""
         return self.mean, self.std
 
+    def parameters(self) -> tuple[tf.Tensor, ...]:
+        return self.mean, self.log_std
+
 
 class MultiCategorical(Distribution):
     """Independent categoricals, one per dimension: ``π(a) = Π_i softmax(l_i)_{a_i}``.
@@ -191,6 +202,7 @@ class MultiCategorical(Distribution):
     def __init__(self, logits: tf.Tensor, nvec: list[int] | tuple[int, ...] | np.ndarray) -> None:
         self.nvec = [int(n) for n in np.asarray(nvec).ravel()]
         logits = tf.convert_to_tensor(logits)
+        self.logits = logits
         self.categoricals = [Categorical(block) for block in tf.split(logits, self.nvec, axis=-1)]
 
     def sample(self, generator: tf.random.Generator) -> tf.Tensor:
@@ -217,6 +229,9 @@ class MultiCategorical(Distribution):
     def probabilities(self) -> list[tf.Tensor]:
         """One ``[B, nvec_i]`` probability tensor per dimension."""
         return [c.probabilities() for c in self.categoricals]
+
+    def parameters(self) -> tuple[tf.Tensor, ...]:
+        return (self.logits,)
 
 
 class Bernoulli(Distribution):
@@ -265,6 +280,9 @@ class Bernoulli(Distribution):
         """``sigmoid(logits)``, ``[B, n]``."""
         return tf.sigmoid(self.logits)
 
+    def parameters(self) -> tuple[tf.Tensor, ...]:
+        return (self.logits,)
+
 
 @dataclass(frozen=True)
 class DistributionFactory:
@@ -303,6 +321,10 @@ class DistributionFactory:
             assert isinstance(self.action_space, gym.spaces.MultiDiscrete)
             return MultiCategorical(head_output, self.action_space.nvec)
         return Bernoulli(head_output)
+
+    def rebuild(self, parameters: tuple[tf.Tensor, ...]) -> Distribution:
+        """The distribution whose :meth:`Distribution.parameters` are ``parameters``."""
+        return self.build(*parameters)
 
     def to_env_actions(self, actions: np.ndarray | tf.Tensor, clip: bool = True) -> np.ndarray:
         """Distribution actions → actions for ``env.step`` (NumPy, ``action_dtype``).

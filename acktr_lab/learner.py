@@ -25,8 +25,10 @@ Python bookkeeping stays outside the compiled steps, which return a metrics dict
 from __future__ import annotations
 
 import functools
+import gc
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +46,8 @@ from acktr_lab.update_cost import UpdateCostProbe
 LOSS_COEFFICIENTS = ("ent_coef", "vf_coef", "vf_fisher_coef")
 #: The K-FAC values that change between updates without retracing.
 OPTIMIZER_SETTINGS = ("kfac_clip", "max_grad_norm")
+#: Why a compiled update step refuses to run: its plan is not this iteration's, or a dry run.
+_REFUSALS = ("update plan does not match", "dry run of an update step: compiled, nothing changed")
 #: The update's own metrics (reported as ``train/<name>``); the optimizer's are ``kfac/<name>``.
 TRAIN_METRICS = ("policy_loss", "value_loss", "entropy", "kl")
 
@@ -77,6 +81,9 @@ class Learner:
         self._act = tf.function(self._act_graph, reduce_retracing=True, autograph=False)
         self._value = tf.function(self._value_graph, reduce_retracing=True, autograph=False)
         self._update_steps: dict[UpdatePlan, Any] = {}  # one compiled step per K-FAC update plan
+        self._gradient_steps: dict[bool, Any] = {}  # what the plans share, by whether it takes statistics
+        self._kl_step = tf.function(self._kl_graph, reduce_retracing=True, autograph=False)
+        self._not_a_dry_run, self._dry_run = tf.constant(False), tf.constant(True)
         #: What the collector acts through: the NumPy actor where the policy allows it, else this learner.
         self.rollout_actor: Any = self
         if numpy_acting and numpy_acting_unsupported(policy) is None:
@@ -136,13 +143,15 @@ class Learner:
         ``train/…`` (losses, entropy, KL of the change, learning rate, and for a Gaussian
         policy ``log_std``, the mean over action dimensions of its log standard deviation) and ``kfac/…``
         (everything the optimizer reports: trust-region scale, gᵀF⁻¹g, gradient norm, ...,
-        and which parts the update ran: ``took_statistics``, ``decomposed``, ``preconditioned``)."""
+        and which parts the update ran: ``took_statistics``, ``decomposed``, ``preconditioned``;
+        after a decomposition ``kfac/eigenvalues``, layer name → eigenvalues of A and of G)."""
         self.optimizer.set_hyperparameters(learning_rate=learning_rate)
         inputs = self.step_inputs(batch)
         plan = self.optimizer.plan()
-        if not self._update_steps:
-            self._prepare_every_plan(plan, inputs)
-        metrics = {k: v.numpy() for k, v in self._update_step(plan)(*inputs).items()}
+        prepared = self._prepare_every_plan(plan, inputs) if not self._update_steps else None
+        metrics = tf.nest.map_structure(lambda t: t.numpy(), self._update_step(plan)(*inputs, self._not_a_dry_run))
+        if prepared is not None:
+            prepared.result()  # the other plans, instantiated meanwhile on a worker thread
         losses = {name: metrics.pop(name) for name in TRAIN_METRICS}
         optimizer_metrics = self.optimizer.after_update(metrics)
         losses["learning_rate"] = optimizer_metrics.pop("learning_rate")
@@ -172,26 +181,42 @@ class Learner:
             tf.convert_to_tensor(_flatten(batch.returns), tf.float32),
         )
 
-    def _prepare_every_plan(self, current: UpdatePlan, inputs: tuple[Any, ...]) -> None:
+    def _prepare_every_plan(self, current: UpdatePlan, inputs: tuple[Any, ...]) -> Future[None]:
         """Trace every plan now, and have TensorFlow instantiate the ones not due yet, so that
         no later update (the first K-FAC step, say) pauses to trace or instantiate.
 
-        A plan not due fails its first op, the plan assertion, on which every other op of the
-        step depends: the call changes nothing (no parameter, statistic or random draw) but
-        leaves the function ready (measured: the first K-FAC update's ≈ 0.3 s pause goes away).
+        A plan not due is run as a dry run: its first ops, the dry-run and plan assertions, on
+        which every other op of the step depends, fail, so the call changes nothing (no
+        parameter, statistic or random draw) but leaves the function ready. The dry runs go
+        on a worker thread, while this thread runs the current plan's first update:
+        TensorFlow releases the GIL while it instantiates a function (graph optimisation), so
+        the two instantiations overlap. The returned future is done when they all are; its
+        ``result()`` raises what a dry run raised unexpectedly.
         """
-        for plan in self.optimizer.possible_plans():
-            step = self._update_step(plan)
-            step.get_concrete_function(*inputs)
-            if plan == current:
-                continue
-            try:
-                step(*inputs)
-            except tf.errors.InvalidArgumentError as error:
-                if "update plan does not match" not in str(error):
-                    raise
-            else:  # pragma: no cover - a plan not due must be refused
-                raise RuntimeError(f"K-FAC ran update plan {plan} before it was due")
+        steps = {plan: self._update_step(plan) for plan in self.optimizer.possible_plans()}
+        for step in steps.values():
+            step.get_concrete_function(*inputs, self._not_a_dry_run)
+        not_due = [step for plan, step in steps.items() if plan != current]
+
+        def instantiate() -> None:
+            self.optimizer.eigenvalues()  # the trainer reads them after every decomposition
+            for step in not_due:
+                try:
+                    step(*inputs, self._dry_run)
+                except tf.errors.InvalidArgumentError as error:
+                    if not any(reason in str(error) for reason in _REFUSALS):
+                        raise
+                else:  # pragma: no cover - a dry run must be refused
+                    raise RuntimeError("a dry run of a K-FAC update step was not refused")
+
+        executor = ThreadPoolExecutor(1, thread_name_prefix="acktr-compile")
+        prepared = executor.submit(instantiate)
+        executor.shutdown(wait=False)  # its thread ends when the dry runs have
+        # Tracing leaves many new long-lived Python objects, and they would trigger a full
+        # garbage collection some updates later: a ≈ 0.2 s pause mid-run (measured, CartPole
+        # MlpPolicy). Collect now instead, while the worker instantiates (GIL released).
+        gc.collect()
+        return prepared
 
     def _update_step(self, plan: UpdatePlan) -> Any:
         """The compiled update for ``plan`` (the plan is baked in: no per-call argument for it).
@@ -218,38 +243,96 @@ class Learner:
         actions: tf.Tensor,
         advantages: tf.Tensor,
         returns: tf.Tensor,
+        dry_run: tf.Tensor,
         plan: UpdatePlan,
     ) -> dict[str, tf.Tensor]:
         """One ACKTR update: losses, sampled-Fisher loss, K-FAC step, KL of the change.
 
         Traced once per K-FAC ``plan`` (cold start, with or without statistics, with or
-        without an eigendecomposition): each trace holds only the work it needs.
+        without an eigendecomposition): each trace holds only the work it needs. The losses,
+        gradients and curvature statistics, the same in every plan that takes statistics,
+        are one compiled function (:meth:`_gradients_graph`) that the plans call: traced once.
         """
-        plan_check = self.optimizer.assert_plan(plan)  # first: every op below waits for it
+        # first: every op below waits for these (a dry run compiles the step and changes nothing)
+        plan_check = tf.group(
+            self.optimizer.assert_plan(plan), tf.debugging.Assert(tf.logical_not(dry_run), [_REFUSALS[1]])
+        )
         with tf.control_dependencies([plan_check]):
-            c = self.loss_coefficients
-            with tf.GradientTape(persistent=True) as tape, capture() as recorded:
-                distribution, values, _ = self.policy.unroll(observations, initial_state, episode_starts)
-                neglogp = -distribution.log_prob(actions)
-                entropy = tf.reduce_mean(distribution.entropy())
-                policy_loss = tf.reduce_mean(advantages * neglogp) - c["ent_coef"] * entropy
-                value_loss = tf.reduce_mean(tf.square(values - returns))
-                loss = policy_loss + c["vf_coef"] * value_loss
-                fisher_loss = None  # needed (and its value noise drawn) only by updates that take statistics
-                if plan.statistics:
-                    noisy_values = tf.stop_gradient(
-                        values + self.generator.normal(tf.shape(values), dtype=values.dtype)
-                    )
-                    fisher_loss = -tf.reduce_mean(neglogp) - c["vf_fisher_coef"] * tf.reduce_mean(
-                        tf.square(values - noisy_values)
-                    )
-            metrics = self.optimizer.apply_update(tape, loss, fisher_loss, recorded, plan, plan_check)
-            new_distribution = self.policy.unroll(observations, initial_state, episode_starts).distribution
-            metrics["kl"] = tf.cast(tf.reduce_mean(distribution.kl(new_distribution)), tf.float64)
-            metrics["policy_loss"] = tf.cast(policy_loss, tf.float64)
-            metrics["value_loss"] = tf.cast(value_loss, tf.float64)
-            metrics["entropy"] = tf.cast(entropy, tf.float64)
+            inputs = (observations, initial_state, episode_starts, actions, advantages, returns)
+            parts = self._gradients_step(plan.statistics)(*inputs)
+            metrics = self.optimizer.apply_gradients(
+                plan, parts["loss"], parts.get("fisher_loss"), parts["grads"], parts.get("batch_stats"), plan_check
+            )
+            metrics["kl"] = self._kl_step(observations, initial_state, episode_starts, tuple(parts["distribution"]))
+            for name in ("policy_loss", "value_loss", "entropy"):
+                metrics[name] = tf.cast(parts[name], tf.float64)
             return metrics
+
+    def _kl_graph(
+        self,
+        observations: tf.Tensor,
+        initial_state: PolicyState,
+        episode_starts: tf.Tensor,
+        old_parameters: tuple[tf.Tensor, ...],
+    ) -> tf.Tensor:
+        """``mean KL(π_old ‖ π_new)`` over the batch: the policy before the update (its
+        distribution's parameters) against the policy as it is now. Compiled once
+        (:attr:`_kl_step`) and called by every plan's step after its update."""
+        old = self.policy.distribution_factory.rebuild(old_parameters)
+        new = self.policy.unroll(observations, initial_state, episode_starts).distribution
+        return tf.cast(tf.reduce_mean(old.kl(new)), tf.float64)
+
+    def _gradients_step(self, statistics: bool) -> Any:
+        """The compiled :meth:`_gradients_graph` (with or without statistics), shared by the plans."""
+        step = self._gradient_steps.get(statistics)
+        if step is None:
+            step = tf.function(
+                functools.partial(self._gradients_graph, statistics=statistics), reduce_retracing=True, autograph=False
+            )
+            self._gradient_steps[statistics] = step
+        return step
+
+    def _gradients_graph(
+        self,
+        observations: tf.Tensor,
+        initial_state: PolicyState,
+        episode_starts: tf.Tensor,
+        actions: tf.Tensor,
+        advantages: tf.Tensor,
+        returns: tf.Tensor,
+        statistics: bool,
+    ) -> dict[str, Any]:
+        """The forward pass, ACKTR's losses, ``∇L`` and (``statistics``) the batch curvature
+        statistics from ``∇L_F``; changes nothing but the generator (the value noise of ``L_F``).
+
+        Returns ``loss``, the loss terms, ``grads``, ``fisher_loss`` and ``batch_stats`` (with
+        statistics) and the policy's ``distribution`` parameters (for the KL of the change).
+        """
+        c = self.loss_coefficients
+        with tf.GradientTape(persistent=True) as tape, capture() as recorded:
+            distribution, values, _ = self.policy.unroll(observations, initial_state, episode_starts)
+            neglogp = -distribution.log_prob(actions)
+            entropy = tf.reduce_mean(distribution.entropy())
+            policy_loss = tf.reduce_mean(advantages * neglogp) - c["ent_coef"] * entropy
+            value_loss = tf.reduce_mean(tf.square(values - returns))
+            loss = policy_loss + c["vf_coef"] * value_loss
+            if statistics:  # only updates that take statistics need L_F (and draw its value noise)
+                noisy_values = tf.stop_gradient(values + self.generator.normal(tf.shape(values), dtype=values.dtype))
+                fisher_loss = -tf.reduce_mean(neglogp) - c["vf_fisher_coef"] * tf.reduce_mean(
+                    tf.square(values - noisy_values)
+                )
+        parts: dict[str, Any] = {
+            "loss": loss,
+            "policy_loss": policy_loss,
+            "value_loss": value_loss,
+            "entropy": entropy,
+            "grads": self.optimizer.gradients(tape, loss),
+            "distribution": distribution.parameters(),
+        }
+        if statistics:
+            parts["fisher_loss"] = fisher_loss
+            parts["batch_stats"] = self.optimizer.batch_statistics(tape, fisher_loss, recorded)
+        return parts
 
     # -- state ------------------------------------------------------------------------
     def get_parameters(self) -> dict[str, np.ndarray]:

@@ -702,6 +702,25 @@ def test_kfac_update_interval() -> None:
     assert all(math.isnan(age) for age in ages[:10]) and ages[10:] == [0, 1, 2, 0, 1, 2, 0]
 
 
+@pytest.mark.parametrize("async_eigen", [False, True])
+def test_reported_eigenvalues_are_the_ones_in_use_after_the_update(async_eigen: bool) -> None:
+    """The compiled step returns the eigenvalues it decomposed (no separate read); with
+    ``async_eigen_decomp`` they are read when a decomposition is installed. Either way a
+    report carries exactly what the optimizer uses after that update."""
+    model = ACKTR("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=5, seed=0, async_eigen_decomp=async_eigen)
+    reported = 0
+    for report in model.trainer(10 * 30):
+        if report.fisher_eigenvalues is None:
+            continue
+        reported += 1
+        in_use = model.learner.optimizer.eigenvalues()
+        assert set(report.fisher_eigenvalues) == set(in_use)
+        for name, factors in report.fisher_eigenvalues.items():
+            np.testing.assert_array_equal(factors.input_factor, in_use[name][0], err_msg=name)
+            np.testing.assert_array_equal(factors.gradient_factor, in_use[name][1], err_msg=name)
+    assert reported >= 2
+
+
 # -- seeding --------------------------------------------------------------------------
 
 

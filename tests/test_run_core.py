@@ -395,7 +395,7 @@ def test_preparing_the_plans_not_due_yet_changes_nothing() -> None:
     before = everything()
     plans = learner.optimizer.possible_plans()
     assert len(plans) >= 2
-    learner._prepare_every_plan(learner.optimizer.plan(), learner.step_inputs(batch))
+    learner._prepare_every_plan(learner.optimizer.plan(), learner.step_inputs(batch)).result()
     assert learner.update_traces() == len(plans)
     after = everything()
     for name, value in before.items():

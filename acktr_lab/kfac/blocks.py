@@ -172,26 +172,17 @@ class KroneckerBlock(CurvatureBlock):
         """Eigendecompose A and G; eigenvalues below ``eigen_epsilon`` become 0. ``finite`` is
         False when a factor or its decomposition is not finite."""
         eps = tf.cast(tf.convert_to_tensor(eigen_epsilon, dtype_hint=self.dtype), self.dtype)
-        # tf.linalg.eigh raises (rather than returning NaN) on a non-finite input: hand it an
-        # identity instead and reject the result below.
-        factors_finite = tf.logical_and(
-            tf.reduce_all(tf.math.is_finite(self.input_factor)), tf.reduce_all(tf.math.is_finite(self.gradient_factor))
-        )
-        values_a, vectors_a = _symmetric_eigh(
-            tf.where(factors_finite, self.input_factor, tf.eye(self.input_dim, dtype=self.dtype))
-        )
-        values_g, vectors_g = _symmetric_eigh(
-            tf.where(factors_finite, self.gradient_factor, tf.eye(self.output_dim, dtype=self.dtype))
-        )
-        outputs = (values_a, vectors_a, values_g, vectors_g)
-        finite = tf.reduce_all([factors_finite, *[tf.reduce_all(tf.math.is_finite(t)) for t in outputs]])
-        new = (
-            tf.where(values_a > eps, values_a, tf.zeros_like(values_a)),
-            vectors_a,
-            tf.where(values_g > eps, values_g, tf.zeros_like(values_g)),
-            vectors_g,
-        )
-        return new, finite
+        new: list[tf.Tensor] = []
+        finite: list[tf.Tensor] = []
+        for factor in (self.input_factor, self.gradient_factor):
+            value = factor.read_value()
+            factor_finite = tf.reduce_all(tf.math.is_finite(value))
+            # tf.linalg.eigh raises (rather than returning NaN) on a non-finite input: hand it
+            # zeros instead (diagonal already) and reject the result below.
+            values, vectors = _symmetric_eigh(tf.where(factor_finite, value, tf.zeros_like(value)))
+            finite += [factor_finite, *(tf.reduce_all(tf.math.is_finite(t)) for t in (values, vectors))]
+            new += [tf.where(values > eps, values, tf.zeros_like(values)), vectors]
+        return tuple(new), tf.reduce_all(finite)
 
     def inverse_variables(self) -> tuple[tf.Variable, ...]:
         return self.input_eigenvalues, self.input_eigenvectors, self.gradient_eigenvalues, self.gradient_eigenvectors

@@ -200,6 +200,10 @@ class KfacOptimizer(tf.Module):
             self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
             self.skipped_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_updates")
             self.velocities = [tf.Variable(tf.zeros_like(v), trainable=False, name="velocity") for v in self.trainable]
+        # What every plan's step does alike, each compiled once and called by the plans' steps
+        # (a plan then traces only its own work): checks and statistics, the momentum step.
+        self._statistics_step = tf.function(self._statistics_graph, autograph=False)
+        self._apply_step = tf.function(self._apply_graph, autograph=False)
         self._read_eigenvalues = tf.function(
             lambda: [block.eigenvalue_tensors() for block in self.blocks], autograph=False
         )
@@ -279,13 +283,37 @@ class KfacOptimizer(tf.Module):
         checked = self.assert_plan(plan) if plan_check is None else plan_check
         if plan.statistics and fisher_loss is None:
             raise ValueError("this update computes curvature statistics: it needs the sampled-Fisher loss")
-        grads = [
+        grads = self.gradients(tape, loss)
+        batch_stats = self.batch_statistics(tape, fisher_loss, recorded) if plan.statistics else None
+        return self.apply_gradients(plan, loss, fisher_loss, grads, batch_stats, checked)
+
+    def gradients(self, tape: tf.GradientTape, loss: tf.Tensor) -> list[tf.Tensor]:
+        """``∂L/∂θ`` for every trained variable, in order (zeros where ``L`` does not depend on it)."""
+        return [
             tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
             for g, v in zip(tape.gradient(loss, self.trainable), self.trainable)
         ]
-        batch_stats = self.batch_statistics(tape, fisher_loss, recorded) if plan.statistics else None
+
+    def apply_gradients(
+        self,
+        plan: UpdatePlan,
+        loss: tf.Tensor,
+        fisher_loss: tf.Tensor | None,
+        grads: Sequence[tf.Tensor],
+        batch_stats: Sequence[tuple[tf.Tensor, ...]] | None,
+        plan_check: tf.Operation | None = None,
+    ) -> Metrics:
+        """:meth:`apply_update` from its parts: the :meth:`gradients` of ``loss`` and, when
+        ``plan.statistics``, the :meth:`batch_statistics` of ``fisher_loss`` (else None).
+
+        For a caller that computes the parts in a compiled function of their own, shared by
+        every plan's step (each plan then traces only its own work).
+        """
+        checked = self.assert_plan(plan) if plan_check is None else plan_check
+        if plan.statistics and batch_stats is None:
+            raise ValueError("this update computes curvature statistics: it needs the batch statistics")
         with tf.control_dependencies([checked]):  # nothing is assigned unless the plan is right
-            return self._checked_update(plan, loss, fisher_loss, grads, batch_stats)
+            return self._checked_update(plan, loss, fisher_loss, list(grads), list(batch_stats or []) or None)
 
     def assert_plan(self, plan: UpdatePlan) -> tf.Operation:
         """Fail the step (rather than run the wrong one) when ``plan`` is not this iteration's.
@@ -343,20 +371,43 @@ class KfacOptimizer(tf.Module):
         grads: list[tf.Tensor],
         batch_stats: list[tuple[tf.Tensor, ...]] | None,
     ) -> Metrics:
-        """Apply the update if every number it uses is finite, else skip it.
+        """Apply the update if every number it uses is finite, else skip it (see :meth:`_update`)."""
+        matrices, grad_norm, finite = self._statistics_step(loss, fisher_loss, grads, batch_stats)
+        return self._update(plan, grads, matrices, grad_norm, finite)
 
-        Scalar checks suffice: ``Σ ∇²`` (in float64, where squares of float32 numbers
-        cannot overflow) is finite iff every gradient is, and a batch factor ``XᵀX/n`` is
-        finite iff its trace is (each off-diagonal ``|Σ xᵢxⱼ| ≤ (Σ xᵢ² + Σ xⱼ²)/2``).
-        Each block's gradient is taken as one ``[d_in + 1, d_out]`` matrix here, once.
+    def _statistics_graph(
+        self,
+        loss: tf.Tensor,
+        fisher_loss: tf.Tensor | None,
+        grads: list[tf.Tensor],
+        batch_stats: list[tuple[tf.Tensor, ...]] | None,
+    ) -> tuple[list[tf.Tensor], tf.Tensor, tf.Tensor]:
+        """``(gradient matrices, ‖∇‖, finite)``, and the statistics updated from ``batch_stats``.
+
+        ``finite``: the losses, ``∇`` and the batch statistics are all finite. Scalar checks
+        suffice: ``Σ ∇²`` (in float64, where squares of float32 numbers cannot overflow) is
+        finite iff every gradient is, and a batch factor ``XᵀX/n`` is finite iff its trace is
+        (each off-diagonal ``|Σ xᵢxⱼ| ≤ (Σ xᵢ² + Σ xⱼ²)/2``). Each block's gradient is taken as
+        one ``[d_in + 1, d_out]`` matrix here, once.
+
+        Statistics weight of the new batch: ``1/(k+1)`` while cold (a running mean), then
+        ``1 − stats_decay`` (the moving average); 0 when anything is not finite. The same for
+        every plan, so compiled once (:attr:`_statistics_step`) and called by each plan's step.
         """
         matrices = self.gradient_matrices(grads)
         others = [grads[i] for i in self._unregistered]
         grad_norm = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(tf.cast(g, F64))) for g in matrices + others]))
-        finite = [x for x in (loss, fisher_loss, grad_norm) if x is not None]
-        finite += [_statistic_sum(m) for stats in batch_stats or [] for m in stats]
-        all_finite = tf.reduce_all([tf.math.is_finite(tf.cast(x, F64)) for x in finite])
-        return self._update(plan, grads, matrices, grad_norm, batch_stats, all_finite)
+        checked = [x for x in (loss, fisher_loss, grad_norm) if x is not None]
+        checked += [_statistic_sum(m) for stats in batch_stats or [] for m in stats]
+        finite = tf.reduce_all([tf.math.is_finite(tf.cast(x, F64)) for x in checked])
+        if batch_stats is not None:
+            k = self.iterations.read_value()
+            cold_weight = 1.0 / (tf.cast(k, F64) + 1.0)
+            new_weight = tf.where(k < self.cold_iter, cold_weight, 1.0 - self.hyperparameters["stats_decay"])
+            new_weight = tf.where(finite, new_weight, tf.constant(0.0, F64))
+            for block, stats in zip(self.blocks, batch_stats):
+                block.update_statistics(stats, new_weight)
+        return matrices, grad_norm, finite
 
     def _update(
         self,
@@ -364,7 +415,6 @@ class KfacOptimizer(tf.Module):
         grads: list[tf.Tensor],
         matrices: list[tf.Tensor],
         grad_norm: tf.Tensor,
-        batch_stats: list[tuple[tf.Tensor, ...]] | None,
         finite: tf.Tensor,
     ) -> Metrics:
         """One update as straight-line code, specialised to ``plan`` (no branch in the graph).
@@ -378,12 +428,6 @@ class KfacOptimizer(tf.Module):
         k = self.iterations.read_value()
         zero, one = tf.constant(0.0, F64), tf.constant(1.0, F64)
         lr = hp["learning_rate"]
-        if batch_stats is not None:
-            # Running mean while cold (weight 1/(k+1) for the new batch), then the moving average.
-            new_weight = 1.0 / (tf.cast(k, F64) + 1.0) if plan.cold else 1.0 - hp["stats_decay"]
-            new_weight = tf.where(finite, new_weight, zero)
-            for block, stats in zip(self.blocks, batch_stats):
-                block.update_statistics(stats, new_weight)
         refreshed = self._refresh_all(finite) if plan.refresh else tf.constant(False)
 
         if plan.cold:  # momentum SGD on the gradient clipped to global norm max_grad_norm
@@ -409,27 +453,11 @@ class KfacOptimizer(tf.Module):
         # It is applied only if every entry of both is finite (a finite float64 number can
         # still overflow float32, and a tiny damping can make the preconditioned step inf).
         coefficient = tf.where(finite, coefficient, zero)
-        candidates = []
-        as_dtype: dict[tf.DType, tuple[tf.Tensor, tf.Tensor, tf.Tensor]] = {}
-        for var, velocity, direction in zip(self.trainable, self.velocities, directions):
-            if var.dtype not in as_dtype:
-                as_dtype[var.dtype] = tuple(tf.cast(x, var.dtype) for x in (step_lr, coefficient, momentum))
-            var_lr, var_coefficient, var_momentum = as_dtype[var.dtype]
-            scaled = tf.math.multiply_no_nan(tf.cast(direction, var.dtype), var_coefficient)
-            new_velocity = var_momentum * velocity + scaled
-            new_value = var - var_lr * new_velocity
-            candidates.append((new_velocity, new_value))
-        step_finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(x)) for pair in candidates for x in pair])
-        applied = tf.logical_and(finite, step_finite)
-        for var, velocity, (new_velocity, new_value) in zip(self.trainable, self.velocities, candidates):
-            velocity.assign(tf.where(applied, new_velocity, velocity))
-            var.assign(tf.where(applied, new_value, var))
-        self.iterations.assign_add(tf.where(applied, tf.constant(1, tf.int64), 0))
-        self.skipped_updates.assign_add(tf.where(applied, tf.constant(0, tf.int64), 1))
+        applied, step_finite = self._apply_step(directions, coefficient, step_lr, momentum, finite)
 
         kfac_step = tf.logical_and(applied, not plan.cold)
         nan = tf.constant(math.nan, F64)
-        return {
+        metrics: Metrics = {
             "learning_rate": lr,
             "trust_region_scale": tf.where(kfac_step, scale, nan),
             "gfg": tf.where(kfac_step, gfg, nan),
@@ -439,6 +467,45 @@ class KfacOptimizer(tf.Module):
             "skipped": tf.logical_not(applied),
             "step_not_finite": tf.logical_and(finite, tf.logical_not(step_finite)),
         }
+        if plan.refresh:  # the eigenvalues in use after this step (no separate read to report them)
+            metrics["eigenvalues"] = [block.eigenvalue_tensors() for block in self.blocks]  # type: ignore[assignment]
+        return metrics
+
+    def _apply_graph(
+        self,
+        directions: list[tf.Tensor],
+        coefficient: tf.Tensor,
+        step_lr: tf.Tensor,
+        momentum: tf.Tensor,
+        finite: tf.Tensor,
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """``v' = μ·v + c·d``, ``θ' = θ − η·v'`` per variable, assigned only where ``finite`` and
+        every entry of every ``v'`` and ``θ'`` is finite; counts the update as applied or skipped.
+
+        The same for every plan, so compiled once (:attr:`_apply_step`) and called by each
+        plan's step: a plan traces only the work that differs. Returns ``(applied, step_finite)``.
+        """
+        candidates = []
+        as_dtype: dict[tf.DType, tuple[tf.Tensor, tf.Tensor, tf.Tensor]] = {}
+        for var, velocity, direction in zip(self.trainable, self.velocities, directions):
+            if var.dtype not in as_dtype:
+                as_dtype[var.dtype] = tuple(tf.cast(x, var.dtype) for x in (step_lr, coefficient, momentum))
+            var_lr, var_coefficient, var_momentum = as_dtype[var.dtype]
+            value, velocity_value = var.read_value(), velocity.read_value()
+            scaled = tf.math.multiply_no_nan(tf.cast(direction, var.dtype), var_coefficient)
+            new_velocity = var_momentum * velocity_value + scaled
+            new_value = value - var_lr * new_velocity
+            candidates.append(((velocity, velocity_value, new_velocity), (var, value, new_value)))
+        step_finite = tf.reduce_all(
+            [tf.reduce_all(tf.math.is_finite(new)) for pair in candidates for _, _, new in pair]
+        )
+        applied = tf.logical_and(finite, step_finite)
+        for pair in candidates:
+            for variable, old, new in pair:
+                variable.assign(tf.where(applied, new, old))
+        self.iterations.assign_add(tf.where(applied, tf.constant(1, tf.int64), 0))
+        self.skipped_updates.assign_add(tf.where(applied, tf.constant(0, tf.int64), 1))
+        return applied, step_finite
 
     def _unflatten(self, naturals: Sequence[tf.Tensor], grads: Sequence[tf.Tensor]) -> list[tf.Tensor]:
         """Per variable: its block's preconditioned matrix split back; the gradient if unregistered."""
@@ -474,7 +541,9 @@ class KfacOptimizer(tf.Module):
 
         Warns on a skipped update; with ``async_eigen_decomp`` installs a finished
         decomposition (setting ``inverse_refreshed``) and starts the next one when due;
-        adds ``inverse_age``, the updates since the inverse in use was decomposed.
+        adds ``inverse_age``, the updates since the inverse in use was decomposed, and
+        ``eigenvalues`` (as :meth:`eigenvalues` gives them) whenever the inverse was refreshed.
+        ``metrics`` are the step's as NumPy values (``eigenvalues``: one pair per block).
         """
         if bool(metrics.get("step_not_finite", False)):
             damping = float(self.hyperparameters["damping"].numpy())
@@ -501,6 +570,10 @@ class KfacOptimizer(tf.Module):
         elif self._inverse_age is not None:
             self._inverse_age += 1
         metrics["inverse_age"] = math.nan if self._inverse_age is None else float(self._inverse_age)
+        if "eigenvalues" in metrics:  # read by the step that decomposed
+            metrics["eigenvalues"] = {b.layer_name: tuple(pair) for b, pair in zip(self.blocks, metrics["eigenvalues"])}
+        elif bool(metrics.get("inverse_refreshed", False)):  # installed here, from the worker thread
+            metrics["eigenvalues"] = self.eigenvalues()
         return metrics
 
     def _poll_async(self) -> bool:
@@ -602,8 +675,7 @@ class KfacOptimizer(tf.Module):
             # called directly, with no per-call argument binding.
             step = tf.function(functools.partial(self._minimize_step, loss_fn, plan), autograph=False)
             steps[plan] = step.get_concrete_function()
-        metrics = {k: v.numpy() for k, v in steps[plan]().items()}
-        return self.after_update(metrics)
+        return self.after_update(tf.nest.map_structure(lambda t: t.numpy(), steps[plan]()))
 
     def _minimize_step(self, loss_fn: Callable[[], tuple[tf.Tensor, FisherLoss]], plan: UpdatePlan) -> Metrics:
         with tf.GradientTape(persistent=True) as tape, capture() as recorded:
