@@ -232,8 +232,22 @@ class Learner:
         return step
 
     def update_traces(self) -> int:
-        """How many times the update has been traced (compiled) so far, over all plans."""
-        return sum(step.experimental_get_tracing_count() for step in self._update_steps.values())
+        """How many times the update has been traced (compiled) so far: every plan's step and
+        the compiled stages they share."""
+        return sum(self.compiled_functions(acting=False).values())
+
+    def compiled_functions(self, acting: bool = True) -> dict[str, int]:
+        """Every compiled function of the update (and with ``acting``, of acting) traced so
+        far, by name → how many times it was traced (1 each, unless something retraced)."""
+        functions: dict[str, Any] = {f"update {tuple(plan)}": step for plan, step in self._update_steps.items()}
+        functions.update({f"gradients (statistics={s})": step for s, step in self._gradient_steps.items()})
+        functions.update({"kl": self._kl_step, **self.optimizer.compiled_functions()})
+        if acting:
+            functions.update({"act": self._act, "value": self._value})
+            if isinstance(self.rollout_actor, RolloutActor):
+                functions.update(self.rollout_actor.compiled_functions())
+        traces = {name: f.experimental_get_tracing_count() for name, f in functions.items()}
+        return {name: count for name, count in traces.items() if count}
 
     def _update_graph(
         self,

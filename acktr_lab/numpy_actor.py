@@ -182,6 +182,10 @@ class RolloutActor:
         self._noise = self._draw(tf.constant(n_steps, tf.int32), tf.constant(n_envs, tf.int32)).numpy()
         self._next = 0
 
+    def compiled_functions(self) -> dict[str, tf.types.experimental.PolymorphicFunction]:
+        """Its two compiled functions, by name: the rollout's noise draw and the weight read."""
+        return {"rollout noise": self._draw, "weight read": self.numpy_actor._read}
+
     def initial_state(self, n_envs: int) -> tuple[np.ndarray, ...]:
         return ()
 

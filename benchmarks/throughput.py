@@ -57,16 +57,9 @@ def worker_acktr(env_id: str, n_envs: int, steps: int, seed: int) -> dict[str, A
         durations.append(now - last)
         last, timesteps = now, report.timesteps
     total = time.perf_counter() - started
-    learner = model.learner
-    # every compiled function traced: one per update plan, acting and values through TensorFlow,
-    # the NumPy actor's noise draw and weight read, and the optimizer's eigenvalue read
-    traces = len(learner._update_steps) + learner._act.experimental_get_tracing_count()
-    traces += learner._value.experimental_get_tracing_count()
-    traces += learner.optimizer._read_eigenvalues.experimental_get_tracing_count()
-    actor = learner.rollout_actor
-    if actor is not learner:
-        traces += actor._draw.experimental_get_tracing_count()
-        traces += actor.numpy_actor._read.experimental_get_tracing_count()
+    # every compiled function traced: the update plans and the stages they share, acting and
+    # values through TensorFlow, the NumPy actor's noise draw and weight read, the eigenvalue read
+    traces = sum(model.learner.compiled_functions().values())
     return {
         "fps": timesteps / total,
         "seconds": total,

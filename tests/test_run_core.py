@@ -396,7 +396,8 @@ def test_preparing_the_plans_not_due_yet_changes_nothing() -> None:
     plans = learner.optimizer.possible_plans()
     assert len(plans) >= 2
     learner._prepare_every_plan(learner.optimizer.plan(), learner.step_inputs(batch)).result()
-    assert learner.update_traces() == len(plans)
+    compiled = learner.compiled_functions(acting=False)
+    assert [compiled.get(f"update {tuple(plan)}") for plan in plans] == [1] * len(plans)
     after = everything()
     for name, value in before.items():
         np.testing.assert_array_equal(after[name], value, err_msg=name)

@@ -216,6 +216,15 @@ class KfacOptimizer(tf.Module):
         self._lock = threading.Lock()
         self._compiled: dict[int, tuple[Callable[..., Any], dict[UpdatePlan, Callable[[], Metrics]]]] = {}
 
+    def compiled_functions(self) -> dict[str, Any]:
+        """The compiled functions the optimizer owns, by name (the checks and statistics, the
+        momentum step, the eigenvalue read); the steps that call them are the caller's."""
+        return {
+            "kfac statistics": self._statistics_step,
+            "kfac momentum step": self._apply_step,
+            "kfac eigenvalues": self._read_eigenvalues,
+        }
+
     # -- live hyperparameters ---------------------------------------------------------
     def set_hyperparameters(self, **values: float) -> None:
         """Assign live hyperparameters (all validated before any is changed)."""
