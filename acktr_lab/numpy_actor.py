@@ -32,7 +32,7 @@ Policies it cannot mirror (recurrent, CNN, other dtypes) act through TensorFlow;
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -108,14 +108,19 @@ class NumpyActor:
         if p.normalize_observations:
             extras += [p.observation_mean, p.observation_var]
         self._variables = [v for group in self._groups for layer in group for v in (layer.kernel, layer.bias)] + extras
-        # one compiled read of every variable: a refresh per rollout is one TensorFlow call,
-        # not two eager ops per variable
-        self._read = tf.function(lambda: [v.read_value() for v in self._variables], autograph=False)
+        # one compiled read of every variable: a refresh is one TensorFlow call, not two eager
+        # ops per variable
+        self._read = tf.function(self.weight_tensors, autograph=False)
         self.refresh()
 
-    def refresh(self) -> None:
-        """Copy the policy's current weights (and observation statistics)."""
-        values = iter([t.numpy() for t in self._read()])
+    def weight_tensors(self) -> list[tf.Tensor]:
+        """The values :meth:`refresh` takes, read (in a compiled function: where it is called)."""
+        return [v.read_value() for v in self._variables]
+
+    def refresh(self, weights: Sequence[np.ndarray] | None = None) -> None:
+        """Copy the policy's current weights (and observation statistics), or take ``weights``,
+        :meth:`weight_tensors` as read by the caller just now."""
+        values = iter([t.numpy() for t in self._read()] if weights is None else weights)
         self.shared, self.pi, self.vf, (self.pi_head,), (self.value_head,) = [
             [(next(values), next(values)) for _ in group] for group in self._groups
         ]
@@ -165,7 +170,8 @@ class RolloutActor:
         self.numpy_actor = NumpyActor(policy)
         self.generator = generator
         self.factory = policy.distribution_factory
-        self._draw = tf.function(self._draw_noise, autograph=False)
+        # A rollout starts with one TensorFlow call: the current weights and the rollout's noise.
+        self._begin = tf.function(self._begin_graph, autograph=False)
         self._noise = np.zeros((0, 0, 0), np.float32)
         self._next = 0
 
@@ -176,15 +182,19 @@ class RolloutActor:
         minval = float(np.finfo(np.float32).tiny) if self.factory.kind != "bernoulli" else 0.0
         return self.generator.uniform(shape, minval=minval, maxval=1.0, dtype=tf.float32)
 
+    def _begin_graph(self, n_steps: tf.Tensor, n_envs: tf.Tensor) -> tuple[list[tf.Tensor], tf.Tensor]:
+        return self.numpy_actor.weight_tensors(), self._draw_noise(n_steps, n_envs)
+
     def begin_rollout(self, n_steps: int, n_envs: int) -> None:
         """Take the current weights and draw the noise of ``n_steps`` steps of ``n_envs`` envs."""
-        self.numpy_actor.refresh()
-        self._noise = self._draw(tf.constant(n_steps, tf.int32), tf.constant(n_envs, tf.int32)).numpy()
+        weights, noise = self._begin(tf.constant(n_steps, tf.int32), tf.constant(n_envs, tf.int32))
+        self.numpy_actor.refresh([w.numpy() for w in weights])
+        self._noise = noise.numpy()
         self._next = 0
 
     def compiled_functions(self) -> dict[str, tf.types.experimental.PolymorphicFunction]:
-        """Its two compiled functions, by name: the rollout's noise draw and the weight read."""
-        return {"rollout noise": self._draw, "weight read": self.numpy_actor._read}
+        """Its compiled functions, by name: a rollout's start (weights and noise), the weight read."""
+        return {"rollout start": self._begin, "weight read": self.numpy_actor._read}
 
     def initial_state(self, n_envs: int) -> tuple[np.ndarray, ...]:
         return ()
