@@ -322,7 +322,9 @@ class KfacOptimizer(tf.Module):
         if plan.statistics and batch_stats is None:
             raise ValueError("this update computes curvature statistics: it needs the batch statistics")
         with tf.control_dependencies([checked]):  # nothing is assigned unless the plan is right
-            return self._checked_update(plan, loss, fisher_loss, list(grads), list(batch_stats or []) or None)
+            stats = list(batch_stats) if batch_stats is not None else None
+            matrices, grad_norm, finite = self._statistics_step(loss, fisher_loss, list(grads), stats)
+            return self._update(plan, list(grads), matrices, grad_norm, finite)
 
     def assert_plan(self, plan: UpdatePlan) -> tf.Operation:
         """Fail the step (rather than run the wrong one) when ``plan`` is not this iteration's.
@@ -371,18 +373,6 @@ class KfacOptimizer(tf.Module):
             offset += len(block_uses)
             batch_stats.append(block.batch_statistics(block_uses, block_grads))
         return batch_stats
-
-    def _checked_update(
-        self,
-        plan: UpdatePlan,
-        loss: tf.Tensor,
-        fisher_loss: tf.Tensor | None,
-        grads: list[tf.Tensor],
-        batch_stats: list[tuple[tf.Tensor, ...]] | None,
-    ) -> Metrics:
-        """Apply the update if every number it uses is finite, else skip it (see :meth:`_update`)."""
-        matrices, grad_norm, finite = self._statistics_step(loss, fisher_loss, grads, batch_stats)
-        return self._update(plan, grads, matrices, grad_norm, finite)
 
     def _statistics_graph(
         self,
