@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -50,6 +50,19 @@ OPTIMIZER_SETTINGS = ("kfac_clip", "max_grad_norm")
 _REFUSALS = ("update plan does not match", "dry run of an update step: compiled, nothing changed")
 #: The update's own metrics (reported as ``train/<name>``); the optimizer's are ``kfac/<name>``.
 TRAIN_METRICS = ("policy_loss", "value_loss", "entropy", "kl")
+
+
+class StepInputs(NamedTuple):
+    """One batch as the compiled update takes it (:meth:`Learner.step_inputs`): ``[T, N, ...]``
+    observations and episode starts, the policy state before them, and the ``N·T`` actions,
+    advantages and returns flattened env-major."""
+
+    observations: tf.Tensor
+    initial_state: PolicyState
+    episode_starts: tf.Tensor
+    actions: tf.Tensor
+    advantages: tf.Tensor
+    returns: tf.Tensor
 
 
 @dataclass(frozen=True)
@@ -149,7 +162,7 @@ class Learner:
         inputs = self.step_inputs(batch)
         plan = self.optimizer.plan()
         prepared = self._prepare_every_plan(plan, inputs) if not self._update_steps else None
-        metrics = tf.nest.map_structure(lambda t: t.numpy(), self._update_step(plan)(*inputs, self._not_a_dry_run))
+        metrics = tf.nest.map_structure(lambda t: t.numpy(), self._update_step(plan)(inputs, self._not_a_dry_run))
         if prepared is not None:
             prepared.result()  # the other plans, instantiated meanwhile on a worker thread
         losses = {name: metrics.pop(name) for name in TRAIN_METRICS}
@@ -167,12 +180,12 @@ class Learner:
             **{f"kfac/{name}": value for name, value in optimizer_metrics.items()},
         }
 
-    def step_inputs(self, batch: Batch) -> tuple[Any, ...]:
+    def step_inputs(self, batch: Batch) -> StepInputs:
         """The compiled update's inputs for ``batch`` (Box actions: advantages standardised)."""
         advantages = batch.advantages
         if self.standardise_advantages:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        return (
+        return StepInputs(
             tf.convert_to_tensor(batch.observations),
             _tensors(batch.initial_state),
             tf.convert_to_tensor(batch.episode_starts),
@@ -181,7 +194,7 @@ class Learner:
             tf.convert_to_tensor(_flatten(batch.returns), tf.float32),
         )
 
-    def _prepare_every_plan(self, current: UpdatePlan, inputs: tuple[Any, ...]) -> Future[None]:
+    def _prepare_every_plan(self, current: UpdatePlan, inputs: StepInputs) -> Future[None]:
         """Trace every plan now, and have TensorFlow instantiate the ones not due yet, so that
         no later update (the first K-FAC step, say) pauses to trace or instantiate.
 
@@ -195,14 +208,14 @@ class Learner:
         """
         steps = {plan: self._update_step(plan) for plan in self.optimizer.possible_plans()}
         for step in steps.values():
-            step.get_concrete_function(*inputs, self._not_a_dry_run)
+            step.get_concrete_function(inputs, self._not_a_dry_run)
         not_due = [step for plan, step in steps.items() if plan != current]
 
         def instantiate() -> None:
             self.optimizer.eigenvalues()  # the trainer reads them after every decomposition
             for step in not_due:
                 try:
-                    step(*inputs, self._dry_run)
+                    step(inputs, self._dry_run)
                 except tf.errors.InvalidArgumentError as error:
                     if not any(reason in str(error) for reason in _REFUSALS):
                         raise
@@ -249,17 +262,7 @@ class Learner:
         traces = {name: f.experimental_get_tracing_count() for name, f in functions.items()}
         return {name: count for name, count in traces.items() if count}
 
-    def _update_graph(
-        self,
-        observations: tf.Tensor,
-        initial_state: PolicyState,
-        episode_starts: tf.Tensor,
-        actions: tf.Tensor,
-        advantages: tf.Tensor,
-        returns: tf.Tensor,
-        dry_run: tf.Tensor,
-        plan: UpdatePlan,
-    ) -> dict[str, tf.Tensor]:
+    def _update_graph(self, inputs: StepInputs, dry_run: tf.Tensor, plan: UpdatePlan) -> dict[str, tf.Tensor]:
         """One ACKTR update: losses, sampled-Fisher loss, K-FAC step, KL of the change.
 
         Traced once per K-FAC ``plan`` (cold start, with or without statistics, with or
@@ -272,28 +275,21 @@ class Learner:
             self.optimizer.assert_plan(plan), tf.debugging.Assert(tf.logical_not(dry_run), [_REFUSALS[1]])
         )
         with tf.control_dependencies([plan_check]):
-            inputs = (observations, initial_state, episode_starts, actions, advantages, returns)
-            parts = self._gradients_step(plan.statistics)(*inputs)
+            parts = self._gradients_step(plan.statistics)(inputs)
             metrics = self.optimizer.apply_gradients(
                 plan, parts["loss"], parts.get("fisher_loss"), parts["grads"], parts.get("batch_stats"), plan_check
             )
-            metrics["kl"] = self._kl_step(observations, initial_state, episode_starts, tuple(parts["distribution"]))
+            metrics["kl"] = self._kl_step(inputs, tuple(parts["distribution"]))
             for name in ("policy_loss", "value_loss", "entropy"):
                 metrics[name] = tf.cast(parts[name], tf.float64)
             return metrics
 
-    def _kl_graph(
-        self,
-        observations: tf.Tensor,
-        initial_state: PolicyState,
-        episode_starts: tf.Tensor,
-        old_parameters: tuple[tf.Tensor, ...],
-    ) -> tf.Tensor:
+    def _kl_graph(self, inputs: StepInputs, old_parameters: tuple[tf.Tensor, ...]) -> tf.Tensor:
         """``mean KL(π_old ‖ π_new)`` over the batch: the policy before the update (its
         distribution's parameters) against the policy as it is now. Compiled once
         (:attr:`_kl_step`) and called by every plan's step after its update."""
         old = self.policy.distribution_factory.rebuild(old_parameters)
-        new = self.policy.unroll(observations, initial_state, episode_starts).distribution
+        new = self.policy.unroll(inputs.observations, inputs.initial_state, inputs.episode_starts).distribution
         return tf.cast(tf.reduce_mean(old.kl(new)), tf.float64)
 
     def _gradients_step(self, statistics: bool) -> Any:
@@ -306,22 +302,14 @@ class Learner:
             self._gradient_steps[statistics] = step
         return step
 
-    def _gradients_graph(
-        self,
-        observations: tf.Tensor,
-        initial_state: PolicyState,
-        episode_starts: tf.Tensor,
-        actions: tf.Tensor,
-        advantages: tf.Tensor,
-        returns: tf.Tensor,
-        statistics: bool,
-    ) -> dict[str, Any]:
+    def _gradients_graph(self, inputs: StepInputs, statistics: bool) -> dict[str, Any]:
         """The forward pass, ACKTR's losses, ``∇L`` and (``statistics``) the batch curvature
         statistics from ``∇L_F``; changes nothing but the generator (the value noise of ``L_F``).
 
         Returns ``loss``, the loss terms, ``grads``, ``fisher_loss`` and ``batch_stats`` (with
         statistics) and the policy's ``distribution`` parameters (for the KL of the change).
         """
+        observations, initial_state, episode_starts, actions, advantages, returns = inputs
         c = self.loss_coefficients
         with tf.GradientTape(persistent=True) as tape, capture() as recorded:
             distribution, values, _ = self.policy.unroll(observations, initial_state, episode_starts)

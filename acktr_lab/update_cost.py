@@ -112,17 +112,12 @@ class UpdateCostProbe:
             )
         return tape, recorded, loss, fisher_loss
 
-    def _gradients(self, tape: tf.GradientTape, loss: tf.Tensor) -> list[tf.Tensor]:
-        variables = self.learner.optimizer.trainable
-        gradients = tape.gradient(loss, variables)
-        return [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(gradients, variables)]
-
     def _gradient_step_graph(self, *inputs: Any) -> tf.Tensor:
         """Forward pass, ∇L and the new parameters θ − η∇L (not assigned)."""
         tape, _, loss, _ = self._forward(inputs)
         optimizer = self.learner.optimizer
         rate = optimizer.hyperparameters["learning_rate"]
-        stepped = [v - tf.cast(rate, v.dtype) * g for v, g in zip(optimizer.trainable, self._gradients(tape, loss))]
+        stepped = [v - tf.cast(rate, v.dtype) * g for v, g in zip(optimizer.trainable, optimizer.gradients(tape, loss))]
         return _total(stepped)
 
     def _statistics_graph(self, *inputs: Any) -> tf.Tensor:
@@ -130,7 +125,7 @@ class UpdateCostProbe:
         tape, recorded, loss, fisher_loss = self._forward(inputs)
         optimizer = self.learner.optimizer
         rate = optimizer.hyperparameters["learning_rate"]
-        stepped = [v - tf.cast(rate, v.dtype) * g for v, g in zip(optimizer.trainable, self._gradients(tape, loss))]
+        stepped = [v - tf.cast(rate, v.dtype) * g for v, g in zip(optimizer.trainable, optimizer.gradients(tape, loss))]
         decay = optimizer.hyperparameters["stats_decay"]
         averaged = [
             old + tf.cast(1.0 - decay, old.dtype) * (new - old)
@@ -146,7 +141,7 @@ class UpdateCostProbe:
 
     def _gradient_matrices_graph(self, *inputs: Any) -> list[tf.Tensor]:
         tape, _, loss, _ = self._forward(inputs)
-        return self.learner.optimizer.gradient_matrices(self._gradients(tape, loss))
+        return self.learner.optimizer.gradient_matrices(self.learner.optimizer.gradients(tape, loss))
 
     def _preconditioning_graph(self, matrices: list[tf.Tensor]) -> tf.Tensor:
         """(A ⊗ G + δI)⁻¹∇ per block, gᵀF⁻¹g and the trust-region scale."""
