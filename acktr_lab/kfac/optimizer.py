@@ -28,7 +28,9 @@ follows from the iteration count alone, so it is decided in Python before the up
 (:meth:`KfacOptimizer.plan`) and the compiled step is traced once per plan: each trace is
 straight-line code holding only its own work, with no ``tf.cond`` (whose untaken branch
 still costs time on every update). The step asserts that its plan matches the iteration
-count before it changes anything.
+count before it changes anything. What every plan does alike (the finiteness checks and the
+statistics update, the momentum step and its assignment) is a compiled function of its own
+that each plan's step calls: traced once, and inlined when TensorFlow instantiates a step.
 
 A non-finite loss, gradient or statistic skips the whole update (parameters, statistics
 and momentum untouched) and is reported. The step itself is checked too, on what is about
