@@ -158,8 +158,13 @@ PRESETS: dict[str, Preset] = {
             1_000_000,
             n_envs=8,
             hyperparameters={"n_steps": 128, "gamma": 0.99, "lr_schedule": "constant"},
+            normalize=True,
             zoo_score=96.8,
             zoo_timesteps=1_000_000,
+            changes=(
+                "observation and return normalisation: seeds 0-2 then end at 234.7, 227.1 and 157.6 "
+                "instead of 198.3, 96.1 and 9.3 (benchmarks/results/lunarlander/normalize.md)"
+            ),
         ),
         Preset(
             "LunarLanderContinuous-v3",
