@@ -205,7 +205,7 @@ class Trainer:
         finished = time.perf_counter()
         self._time_training += finished - started
         self._steps_timed += batch.n_transitions
-        decomposed = metrics.pop("kfac/eigenvalues", None)  # present when the inverse was refreshed
+        decomposed = metrics.pop("kfac/eigenvalues", None)  # present whenever the inverse was refreshed
         metrics = {k: float(v) for k, v in metrics.items()}
         metrics["cost/rollout_ms"] = 1000.0 * (collected - started)
         metrics["cost/update_ms"] = 1000.0 * (finished - collected)
@@ -216,10 +216,7 @@ class Trainer:
         metrics["train/explained_variance"] = explained_variance(batch.values, batch.returns)
         eigenvalues = None
         if bool(metrics["kfac/inverse_refreshed"]):
-            eigenvalues = {
-                name: FactorEigenvalues(a, g)
-                for name, (a, g) in (decomposed or self.learner.optimizer.eigenvalues()).items()
-            }
+            eigenvalues = {name: FactorEigenvalues(a, g) for name, (a, g) in decomposed.items()}
         return UpdateReport(
             update=self.updates,
             timesteps=self.num_timesteps,

@@ -324,9 +324,9 @@ class KfacOptimizer(tf.Module):
         if plan.statistics and batch_stats is None:
             raise ValueError("this update computes curvature statistics: it needs the batch statistics")
         with tf.control_dependencies([checked]):  # nothing is assigned unless the plan is right
-            stats = list(batch_stats) if batch_stats is not None else None
-            matrices, grad_norm, finite = self._statistics_step(loss, fisher_loss, list(grads), stats)
-            return self._update(plan, list(grads), matrices, grad_norm, finite)
+            grads, stats = list(grads), (list(batch_stats) if batch_stats is not None else None)
+            matrices, grad_norm, finite = self._statistics_step(loss, fisher_loss, grads, stats)
+            return self._update(plan, grads, matrices, grad_norm, finite)
 
     def assert_plan(self, plan: UpdatePlan) -> tf.Operation:
         """Fail the step (rather than run the wrong one) when ``plan`` is not this iteration's.
