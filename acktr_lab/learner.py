@@ -36,6 +36,7 @@ import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 
+from acktr_lab.compiled import ConcreteCalls
 from acktr_lab.kfac import KfacOptimizer, UpdatePlan, capture
 from acktr_lab.numpy_actor import RolloutActor, numpy_acting_unsupported
 from acktr_lab.policies import ActorCriticPolicy, PolicyState
@@ -91,8 +92,8 @@ class Learner:
             name: tf.Variable(0.0, dtype=tf.float32, trainable=False, name=name) for name in LOSS_COEFFICIENTS
         }
         self._coefficients_assigned: dict[str, float] = {}  # what set_hyperparameters last assigned
-        self._act = tf.function(self._act_graph, reduce_retracing=True, autograph=False)
-        self._value = tf.function(self._value_graph, reduce_retracing=True, autograph=False)
+        self._act = ConcreteCalls(tf.function(self._act_graph, reduce_retracing=True, autograph=False))
+        self._value = ConcreteCalls(tf.function(self._value_graph, reduce_retracing=True, autograph=False))
         self._update_steps: dict[UpdatePlan, Any] = {}  # one compiled step per K-FAC update plan
         self._gradient_steps: dict[bool, Any] = {}  # what the plans share, by whether it takes statistics
         self._kl_step = tf.function(self._kl_graph, reduce_retracing=True, autograph=False)
@@ -240,7 +241,12 @@ class Learner:
         """
         step = self._update_steps.get(plan)
         if step is None:
-            step = tf.function(functools.partial(self._update_graph, plan=plan), reduce_retracing=True, autograph=False)
+
+            def update_graph(inputs: StepInputs, dry_run: tf.Tensor) -> dict[str, tf.Tensor]:
+                return self._update_graph(inputs, dry_run, plan)
+
+            # (a closure rather than a partial: a concrete function binds only positional inputs)
+            step = ConcreteCalls(tf.function(update_graph, reduce_retracing=True, autograph=False))
             self._update_steps[plan] = step
         return step
 

@@ -33,11 +33,13 @@ Policies it cannot mirror (recurrent, CNN, other dtypes) act through TensorFlow;
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 
+from acktr_lab.compiled import ConcreteCalls
 from acktr_lab.policies import ActorCriticPolicy
 from acktr_lab.preprocessing import image_layout
 
@@ -171,7 +173,7 @@ class RolloutActor:
         self.generator = generator
         self.factory = policy.distribution_factory
         # A rollout starts with one TensorFlow call: the current weights and the rollout's noise.
-        self._begin = tf.function(self._begin_graph, autograph=False)
+        self._begin = ConcreteCalls(tf.function(self._begin_graph, autograph=False))
         self._noise = np.zeros((0, 0, 0), np.float32)
         self._next = 0
 
@@ -192,7 +194,7 @@ class RolloutActor:
         self._noise = noise.numpy()
         self._next = 0
 
-    def compiled_functions(self) -> dict[str, tf.types.experimental.PolymorphicFunction]:
+    def compiled_functions(self) -> dict[str, Any]:
         """Its compiled functions, by name: a rollout's start (weights and noise), the weight read."""
         return {"rollout start": self._begin, "weight read": self.numpy_actor._read}
 
