@@ -148,10 +148,15 @@ PRESETS: dict[str, Preset] = {
                 "learning_rate": 0.06,
                 "lr_schedule": "constant",
                 "normalize_returns": True,
+                "gae_lambda": 0.95,
             },
             zoo_score=-213.8,
             zoo_timesteps=2_000_000,
-            changes="return normalisation: with raw rewards (returns ≈ −600) nothing improves for ≈ 1.4M steps",
+            changes=(
+                "return normalisation: with raw rewards (returns ≈ −600) nothing improves for ≈ 1.4M steps; "
+                "GAE with λ = 0.95 instead of n-step returns: seeds 0-2 then end at −136.7, −154.2 and −159.7 "
+                "instead of −143.6, −367.9 and −211.0 (benchmarks/results/pendulum/gae.md)"
+            ),
         ),
         Preset(
             "LunarLander-v3",
