@@ -28,6 +28,8 @@ from acktr_lab.evaluation import evaluate
 from acktr_lab.presets import PRESETS, Preset
 
 BENCHMARK_ENVS = ("CartPole-v1", "Acrobot-v1", "Pendulum-v1", "LunarLander-v3", "LunarLanderContinuous-v3")
+#: The algorithms the benchmark trains: command-line name -> the name its rows carry.
+ALGORITHMS = {"acktr": "ACKTR (acktr_lab)", "a2c": "A2C (SB3)"}
 EVALUATIONS = 15
 EVAL_SEED = 10_000
 
@@ -82,7 +84,7 @@ def _eval_points(budget: int) -> list[int]:
 def run_acktr(preset: Preset, seed: int, budget: int) -> Run:
     from acktr_lab import ACKTR
 
-    run = Run("ACKTR (acktr_lab)", preset.env_id, seed, budget)
+    run = Run(ALGORITHMS["acktr"], preset.env_id, seed, budget)
     started = time.perf_counter()
     model = ACKTR(preset.policy, preset.make_env(seed=seed), seed=seed, **preset.acktr_kwargs())
     points = _eval_points(budget)
@@ -111,7 +113,7 @@ def run_sb3_a2c(env_id: str, seed: int, budget: int) -> Run:  # pragma: no cover
     if normalize:
         venv = VecNormalize(venv, gamma=settings.get("gamma", 0.99))
     model = A2C("MlpPolicy", venv, seed=seed, device="cpu", **settings)
-    run = Run("A2C (SB3)", env_id, seed, budget)
+    run = Run(ALGORITHMS["a2c"], env_id, seed, budget)
 
     class Predictor:  # what evaluate() calls: raw observations in, normalised where trained so
         def predict(self, obs: Any, state: Any = None, mask: Any = None, deterministic: bool = True) -> Any:
@@ -176,7 +178,8 @@ def write_results(runs: list[Run], out: Path, seeds: list[int], budget_scale: fl
         figure = Figure(figsize=(6, 3.5), dpi=100)
         axes = figure.add_subplot()
         for algorithm in dict.fromkeys(run.algorithm for run in runs if run.env_id == env_id):
-            group = [run for run in runs if run.env_id == env_id and run.algorithm == algorithm]
+            mine = (run for run in runs if run.env_id == env_id and run.algorithm == algorithm)
+            group = sorted(mine, key=lambda run: run.seed)
             finals = [value for run in group for value in run.final]
             firsts = ", ".join(_steps(run.first_reaching(preset.zoo_score)) for run in group)
             per_seed = ", ".join(_fmt(float(np.mean(run.final))) for run in group)
@@ -204,6 +207,45 @@ def write_results(runs: list[Run], out: Path, seeds: list[int], budget_scale: fl
     return path
 
 
+def budget_of(env_id: str, budget_scale: float) -> int:
+    """The timesteps a benchmark run of ``env_id`` trains: ``budget_scale`` × the preset's."""
+    return max(1, round(PRESETS[env_id].n_timesteps * budget_scale))
+
+
+def load_runs(path: Path, budget_scale: float) -> list[Run]:
+    """The runs of an earlier benchmark (its ``runs.json``), to resume it.
+
+    Raises ``ValueError`` naming the problem when the file is not such a list of runs, or
+    when a run trained another budget than ``budget_scale`` gives its env: a table must not
+    mix budgets.
+    """
+    try:
+        records = json.loads(path.read_text())
+        runs = [
+            Run(
+                algorithm=str(r["algorithm"]),
+                env_id=str(r["env_id"]),
+                seed=int(r["seed"]),
+                budget=int(r["budget"]),
+                curve=[(int(t), float(score)) for t, score in r["curve"]],
+                final=[float(value) for value in r["final"]],
+                seconds=float(r["seconds"]),
+            )
+            for r in records
+        ]
+    except (ValueError, TypeError, KeyError) as error:  # JSONDecodeError is a ValueError
+        raise ValueError(f"{path} is not a benchmark's runs.json: {error!r}") from None
+    for run in runs:
+        if run.algorithm not in ALGORITHMS.values() or run.env_id not in BENCHMARK_ENVS:
+            raise ValueError(f"{path}: unknown run {run.algorithm!r} on {run.env_id!r}")
+        if run.budget != budget_of(run.env_id, budget_scale):
+            raise ValueError(
+                f"{path}: {run.algorithm} on {run.env_id} seed {run.seed} trained {run.budget:,} steps, "
+                f"not the {budget_of(run.env_id, budget_scale):,} of --budget-scale {budget_scale:g}"
+            )
+    return runs
+
+
 def run_benchmark(
     envs: Iterable[str],
     seeds: Iterable[int],
@@ -211,22 +253,44 @@ def run_benchmark(
     out: Path,
     with_sb3: bool = True,
     progress: Callable[[str], None] = print,
+    algorithms: Iterable[str] | None = None,
+    resume: bool = False,
 ) -> Path:
-    """Train every (env, algorithm, seed), then write the results (see the module docstring)."""
+    """Train every (env, algorithm, seed), then write the results (see the module docstring).
+
+    ``algorithms``: keys of :data:`ALGORITHMS` (default: both, or ACKTR alone when not
+    ``with_sb3``). With ``resume``, the runs already in ``out/runs.json`` are kept and not
+    trained again, so a benchmark of many hours can be stopped and carried on, or split
+    across machines; the table then holds them all.
+    """
     from tqdm.auto import tqdm
 
     envs, seeds = list(envs), list(seeds)
-    algorithms = ("acktr", "a2c") if with_sb3 else ("acktr",)
-    # Interleaved per seed, so that a benchmark stopped early still compares both on its seeds.
-    jobs = [(env_id, algorithm, seed) for env_id in envs for seed in seeds for algorithm in algorithms]
+    algorithms = list(algorithms) if algorithms is not None else (["acktr", "a2c"] if with_sb3 else ["acktr"])
+    unknown = sorted(set(algorithms) - set(ALGORITHMS))
+    if unknown:
+        raise ValueError(f"unknown algorithms {unknown}; choose from {list(ALGORITHMS)}")
     runs: list[Run] = []
+    if resume and (out / "runs.json").exists():
+        runs = load_runs(out / "runs.json", budget_scale)
+        progress(f"resuming: {len(runs)} runs from {out / 'runs.json'}")
+    done = {(run.env_id, run.algorithm, run.seed) for run in runs}
+    # Interleaved per seed, so that a benchmark stopped early still compares both on its seeds.
+    jobs = [
+        (env_id, algorithm, seed)
+        for env_id in envs
+        for seed in seeds
+        for algorithm in algorithms
+        if (env_id, ALGORITHMS[algorithm], seed) not in done
+    ]
+    all_seeds = sorted({*seeds, *(run.seed for run in runs)})
     for env_id, algorithm, seed in tqdm(jobs, unit="run", desc="benchmark"):
-        preset = PRESETS[env_id]
-        budget = max(1, round(preset.n_timesteps * budget_scale))
-        run = run_acktr(preset, seed, budget) if algorithm == "acktr" else run_sb3_a2c(env_id, seed, budget)
+        budget = budget_of(env_id, budget_scale)
+        run = run_acktr(PRESETS[env_id], seed, budget) if algorithm == "acktr" else run_sb3_a2c(env_id, seed, budget)
         runs.append(run)
         progress(f"{run.algorithm} {env_id} seed {seed}: final {np.mean(run.final):.1f} in {run.seconds / 60:.1f} min")
-        write_results(runs, out, seeds, budget_scale)  # after every run: a long benchmark stopped early keeps its rows
-    path = write_results(runs, out, seeds, budget_scale)
+        # After every run: a long benchmark stopped early keeps its rows (and --resume carries on).
+        write_results(runs, out, all_seeds, budget_scale)
+    path = write_results(runs, out, all_seeds, budget_scale)
     progress(f"wrote {path}")
     return path

@@ -208,13 +208,19 @@ def bench(args: argparse.Namespace) -> int:
         raise CliError(f"no benchmark for {unknown}; choose from {list(BENCHMARK_ENVS)}")
     if args.seeds < 1 or not 0 < args.budget_scale <= 1:
         raise CliError("--seeds must be ≥ 1 and --budget-scale in (0, 1]")
-    run_benchmark(
-        envs=args.envs or list(BENCHMARK_ENVS),
-        seeds=range(args.seeds),
-        budget_scale=args.budget_scale,
-        out=Path(args.out),
-        with_sb3=not args.no_sb3,
-    )
+    if args.no_sb3 and args.algorithms is not None and "a2c" in args.algorithms:
+        raise CliError("--no-sb3 and --algorithms a2c contradict each other")
+    try:
+        run_benchmark(
+            envs=args.envs or list(BENCHMARK_ENVS),
+            seeds=range(args.seeds),
+            budget_scale=args.budget_scale,
+            out=Path(args.out),
+            algorithms=args.algorithms or (["acktr"] if args.no_sb3 else ["acktr", "a2c"]),
+            resume=args.resume,
+        )
+    except ValueError as error:  # a runs.json that cannot be resumed
+        raise CliError(str(error)) from None
     return 0
 
 
@@ -382,6 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-scale", type=float, default=1.0, help="fraction of each zoo budget to train")
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--no-sb3", action="store_true", help="ACKTR only (SB3 A2C needs torch and stable-baselines3)")
+    p.add_argument(
+        "--algorithms", nargs="+", choices=("acktr", "a2c"), default=None, help="default: both (acktr with --no-sb3)"
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="keep the runs already in OUT/runs.json and train only the others"
+    )
     p.set_defaults(run=bench)
 
     p = commands.add_parser("sweep", help="a sweep of ACKTR trials on Ray Tune from a YAML file (pip extra: sweep)")

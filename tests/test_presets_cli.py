@@ -3,6 +3,7 @@ enjoy, record-expert and bench run and refuse bad input clearly."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import gymnasium as gym
@@ -151,6 +152,53 @@ def test_bench_writes_results_and_curves(tmp_path: Path) -> None:
     text = (tmp_path / "results.md").read_text()
     assert "| CartPole-v1 | ACKTR (acktr_lab) | 1,500 |" in text and "487.6" in text and "CPU cores" in text
     assert (tmp_path / "CartPole-v1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_resume_keeps_earlier_runs_and_trains_only_the_missing_ones(tmp_path: Path) -> None:
+    argv = ["bench", "--envs", "CartPole-v1", "--budget-scale", "0.01", "--algorithms", "acktr", "--out", str(tmp_path)]
+    assert main([*argv, "--seeds", "1"]) == 0
+    (first,) = json.loads((tmp_path / "runs.json").read_text())
+    assert main([*argv, "--seeds", "2", "--resume"]) == 0
+    runs = json.loads((tmp_path / "runs.json").read_text())
+    assert [run["seed"] for run in runs] == [0, 1]
+    assert runs[0] == first  # kept as it was, not trained again (its seconds would differ)
+    assert len(runs[1]["curve"]) == 15 and len(runs[1]["final"]) == 20
+    text = (tmp_path / "results.md").read_text()
+    assert "Seeds [0, 1]" in text
+    row = next(line for line in text.splitlines() if line.startswith("| CartPole-v1 | ACKTR"))
+    assert len(row.split("|")[5].split(",")) == 2  # per-seed finals of both seeds
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "is not a benchmark's runs.json"),
+        ('[{"seed": 0}]', "is not a benchmark's runs.json"),
+        (
+            '[{"algorithm": "ACKTR (acktr_lab)", "env_id": "CartPole-v1", "seed": 0, "budget": 150000,'
+            ' "curve": [], "final": [500.0], "seconds": 1.0}]',
+            "not the 1,500 of --budget-scale 0.01",
+        ),
+        (
+            '[{"algorithm": "PPO", "env_id": "CartPole-v1", "seed": 0, "budget": 1500,'
+            ' "curve": [], "final": [500.0], "seconds": 1.0}]',
+            "unknown run 'PPO'",
+        ),
+    ],
+)
+def test_bench_resume_refuses_a_runs_file_it_cannot_carry_on(
+    tmp_path: Path, content: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "runs.json").write_text(content)
+    argv = ["bench", "--envs", "CartPole-v1", "--seeds", "1", "--budget-scale", "0.01", "--no-sb3"]
+    assert main([*argv, "--out", str(tmp_path), "--resume"]) == 2
+    assert message in capsys.readouterr().err
+    assert (tmp_path / "runs.json").read_text() == content  # nothing already saved is lost
+
+
+def test_bench_refuses_contradicting_algorithm_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--no-sb3", "--algorithms", "a2c"]) == 2
+    assert "contradict" in capsys.readouterr().err
 
 
 def test_gymnasium_env_check_of_the_atari_pipeline() -> None:
