@@ -8,7 +8,7 @@ envs (``n = N·T`` transitions, advantages ``Â = R − V``) and applies one ACK
     L     = L_pg + vf_coef · L_vf
     L_F   = mean(log π(a|s)) − vf_fisher_coef · mean((V(s) − sg(V(s) + ε))²),  ε ~ N(0, 1)
 
-``L_F`` is the sampled-Fisher loss (the rollout's actions are samples of the current
+``L_F`` (:mod:`acktr_lab.losses`) is the sampled-Fisher loss (the rollout's actions are samples of the current
 policy; the value head has a unit-variance Gaussian predictive distribution). K-FAC takes
 ∇L, builds its curvature statistics from ∇L_F of the same forward pass and steps inside
 the KL trust region (see :mod:`acktr_lab.kfac.optimizer`). For Box actions the
@@ -37,7 +37,8 @@ import numpy as np
 import tensorflow as tf
 
 from acktr_lab.compiled import ConcreteCalls
-from acktr_lab.kfac import KfacOptimizer, UpdatePlan, capture
+from acktr_lab.kfac import KfacOptimizer, UpdatePlan
+from acktr_lab.losses import acktr_losses
 from acktr_lab.numpy_actor import RolloutActor, numpy_acting_unsupported
 from acktr_lab.policies import ActorCriticPolicy, PolicyState
 from acktr_lab.rollout import Batch, StateArrays
@@ -315,31 +316,16 @@ class Learner:
         Returns ``loss``, the loss terms, ``grads``, ``fisher_loss`` and ``batch_stats`` (with
         statistics) and the policy's ``distribution`` parameters (for the KL of the change).
         """
-        observations, initial_state, episode_starts, actions, advantages, returns = inputs
-        c = self.loss_coefficients
-        with tf.GradientTape(persistent=True) as tape, capture() as recorded:
-            distribution, values, _ = self.policy.unroll(observations, initial_state, episode_starts)
-            neglogp = -distribution.log_prob(actions)
-            entropy = tf.reduce_mean(distribution.entropy())
-            policy_loss = tf.reduce_mean(advantages * neglogp) - c["ent_coef"] * entropy
-            value_loss = tf.reduce_mean(tf.square(values - returns))
-            loss = policy_loss + c["vf_coef"] * value_loss
-            if statistics:  # only updates that take statistics need L_F (and draw its value noise)
-                noisy_values = tf.stop_gradient(values + self.generator.normal(tf.shape(values), dtype=values.dtype))
-                fisher_loss = -tf.reduce_mean(neglogp) - c["vf_fisher_coef"] * tf.reduce_mean(
-                    tf.square(values - noisy_values)
-                )
+        noise = (lambda shape, dtype: self.generator.normal(shape, dtype=dtype)) if statistics else None
+        tape, recorded, terms = acktr_losses(self.policy, inputs, self.loss_coefficients, noise)
         parts: dict[str, Any] = {
-            "loss": loss,
-            "policy_loss": policy_loss,
-            "value_loss": value_loss,
-            "entropy": entropy,
-            "grads": self.optimizer.gradients(tape, loss),
-            "distribution": distribution.parameters(),
+            **{name: terms[name] for name in ("loss", "policy_loss", "value_loss", "entropy")},
+            "grads": self.optimizer.gradients(tape, terms["loss"]),
+            "distribution": terms["distribution"].parameters(),
         }
-        if statistics:
-            parts["fisher_loss"] = fisher_loss
-            parts["batch_stats"] = self.optimizer.batch_statistics(tape, fisher_loss, recorded)
+        if statistics:  # only updates that take statistics need L_F (and draw its value noise)
+            parts["fisher_loss"] = terms["fisher_loss"]
+            parts["batch_stats"] = self.optimizer.batch_statistics(tape, terms["fisher_loss"], recorded)
         return parts
 
     # -- state ------------------------------------------------------------------------

@@ -27,7 +27,8 @@ from typing import Any, Protocol
 
 import tensorflow as tf
 
-from acktr_lab.kfac import KfacOptimizer, capture
+from acktr_lab.kfac import KfacOptimizer
+from acktr_lab.losses import acktr_losses
 from acktr_lab.rollout import Batch
 
 
@@ -98,19 +99,10 @@ class UpdateCostProbe:
 
     # -- the parts, each a compiled function returning one scalar -----------------------
     def _forward(self, inputs: tuple[Any, ...]) -> tuple[tf.GradientTape, Any, tf.Tensor, tf.Tensor]:
-        observations, initial_state, episode_starts, actions, advantages, returns = inputs
-        c = self.learner.loss_coefficients
-        with tf.GradientTape(persistent=True) as tape, capture() as recorded:
-            distribution, values, _ = self.learner.policy.unroll(observations, initial_state, episode_starts)
-            neglogp = -distribution.log_prob(actions)
-            policy_loss = tf.reduce_mean(advantages * neglogp) - c["ent_coef"] * tf.reduce_mean(distribution.entropy())
-            loss = policy_loss + c["vf_coef"] * tf.reduce_mean(tf.square(values - returns))
-            noise = tf.random.stateless_normal(tf.shape(values), _NOISE_SEED, dtype=values.dtype)
-            noisy_values = tf.stop_gradient(values + noise)
-            fisher_loss = -tf.reduce_mean(neglogp) - c["vf_fisher_coef"] * tf.reduce_mean(
-                tf.square(values - noisy_values)
-            )
-        return tape, recorded, loss, fisher_loss
+        """The learner's losses (:func:`~acktr_lab.losses.acktr_losses`), ``L_F``'s noise stateless."""
+        noise = lambda shape, dtype: tf.random.stateless_normal(shape, _NOISE_SEED, dtype=dtype)  # noqa: E731
+        tape, recorded, terms = acktr_losses(self.learner.policy, inputs, self.learner.loss_coefficients, noise)
+        return tape, recorded, terms["loss"], terms["fisher_loss"]
 
     def _gradient_step_graph(self, *inputs: Any) -> tf.Tensor:
         """Forward pass, ∇L and the new parameters θ − η∇L (not assigned)."""
