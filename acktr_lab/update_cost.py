@@ -138,12 +138,8 @@ class UpdateCostProbe:
     def _preconditioning_graph(self, matrices: list[tf.Tensor]) -> tf.Tensor:
         """(A ⊗ G + δI)⁻¹∇ per block, gᵀF⁻¹g and the trust-region scale."""
         optimizer = self.learner.optimizer
-        hyperparameters = optimizer.hyperparameters
-        naturals = optimizer.natural_matrices(matrices, hyperparameters["damping"])
-        gfg = tf.add_n([tf.reduce_sum(tf.cast(v * m, tf.float64)) for v, m in zip(naturals, matrices)])
-        vfv = tf.square(hyperparameters["learning_rate"]) * gfg
-        one = tf.constant(1.0, tf.float64)
-        scale = tf.minimum(one, tf.sqrt(hyperparameters["kfac_clip"] / tf.maximum(vfv, 1e-300)))
+        hyperparameters = {name: variable.read_value() for name, variable in optimizer.hyperparameters.items()}
+        naturals, _, scale = optimizer.trust_region(matrices, [], hyperparameters)
         return _total(naturals) + scale
 
 

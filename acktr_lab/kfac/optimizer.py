@@ -53,7 +53,7 @@ import functools
 import math
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NamedTuple
 
@@ -427,7 +427,7 @@ class KfacOptimizer(tf.Module):
         """
         hp = {name: variable.read_value() for name, variable in self.hyperparameters.items()}
         k = self.iterations.read_value()
-        zero, one = tf.constant(0.0, F64), tf.constant(1.0, F64)
+        zero = tf.constant(0.0, F64)
         lr = hp["learning_rate"]
         refreshed = self._refresh_all(finite) if plan.refresh else tf.constant(False)
 
@@ -437,14 +437,8 @@ class KfacOptimizer(tf.Module):
             step_lr, momentum = lr, hp["momentum"]
             scale = gfg = tf.constant(math.nan, F64)
         else:  # K-FAC: natural-gradient direction inside the KL trust region
-            naturals = self.natural_matrices(matrices, hp["damping"])
             others = [grads[i] for i in self._unregistered]
-            gfg = tf.add_n(
-                [tf.reduce_sum(tf.cast(v * m, F64)) for v, m in zip(naturals, matrices)]
-                + [tf.reduce_sum(tf.square(tf.cast(g, F64))) for g in others]
-            )
-            vfv = lr * lr * gfg
-            scale = tf.where(vfv > 0.0, tf.minimum(one, tf.sqrt(hp["kfac_clip"] / vfv)), one)
+            naturals, gfg, scale = self.trust_region(matrices, others, hp)
             directions = self._unflatten(naturals, grads)
             coefficient = scale
             step_lr = lr * (1.0 - hp["momentum"])
@@ -528,6 +522,24 @@ class KfacOptimizer(tf.Module):
     def natural_matrices(self, matrices: Sequence[tf.Tensor], damping: tf.Tensor | tf.Variable) -> list[tf.Tensor]:
         """Each block's ``(A ⊗ G + δI)⁻¹ vec(∇)`` as a ``[d_in + 1, d_out]`` matrix."""
         return [block.multiply_inverse(m, damping) for block, m in zip(self.blocks, matrices)]
+
+    def trust_region(
+        self, matrices: Sequence[tf.Tensor], others: Sequence[tf.Tensor], hyperparameters: Mapping[str, Any]
+    ) -> tuple[list[tf.Tensor], tf.Tensor, tf.Tensor]:
+        """The natural-gradient matrices ``V = (A ⊗ G + δI)⁻¹ vec(∇)`` of the registered layers
+        (``matrices``: their gradient matrices), ``gᵀF⁻¹g = Σ sum(V ⊙ ∇) + Σ ‖g_other‖²`` (the
+        ``others``, gradients of unregistered variables, taken with ``F = I``) and the
+        trust-region scale ``min(1, √(kfac_clip / (lr² · gᵀF⁻¹g)))`` (1 where ``gᵀF⁻¹g ≤ 0``),
+        with ``lr``, ``δ`` and ``kfac_clip`` from ``hyperparameters``."""
+        one = tf.constant(1.0, F64)
+        naturals = self.natural_matrices(matrices, hyperparameters["damping"])
+        gfg = tf.add_n(
+            [tf.reduce_sum(tf.cast(v * m, F64)) for v, m in zip(naturals, matrices)]
+            + [tf.reduce_sum(tf.square(tf.cast(g, F64))) for g in others]
+        )
+        vfv = tf.square(hyperparameters["learning_rate"]) * gfg
+        scale = tf.where(vfv > 0.0, tf.minimum(one, tf.sqrt(hyperparameters["kfac_clip"] / vfv)), one)
+        return naturals, gfg, scale
 
     def gradient_matrices(self, grads: Sequence[tf.Tensor]) -> list[tf.Tensor]:
         """Each block's gradient as one ``[d_in + 1, d_out]`` matrix (kernel rows, then the bias)."""
