@@ -70,6 +70,16 @@ class Run:
     curve: list[tuple[int, float]] = field(default_factory=list)
     final: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    #: When the run finished (``YYYY-MM-DD HH:MM UTC``) and on what (:func:`machine`): a
+    #: resumed benchmark's table can hold runs of other days and machines.
+    finished: str = ""
+    machine: str = ""
+
+    def stamp(self, started: float) -> None:
+        """Record the run's duration since ``started`` (``time.perf_counter()``), time and machine."""
+        self.seconds = time.perf_counter() - started
+        self.finished = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        self.machine = machine()
 
     def first_reaching(self, score: float | None) -> int | None:
         if score is None:
@@ -93,7 +103,7 @@ def run_acktr(preset: Preset, seed: int, budget: int) -> Run:
             points.pop(0)
             run.curve.append((report.timesteps, float(np.mean(evaluate(model, preset.make_eval_env(), 10, EVAL_SEED)))))
     run.final = evaluate(model, preset.make_eval_env(), 20, EVAL_SEED)
-    run.seconds = time.perf_counter() - started
+    run.stamp(started)
     return run
 
 
@@ -134,17 +144,32 @@ def run_sb3_a2c(env_id: str, seed: int, budget: int) -> Run:  # pragma: no cover
     started = time.perf_counter()
     model.learn(budget, callback=Evaluations())
     run.final = evaluate(Predictor(), gym.make(env_id), 20, EVAL_SEED)
-    run.seconds = time.perf_counter() - started
+    run.stamp(started)
     return run
 
 
-def _machine() -> str:
+def machine() -> str:
+    """The platform, cores and versions a run trained on."""
     import tensorflow as tf
 
     return (
         f"{platform.platform()}, {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
         f"Python {platform.python_version()}, TensorFlow {tf.__version__}, gymnasium {gym.__version__}"
     )
+
+
+def _provenance(runs: list[Run]) -> str:
+    """When and where the table's runs ran, from their stamps (runs of an older ``runs.json``
+    carry none; a table of only such runs says when it was written)."""
+    finished = sorted(run.finished for run in runs if run.finished)
+    if not finished:
+        return f"Written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}."
+    machines = " and ".join(sorted({run.machine for run in runs if run.machine}))
+    unstamped = len(runs) - len(finished)
+    note = ""
+    if unstamped:
+        note = f" {unstamped} of the {len(runs)} runs carry no time or machine (run before runs were stamped)."
+    return f"Runs finished {finished[0]} – {finished[-1]} on {machines}.{note}"
 
 
 def _fmt(value: float | None) -> str:
@@ -164,7 +189,7 @@ def write_results(runs: list[Run], out: Path, seeds: list[int], budget_scale: fl
     lines = [
         "# Learning benchmark",
         "",
-        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {_machine()}.",
+        _provenance(runs),
         f"Seeds {seeds}; budgets are {budget_scale:g} × each preset's. Final: deterministic evaluation, "
         "20 episodes per seed, mean ± std over all of them; first ≥ zoo: the first 10-episode evaluation "
         "(every budget/15 steps) at or above the published SB2 ACKTR score, per seed.",
@@ -230,6 +255,8 @@ def load_runs(path: Path, budget_scale: float) -> list[Run]:
                 curve=[(int(t), float(score)) for t, score in r["curve"]],
                 final=[float(value) for value in r["final"]],
                 seconds=float(r["seconds"]),
+                finished=str(r.get("finished", "")),
+                machine=str(r.get("machine", "")),
             )
             for r in records
         ]

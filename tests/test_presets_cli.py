@@ -158,13 +158,18 @@ def test_bench_resume_keeps_earlier_runs_and_trains_only_the_missing_ones(tmp_pa
     argv = ["bench", "--envs", "CartPole-v1", "--budget-scale", "0.01", "--algorithms", "acktr", "--out", str(tmp_path)]
     assert main([*argv, "--seeds", "1"]) == 0
     (first,) = json.loads((tmp_path / "runs.json").read_text())
+    assert first["finished"].endswith(" UTC") and "CPU cores" in first["machine"]
+    del first["finished"], first["machine"]  # as a runs.json written before runs were stamped
+    (tmp_path / "runs.json").write_text(json.dumps([first]))
     assert main([*argv, "--seeds", "2", "--resume"]) == 0
     runs = json.loads((tmp_path / "runs.json").read_text())
     assert [run["seed"] for run in runs] == [0, 1]
-    assert runs[0] == first  # kept as it was, not trained again (its seconds would differ)
+    assert {key: runs[0][key] for key in first} == first  # kept, not trained again (its seconds would differ)
     assert len(runs[1]["curve"]) == 15 and len(runs[1]["final"]) == 20
     text = (tmp_path / "results.md").read_text()
     assert "Seeds [0, 1]" in text
+    assert f"Runs finished {runs[1]['finished']} – {runs[1]['finished']} on {runs[1]['machine']}." in text
+    assert "1 of the 2 runs carry no time or machine" in text
     row = next(line for line in text.splitlines() if line.startswith("| CartPole-v1 | ACKTR"))
     assert len(row.split("|")[5].split(",")) == 2  # per-seed finals of both seeds
 
