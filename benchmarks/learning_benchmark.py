@@ -5,6 +5,8 @@ Stable Baselines3 A2C (its zoo settings) on the same envs, budgets and seeds.
     python benchmarks/learning_benchmark.py                      # everything, 3 seeds (many hours on 2 cores)
     python benchmarks/learning_benchmark.py --envs CartPole-v1 --seeds 3
     python benchmarks/learning_benchmark.py --budget-scale 0.1 --no-sb3   # a quick look
+    python benchmarks/learning_benchmark.py --envs LunarLanderContinuous-v3 --algorithms a2c \
+        --resume --out benchmarks/results/lunarlander_continuous   # carry on: train only what runs.json lacks
 
 Writes ``benchmarks/results/results.md`` and one learning-curve PNG per env; the same as
 ``acktr-lab bench`` (see :mod:`acktr_lab.benchmark`).
