@@ -25,7 +25,7 @@ from acktr_lab.expert import ExpertDataError, ExpertDataset, generate_expert_tra
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 FIRST_OVERFLOW = float(2**128 - 2**103)  # float32 max + half an ulp: the cast rounds to inf
-EXPERT_PY = Path(expert.__file__).resolve()
+PACKAGE_DIR = Path(expert.__file__).resolve().parents[1]  # acktr_lab/, above acktr_lab/expert/
 MiB = 1 << 20
 GiB = 1 << 30
 #: The memory-bounded child processes use RLIMIT_AS and /proc/self/status.
@@ -246,11 +246,11 @@ _CHILD = r"""
 import importlib.util, json, resource, sys, time
 import numpy as np
 
-# expert.py (and safe_archive.py) without acktr_lab/__init__, which imports TensorFlow:
+# acktr_lab.expert (and safe_archive.py) without acktr_lab/__init__, which imports TensorFlow:
 # a bare package object stands in for acktr_lab
 import os, types
 package = types.ModuleType("acktr_lab")
-package.__path__ = [os.path.dirname(sys.argv[1])]
+package.__path__ = [sys.argv[1]]
 sys.modules["acktr_lab"] = package
 import acktr_lab.expert as module
 assert "tensorflow" not in sys.modules
@@ -290,7 +290,16 @@ def load_in_limited_process(
     """``load_expert_data(path, **kwargs)`` in a child process whose address space may grow by
     ``headroom`` bytes only (``RLIMIT_AS``); returns the error, time and peak-RSS growth."""
     completed = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(EXPERT_PY), str(path), str(headroom), str(int(control)), json.dumps(kwargs)],
+        [
+            sys.executable,
+            "-c",
+            _CHILD,
+            str(PACKAGE_DIR),
+            str(path),
+            str(headroom),
+            str(int(control)),
+            json.dumps(kwargs),
+        ],
         capture_output=True,
         text=True,
         timeout=30,
