@@ -278,22 +278,21 @@ def run_benchmark(
     seeds: Iterable[int],
     budget_scale: float,
     out: Path,
-    with_sb3: bool = True,
     progress: Callable[[str], None] = print,
     algorithms: Iterable[str] | None = None,
     resume: bool = False,
 ) -> Path:
     """Train every (env, algorithm, seed), then write the results (see the module docstring).
 
-    ``algorithms``: keys of :data:`ALGORITHMS` (default: both, or ACKTR alone when not
-    ``with_sb3``). With ``resume``, the runs already in ``out/runs.json`` are kept and not
-    trained again, so a benchmark of many hours can be stopped and carried on, or split
-    across machines; the table then holds them all.
+    ``algorithms``: keys of :data:`ALGORITHMS` (default: both). With ``resume``, the runs
+    already in ``out/runs.json`` are kept and not trained again, so a benchmark of many
+    hours can be stopped and carried on, or split across machines; the table then holds
+    them all.
     """
     from tqdm.auto import tqdm
 
     envs, seeds = list(envs), list(seeds)
-    algorithms = list(algorithms) if algorithms is not None else (["acktr", "a2c"] if with_sb3 else ["acktr"])
+    algorithms = list(algorithms) if algorithms is not None else list(ALGORITHMS)
     unknown = sorted(set(algorithms) - set(ALGORITHMS))
     if unknown:
         raise ValueError(f"unknown algorithms {unknown}; choose from {list(ALGORITHMS)}")
