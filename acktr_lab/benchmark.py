@@ -208,6 +208,10 @@ def write_results(runs: list[Run], out: Path, seeds: list[int], budget_scale: fl
             finals = [value for run in group for value in run.final]
             firsts = ", ".join(_steps(run.first_reaching(preset.zoo_score)) for run in group)
             per_seed = ", ".join(_fmt(float(np.mean(run.final))) for run in group)
+            missing = [seed for seed in seeds if seed not in {run.seed for run in group}]
+            if missing:  # a resumed or stopped benchmark: say which seeds the values are
+                ran = ", ".join(str(run.seed) for run in group)
+                per_seed += f" (seeds {ran}; not run: {', '.join(map(str, missing))})"
             minutes = sum(run.seconds for run in group) / 60
             lines.append(
                 f"| {env_id} | {algorithm} | {group[0].budget:,} | {np.mean(finals):,.1f} ± {np.std(finals):,.1f} "

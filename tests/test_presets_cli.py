@@ -154,6 +154,22 @@ def test_bench_writes_results_and_curves(tmp_path: Path) -> None:
     assert (tmp_path / "CartPole-v1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_results_name_the_seeds_of_a_row_that_lacks_some(tmp_path: Path) -> None:
+    """A resumed benchmark can hold A2C on fewer seeds than ACKTR: its row says which."""
+    from acktr_lab.benchmark import ALGORITHMS, Run, write_results
+
+    def run(algorithm: str, seed: int, final: float) -> Run:
+        return Run(ALGORITHMS[algorithm], "CartPole-v1", seed, 150_000, [(150_000, final)], [final] * 20, 60.0)
+
+    runs = [run("acktr", 0, 500.0), run("acktr", 1, 480.0), run("acktr", 2, 490.0), run("a2c", 0, 300.0)]
+    runs.append(run("a2c", 2, 100.0))
+    text = write_results(runs, tmp_path, [0, 1, 2], 1.0).read_text()
+    rows = {line.split("|")[2].strip(): line.split("|") for line in text.splitlines() if line.startswith("| Cart")}
+    assert rows["ACKTR (acktr_lab)"][5].strip() == "500.0, 480.0, 490.0"
+    assert rows["A2C (SB3)"][5].strip() == "300.0, 100.0 (seeds 0, 2; not run: 1)"
+    assert rows["A2C (SB3)"][4].strip() == "200.0 ± 100.0" and rows["A2C (SB3)"][6].strip() == "never, never"
+
+
 def test_bench_resume_keeps_earlier_runs_and_trains_only_the_missing_ones(tmp_path: Path) -> None:
     argv = ["bench", "--envs", "CartPole-v1", "--budget-scale", "0.01", "--algorithms", "acktr", "--out", str(tmp_path)]
     assert main([*argv, "--seeds", "1"]) == 0
