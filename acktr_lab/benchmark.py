@@ -277,6 +277,23 @@ def load_runs(path: Path, budget_scale: float) -> list[Run]:
     return runs
 
 
+def merge_runs(paths: Iterable[Path], budget_scale: float) -> list[Run]:
+    """The runs of several ``runs.json`` files (:func:`load_runs`), in order, each (env,
+    algorithm, seed) once. ``ValueError`` naming both files when two hold different runs
+    of the same (env, algorithm, seed): a table must not silently pick one."""
+    runs: dict[tuple[str, str, int], tuple[Run, Path]] = {}
+    for path in paths:
+        for run in load_runs(path, budget_scale):
+            key = (run.env_id, run.algorithm, run.seed)
+            if key in runs and runs[key][0] != run:
+                raise ValueError(
+                    f"{runs[key][1]} and {path} hold different runs of {run.algorithm} on {run.env_id} "
+                    f"seed {run.seed}; keep one of them"
+                )
+            runs.setdefault(key, (run, path))
+    return [run for run, _ in runs.values()]
+
+
 def run_benchmark(
     envs: Iterable[str],
     seeds: Iterable[int],
@@ -285,13 +302,17 @@ def run_benchmark(
     progress: Callable[[str], None] = print,
     algorithms: Iterable[str] | None = None,
     resume: bool = False,
+    merge: Iterable[Path] = (),
 ) -> Path:
     """Train every (env, algorithm, seed), then write the results (see the module docstring).
 
     ``algorithms``: keys of :data:`ALGORITHMS` (default: both). With ``resume``, the runs
     already in ``out/runs.json`` are kept and not trained again, so a benchmark of many
-    hours can be stopped and carried on, or split across machines; the table then holds
-    them all.
+    hours can be stopped and carried on; the table then holds them all. ``merge``: the
+    ``runs.json`` of benchmarks run elsewhere (other processes or machines, e.g. one seed
+    each), whose runs join the table and are not trained again. A run (env, algorithm,
+    seed) found in two files must be the same run in both (``ValueError`` otherwise), and
+    every file must hold ``budget_scale``'s budgets.
     """
     from tqdm.auto import tqdm
 
@@ -300,10 +321,10 @@ def run_benchmark(
     unknown = sorted(set(algorithms) - set(ALGORITHMS))
     if unknown:
         raise ValueError(f"unknown algorithms {unknown}; choose from {list(ALGORITHMS)}")
-    runs: list[Run] = []
-    if resume and (out / "runs.json").exists():
-        runs = load_runs(out / "runs.json", budget_scale)
-        progress(f"resuming: {len(runs)} runs from {out / 'runs.json'}")
+    sources = [out / "runs.json"] if resume and (out / "runs.json").exists() else []
+    runs = merge_runs([*sources, *map(Path, merge)], budget_scale)
+    if sources or merge:
+        progress(f"resuming: {len(runs)} runs from {', '.join(map(str, [*sources, *merge]))}")
     done = {(run.env_id, run.algorithm, run.seed) for run in runs}
     # Interleaved per seed, so that a benchmark stopped early still compares both on its seeds.
     jobs = [

@@ -206,18 +206,22 @@ def bench(args: argparse.Namespace) -> int:
     unknown = sorted(set(args.envs or []) - set(BENCHMARK_ENVS))
     if unknown:
         raise CliError(f"no benchmark for {unknown}; choose from {list(BENCHMARK_ENVS)}")
-    if args.seeds < 1 or not 0 < args.budget_scale <= 1:
-        raise CliError("--seeds must be ≥ 1 and --budget-scale in (0, 1]")
+    if args.seeds < 1 or args.first_seed < 0 or not 0 < args.budget_scale <= 1:
+        raise CliError("--seeds must be ≥ 1, --first-seed ≥ 0 and --budget-scale in (0, 1]")
+    missing = [path for path in args.merge if not Path(path).is_file()]
+    if missing:
+        raise CliError(f"--merge: no such file {missing}")
     if args.no_sb3 and args.algorithms is not None and "a2c" in args.algorithms:
         raise CliError("--no-sb3 and --algorithms a2c contradict each other")
     try:
         run_benchmark(
             envs=args.envs or list(BENCHMARK_ENVS),
-            seeds=range(args.seeds),
+            seeds=range(args.first_seed, args.first_seed + args.seeds),
             budget_scale=args.budget_scale,
             out=Path(args.out),
             algorithms=args.algorithms or (["acktr"] if args.no_sb3 else ["acktr", "a2c"]),
             resume=args.resume,
+            merge=[Path(path) for path in args.merge],
         )
     except ValueError as error:  # a runs.json that cannot be resumed
         raise CliError(str(error)) from None
@@ -384,7 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("bench", help="the learning benchmark (ACKTR against the zoo and SB3 A2C)")
     p.add_argument("--envs", nargs="*", default=None, help="default: every benchmark env")
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=3, help="how many seeds (default 3)")
+    p.add_argument("--first-seed", type=int, default=0, help="seeds FIRST .. FIRST+SEEDS-1 (default 0)")
     p.add_argument("--budget-scale", type=float, default=1.0, help="fraction of each zoo budget to train")
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--no-sb3", action="store_true", help="ACKTR only (SB3 A2C needs torch and stable-baselines3)")
@@ -393,6 +398,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--resume", action="store_true", help="keep the runs already in OUT/runs.json and train only the others"
+    )
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        default=[],
+        metavar="RUNS.json",
+        help="runs.json files of benchmarks run elsewhere (e.g. one seed per process): added, not trained again",
     )
     p.set_defaults(run=bench)
 

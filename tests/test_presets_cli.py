@@ -217,6 +217,29 @@ def test_bench_resume_refuses_a_runs_file_it_cannot_carry_on(
     assert (tmp_path / "runs.json").read_text() == content  # nothing already saved is lost
 
 
+def test_bench_merges_seeds_run_by_separate_processes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One seed per process (``--first-seed``), then one table of both (``--merge``), trained once."""
+    argv = ["bench", "--envs", "CartPole-v1", "--budget-scale", "0.01", "--algorithms", "acktr", "--seeds", "1"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    assert main([*argv, "--first-seed", "1", "--out", str(tmp_path / "b")]) == 0
+    (seed_0,) = json.loads((tmp_path / "a" / "runs.json").read_text())
+    (seed_1,) = json.loads((tmp_path / "b" / "runs.json").read_text())
+    assert (seed_0["seed"], seed_1["seed"]) == (0, 1)
+    merge = ["--merge", str(tmp_path / "a" / "runs.json"), str(tmp_path / "b" / "runs.json")]
+    assert main([*argv[:-1], "2", *merge, "--out", str(tmp_path / "both")]) == 0
+    assert json.loads((tmp_path / "both" / "runs.json").read_text()) == [seed_0, seed_1]  # neither trained again
+    assert "Seeds [0, 1]" in (tmp_path / "both" / "results.md").read_text()
+
+    seed_1["seed"] = 0  # another run of seed 0: which one is the table's?
+    (tmp_path / "b" / "runs.json").write_text(json.dumps([seed_1]))
+    assert main([*argv, *merge, "--out", str(tmp_path / "conflict")]) == 2
+    assert "hold different runs of ACKTR (acktr_lab) on CartPole-v1 seed 0" in capsys.readouterr().err
+    assert not (tmp_path / "conflict").exists()
+    assert main([*argv, "--merge", str(tmp_path / "nothing.json"), "--out", str(tmp_path / "c")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main([*argv, "--first-seed", "-1"]) == 2
+
+
 def test_bench_refuses_contradicting_algorithm_flags(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--no-sb3", "--algorithms", "a2c"]) == 2
     assert "contradict" in capsys.readouterr().err
