@@ -95,7 +95,7 @@ class ExpertDataset:
     """Expert demonstrations for behaviour cloning (and GAIL), Stable Baselines 2's API.
 
     Args:
-        expert_path: an ``.npz`` archive (see the module docstring). Mutually exclusive
+        expert_path: an ``.npz`` archive (the format: :mod:`acktr_lab.expert`). Mutually exclusive
             with ``traj_data``.
         traj_data: the same data as a dict of arrays.
         train_fraction: fraction of the *episodes* used for training; the others are for
