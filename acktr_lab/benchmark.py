@@ -208,10 +208,10 @@ def write_results(runs: list[Run], out: Path, seeds: list[int], budget_scale: fl
             finals = [value for run in group for value in run.final]
             firsts = ", ".join(_steps(run.first_reaching(preset.zoo_score)) for run in group)
             per_seed = ", ".join(_fmt(float(np.mean(run.final))) for run in group)
-            missing = [seed for seed in seeds if seed not in {run.seed for run in group}]
+            ran = [run.seed for run in group]
+            missing = [seed for seed in seeds if seed not in ran]
             if missing:  # a resumed or stopped benchmark: say which seeds the values are
-                ran = ", ".join(str(run.seed) for run in group)
-                per_seed += f" (seeds {ran}; not run: {', '.join(map(str, missing))})"
+                per_seed += f" (seeds {', '.join(map(str, ran))}; not run: {', '.join(map(str, missing))})"
             minutes = sum(run.seconds for run in group) / 60
             lines.append(
                 f"| {env_id} | {algorithm} | {group[0].budget:,} | {np.mean(finals):,.1f} ± {np.std(finals):,.1f} "
@@ -316,13 +316,13 @@ def run_benchmark(
     """
     from tqdm.auto import tqdm
 
-    envs, seeds = list(envs), list(seeds)
+    envs, seeds, merge = list(envs), list(seeds), [Path(path) for path in merge]
     algorithms = list(algorithms) if algorithms is not None else list(ALGORITHMS)
     unknown = sorted(set(algorithms) - set(ALGORITHMS))
     if unknown:
         raise ValueError(f"unknown algorithms {unknown}; choose from {list(ALGORITHMS)}")
     sources = [out / "runs.json"] if resume and (out / "runs.json").exists() else []
-    runs = merge_runs([*sources, *map(Path, merge)], budget_scale)
+    runs = merge_runs([*sources, *merge], budget_scale)
     if sources or merge:
         progress(f"resuming: {len(runs)} runs from {', '.join(map(str, [*sources, *merge]))}")
     done = {(run.env_id, run.algorithm, run.seed) for run in runs}
