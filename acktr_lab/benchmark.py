@@ -4,8 +4,10 @@ Stable Baselines3 A2C with its zoo settings, on the same envs, budgets and seeds
 Every run is evaluated deterministically every ``budget / 15`` steps (10 episodes) and at
 the end (20 episodes), on a fresh env whose episode ``i`` starts from ``reset(seed=10_000
 + i)``. The results go to ``out/results.md`` (with the machine they ran on) and one
-learning-curve PNG per env. SB3 and PyTorch are imported only here and only when asked:
-they are never dependencies of acktr_lab (``pip install torch==2.13.0 stable-baselines3``).
+learning-curve PNG per env. A2C's runs are :mod:`acktr_lab.benchmark_a2c`'s, which
+checkpoints them into ``out/checkpoints/`` so that ``resume`` carries a stopped run on. SB3
+and PyTorch are imported only there and only when asked: they are never dependencies of
+acktr_lab (``pip install torch==2.13.0 stable-baselines3``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -32,31 +33,6 @@ BENCHMARK_ENVS = ("CartPole-v1", "Acrobot-v1", "Pendulum-v1", "LunarLander-v3", 
 ALGORITHMS = {"acktr": "ACKTR (acktr_lab)", "a2c": "A2C (SB3)"}
 EVALUATIONS = 15
 EVAL_SEED = 10_000
-
-#: rl-baselines3-zoo's tuned A2C settings for continuous control (``hyperparams/a2c.yml``).
-_SB3_A2C_CONTINUOUS: dict[str, Any] = {
-    "normalize": True,
-    "ent_coef": 0.0,
-    "max_grad_norm": 0.5,
-    "n_steps": 8,
-    "gae_lambda": 0.9,
-    "vf_coef": 0.4,
-    "gamma": 0.99,
-    "use_rms_prop": True,
-    "normalize_advantage": False,
-    "learning_rate": "lin_7e-4",
-    "use_sde": True,
-    "policy_kwargs": {"log_std_init": -2, "ortho_init": False},
-}
-
-#: rl-baselines3-zoo ``hyperparams/a2c.yml`` (@02846e4), for today's ids. ``lin_x``: linear from x.
-SB3_A2C_ZOO: dict[str, dict[str, Any]] = {
-    "CartPole-v1": {"n_envs": 8, "ent_coef": 0.0},
-    "Acrobot-v1": {"normalize": True, "n_envs": 16, "ent_coef": 0.0},
-    "Pendulum-v1": {**_SB3_A2C_CONTINUOUS, "n_envs": 8},
-    "LunarLander-v3": {"n_envs": 8, "gamma": 0.995, "n_steps": 5, "learning_rate": "lin_0.00083", "ent_coef": 1e-5},
-    "LunarLanderContinuous-v3": {**_SB3_A2C_CONTINUOUS, "n_envs": 4},
-}
 
 
 @dataclass
@@ -87,7 +63,8 @@ class Run:
         return next((t for t, mean in self.curve if mean >= score), None)
 
 
-def _eval_points(budget: int) -> list[int]:
+def eval_points(budget: int) -> list[int]:
+    """The timesteps at which a run of ``budget`` steps is evaluated (``EVALUATIONS`` of them)."""
     return [round(budget * (i + 1) / EVALUATIONS) for i in range(EVALUATIONS)]
 
 
@@ -97,53 +74,12 @@ def run_acktr(preset: Preset, seed: int, budget: int) -> Run:
     run = Run(ALGORITHMS["acktr"], preset.env_id, seed, budget)
     started = time.perf_counter()
     model = ACKTR(preset.policy, preset.make_env(seed=seed), seed=seed, **preset.acktr_kwargs())
-    points = _eval_points(budget)
+    points = eval_points(budget)
     for report in model.trainer(budget):
         while points and report.timesteps >= points[0]:
             points.pop(0)
             run.curve.append((report.timesteps, float(np.mean(evaluate(model, preset.make_eval_env(), 10, EVAL_SEED)))))
     run.final = evaluate(model, preset.make_eval_env(), 20, EVAL_SEED)
-    run.stamp(started)
-    return run
-
-
-def run_sb3_a2c(env_id: str, seed: int, budget: int) -> Run:  # pragma: no cover - needs torch and SB3
-    from stable_baselines3 import A2C
-    from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import VecNormalize
-
-    settings = dict(SB3_A2C_ZOO[env_id])
-    normalize = settings.pop("normalize", False)
-    n_envs = settings.pop("n_envs")
-    if isinstance(settings.get("learning_rate"), str):
-        initial = float(settings["learning_rate"].removeprefix("lin_"))
-        settings["learning_rate"] = lambda remaining: remaining * initial
-    venv = make_vec_env(env_id, n_envs=n_envs, seed=seed)
-    if normalize:
-        venv = VecNormalize(venv, gamma=settings.get("gamma", 0.99))
-    model = A2C("MlpPolicy", venv, seed=seed, device="cpu", **settings)
-    run = Run(ALGORITHMS["a2c"], env_id, seed, budget)
-
-    class Predictor:  # what evaluate() calls: raw observations in, normalised where trained so
-        def predict(self, obs: Any, state: Any = None, mask: Any = None, deterministic: bool = True) -> Any:
-            if normalize:
-                obs = venv.normalize_obs(obs)
-            return model.predict(obs, deterministic=deterministic)
-
-    points = _eval_points(budget)
-
-    class Evaluations(BaseCallback):
-        def _on_step(self) -> bool:
-            while points and self.num_timesteps >= points[0]:
-                points.pop(0)
-                score = float(np.mean(evaluate(Predictor(), gym.make(env_id), 10, EVAL_SEED)))
-                run.curve.append((self.num_timesteps, score))
-            return True
-
-    started = time.perf_counter()
-    model.learn(budget, callback=Evaluations())
-    run.final = evaluate(Predictor(), gym.make(env_id), 20, EVAL_SEED)
     run.stamp(started)
     return run
 
@@ -308,7 +244,9 @@ def run_benchmark(
 
     ``algorithms``: keys of :data:`ALGORITHMS` (default: both). With ``resume``, the runs
     already in ``out/runs.json`` are kept and not trained again, so a benchmark of many
-    hours can be stopped and carried on; the table then holds them all. ``merge``: the
+    hours can be stopped and carried on; the table then holds them all. An A2C run stopped
+    part-way carries on from its last checkpoint in ``out/checkpoints/`` (an ACKTR run
+    starts again). ``merge``: the
     ``runs.json`` of benchmarks run elsewhere (other processes or machines, e.g. one seed
     each), whose runs join the table and are not trained again. A run (env, algorithm,
     seed) found in two files must be the same run in both (``ValueError`` otherwise), and
@@ -337,7 +275,12 @@ def run_benchmark(
     all_seeds = sorted({*seeds, *(run.seed for run in runs)})
     for env_id, algorithm, seed in tqdm(jobs, unit="run", desc="benchmark"):
         budget = budget_of(env_id, budget_scale)
-        run = run_acktr(PRESETS[env_id], seed, budget) if algorithm == "acktr" else run_sb3_a2c(env_id, seed, budget)
+        if algorithm == "acktr":
+            run = run_acktr(PRESETS[env_id], seed, budget)
+        else:
+            from acktr_lab.benchmark_a2c import checkpoint_path, run_sb3_a2c
+
+            run = run_sb3_a2c(env_id, seed, budget, checkpoint_path(out, env_id, seed), resume)
         runs.append(run)
         progress(f"{run.algorithm} {env_id} seed {seed}: final {np.mean(run.final):.1f} in {run.seconds / 60:.1f} min")
         # After every run: a long benchmark stopped early keeps its rows (and --resume carries on).
