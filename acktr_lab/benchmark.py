@@ -246,13 +246,15 @@ def run_benchmark(
     already in ``out/runs.json`` are kept and not trained again, so a benchmark of many
     hours can be stopped and carried on; the table then holds them all. An A2C run stopped
     part-way carries on from its last checkpoint in ``out/checkpoints/`` (an ACKTR run
-    starts again). ``merge``: the
-    ``runs.json`` of benchmarks run elsewhere (other processes or machines, e.g. one seed
-    each), whose runs join the table and are not trained again. A run (env, algorithm,
+    starts again); without ``resume`` a checkpoint there is deleted when its run starts
+    afresh. ``merge``: the ``runs.json`` of benchmarks run elsewhere (other processes or
+    machines, e.g. one seed each), whose runs join the table and are not trained again. A run (env, algorithm,
     seed) found in two files must be the same run in both (``ValueError`` otherwise), and
     every file must hold ``budget_scale``'s budgets.
     """
     from tqdm.auto import tqdm
+
+    from acktr_lab.benchmark_a2c import checkpoint_path, run_sb3_a2c  # imports SB3 only when a run starts
 
     envs, seeds, merge = list(envs), list(seeds), [Path(path) for path in merge]
     algorithms = list(algorithms) if algorithms is not None else list(ALGORITHMS)
@@ -278,13 +280,13 @@ def run_benchmark(
         if algorithm == "acktr":
             run = run_acktr(PRESETS[env_id], seed, budget)
         else:
-            from acktr_lab.benchmark_a2c import checkpoint_path, run_sb3_a2c
-
             run = run_sb3_a2c(env_id, seed, budget, checkpoint_path(out, env_id, seed), resume)
         runs.append(run)
         progress(f"{run.algorithm} {env_id} seed {seed}: final {np.mean(run.final):.1f} in {run.seconds / 60:.1f} min")
         # After every run: a long benchmark stopped early keeps its rows (and --resume carries on).
         write_results(runs, out, all_seeds, budget_scale)
+        if algorithm == "a2c":  # recorded: its checkpoint is no longer needed
+            checkpoint_path(out, env_id, seed).unlink(missing_ok=True)
     path = write_results(runs, out, all_seeds, budget_scale)
     progress(f"wrote {path}")
     return path

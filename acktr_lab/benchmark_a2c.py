@@ -8,9 +8,12 @@ there instead of from step 0. A checkpoint is one zip file:
 
 - ``state.json``: the run so far (timesteps trained, evaluation curve, seconds) and
   VecNormalize's running statistics (mean, variance and count of observations and returns);
-- ``parameters.zip``: SB3's parameter archive (policy and RMSprop state dicts), read back
-  with SB3's ``set_parameters``, i.e. ``torch.load(weights_only=True)``: nothing in it is
-  unpickled as code.
+- ``parameters.zip``: SB3's parameter archive (``save_to_zip_file`` of ``get_parameters``):
+  the policy's and RMSprop's state dicts, ``policy.pth`` and ``policy.optimizer.pth``. They
+  are read with ``torch.load(weights_only=True)``, so nothing in them is unpickled as code,
+  after the sizes at every zip level are checked against :data:`MAX_CHECKPOINT_BYTES`; the
+  loaded tensors must be finite and have the model's shapes, and RMSprop's settings must
+  be the zoo's.
 
 Carrying on calls ``learn(budget - t, reset_num_timesteps=False)`` on a model whose
 ``num_timesteps`` is ``t``, so SB3's progress ``1 - t / budget`` and with it the linear
@@ -36,7 +39,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from acktr_lab.benchmark import ALGORITHMS, EVAL_SEED, Run, eval_points
+from acktr_lab.benchmark import ALGORITHMS, EVAL_SEED, EVALUATIONS, Run, eval_points
 from acktr_lab.evaluation import evaluate
 from acktr_lab.safe_archive import READ_ERRORS, BoundedArchive
 
@@ -74,6 +77,10 @@ CHECKPOINT_VERSION = 1
 MAX_CHECKPOINT_BYTES = 64 << 20
 _STATE = "state.json"
 _PARAMETERS = "parameters.zip"
+#: The state dicts in ``parameters.zip`` (SB3's ``_get_torch_save_params`` of A2C), and
+#: the metadata SB3 writes beside them.
+_STATE_DICTS = ("policy", "policy.optimizer")
+_SB3_METADATA = ("_stable_baselines3_version", "system_info.txt")
 
 
 class CheckpointError(ValueError):
@@ -137,6 +144,7 @@ class Checkpoint:
     curve: list[tuple[int, float]]
     seconds: float
     normalizer: Normalizer | None
+    #: SB3's ``save_to_zip_file`` of the model's ``get_parameters()``.
     parameters: bytes
 
     def state_json(self) -> str:
@@ -167,6 +175,7 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(temporary, 0o644)  # as a file written with open() (mkstemp makes it private)
         with os.fdopen(descriptor, "wb") as file, zipfile.ZipFile(file, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.writestr(_STATE, checkpoint.state_json())
             archive.writestr(_PARAMETERS, checkpoint.parameters)
@@ -176,14 +185,25 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         raise
 
 
+_ADVICE = "delete it to train the run from the start"
+
+
 def _fail(path: Path, problem: str) -> CheckpointError:
-    return CheckpointError(f"benchmark checkpoint {path}: {problem}; delete it to train the run from the start")
+    return CheckpointError(f"benchmark checkpoint {path}: {problem}; {_ADVICE}")
 
 
 def _finite_number(value: Any, path: Path, what: str, low: float = -math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < low:
-        raise _fail(path, f"{what} is {value!r}, not a finite number ≥ {low}")
-    return float(value)
+    try:  # float() of a JSON integer of hundreds of digits overflows
+        number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+    except OverflowError:
+        number = math.nan
+    if not math.isfinite(number) or number < low:
+        raise _fail(path, f"{what} is {str(value)[:40]}, not a finite number ≥ {low}")
+    return number
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def load_checkpoint(path: Path, env_id: str, seed: int, budget: int, obs_shape: tuple[int, ...] | None) -> Checkpoint:
@@ -195,11 +215,11 @@ def load_checkpoint(path: Path, env_id: str, seed: int, budget: int, obs_shape: 
     impossible values.
     """
     archive, members = BoundedArchive.open(
-        str(path), f"benchmark checkpoint {path}", MAX_CHECKPOINT_BYTES, CheckpointError, "delete it to start afresh"
+        str(path), f"benchmark checkpoint {path}", MAX_CHECKPOINT_BYTES, CheckpointError, *[_ADVICE] * 2
     )
     with archive:
         if sorted(members.names()) != sorted([_STATE, _PARAMETERS]):
-            raise _fail(path, f"holds {members.names()}, not {[_STATE, _PARAMETERS]}")
+            raise _fail(path, f"holds {sorted(members.names())}, not {sorted([_STATE, _PARAMETERS])}")
         try:
             state = json.loads(members.read_bytes(_STATE))
         except CheckpointError:
@@ -212,18 +232,22 @@ def load_checkpoint(path: Path, env_id: str, seed: int, budget: int, obs_shape: 
     if state.get("format_version") != CHECKPOINT_VERSION:
         raise _fail(path, f"format version {state.get('format_version')!r}, this code reads {CHECKPOINT_VERSION}")
     run = (state.get("algorithm"), state.get("env_id"), state.get("seed"), state.get("budget"))
-    if run != (ALGORITHMS["a2c"], env_id, seed, budget):
+    if run != (ALGORITHMS["a2c"], env_id, seed, budget) or not (_integer(run[2]) and _integer(run[3])):
         raise _fail(path, f"it is the run {run}, not {(ALGORITHMS['a2c'], env_id, seed, budget)}")
     timesteps = state.get("timesteps")
-    if isinstance(timesteps, bool) or not isinstance(timesteps, int) or not 0 < timesteps < budget:
+    if not _integer(timesteps) or not 0 < timesteps < budget:
         raise _fail(path, f"timesteps {timesteps!r} is not in 1 .. {budget - 1:,}")
     curve = state.get("curve")
     if not isinstance(curve, list) or not all(isinstance(point, list) and len(point) == 2 for point in curve):
         raise _fail(path, "the curve is not a list of [timesteps, score] pairs")
+    if len(curve) > EVALUATIONS:
+        raise _fail(path, f"the curve has {len(curve)} points, more than a run's {EVALUATIONS}")
+    previous = 0
     for t, score in curve:
-        if isinstance(t, bool) or not isinstance(t, int) or not 0 < t <= timesteps:
-            raise _fail(path, f"a curve point at {t!r} steps, not in 1 .. {timesteps:,}")
+        if not _integer(t) or not previous < t <= timesteps:
+            raise _fail(path, f"a curve point at {str(t)[:40]} steps, not in {previous + 1:,} .. {timesteps:,}")
         _finite_number(score, path, f"the curve's score at {t} steps")
+        previous = t
     seconds = _finite_number(state.get("seconds"), path, "seconds", 0.0)
     normalizer = _normalizer(state.get("normalizer"), path, obs_shape)
     return Checkpoint(
@@ -300,14 +324,90 @@ def checkpoint_of(model: Any, venv: Any, run: Run, seconds: float, normalize: bo
     )
 
 
+def state_dicts(parameters: bytes, path: Path) -> dict[str, Any]:
+    """The state dicts in a checkpoint's ``parameters.zip``, by name: the sizes of both zip
+    levels (SB3's archive, then each ``torch.save`` file, itself a zip) are checked against
+    :data:`MAX_CHECKPOINT_BYTES` before anything is decompressed, then each is read with
+    ``torch.load(weights_only=True)``. :class:`CheckpointError` for anything else."""
+    where, advice = f"benchmark checkpoint {path}: {_PARAMETERS}", _ADVICE
+    archive, members = BoundedArchive.open(parameters, where, MAX_CHECKPOINT_BYTES, CheckpointError, advice, advice)
+    with archive:
+        expected = sorted([*(f"{name}.pth" for name in _STATE_DICTS), *_SB3_METADATA])
+        if sorted(members.names()) != expected:
+            raise _fail(path, f"{_PARAMETERS} holds {sorted(members.names())}, not {expected}")
+        files = {name: members.read_bytes(f"{name}.pth") for name in _STATE_DICTS}
+    for name, data in files.items():
+        inner, _ = BoundedArchive.open(
+            data, f"{where}: {name}.pth", MAX_CHECKPOINT_BYTES, CheckpointError, advice, advice
+        )
+        inner.close()
+    import torch
+
+    loaded = {}
+    for name, data in files.items():
+        try:
+            loaded[name] = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises UnpicklingError, RuntimeError, ...
+            raise _fail(path, f"{name}.pth does not load ({type(error).__name__}: {str(error)[:200]})") from None
+    return loaded
+
+
+def check_state_dicts(model: Any, loaded: dict[str, Any], path: Path) -> None:  # pragma: no cover - needs SB3
+    """:class:`CheckpointError` unless ``loaded`` fits ``model`` (a fresh zoo A2C): the
+    policy's tensors with its names, shapes and dtypes, all finite; RMSprop's settings
+    (all but the learning rate, which the schedule sets) the zoo's; its state per parameter
+    finite and of the parameter's shape."""
+    import torch
+
+    def tensor_like(value: Any, shape: torch.Size | tuple[int, ...], what: str) -> None:
+        if not isinstance(value, torch.Tensor) or value.shape != shape or value.dtype != torch.float32:
+            described = (
+                f"{value.dtype} {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+            )
+            raise _fail(path, f"{what} is {described}, not float32 {tuple(shape)}")
+        if not torch.isfinite(value).all():
+            raise _fail(path, f"{what} holds non-finite values")
+
+    policy, saved_policy = model.policy.state_dict(), loaded["policy"]
+    if not isinstance(saved_policy, dict) or set(saved_policy) != set(policy):
+        raise _fail(path, "the policy's state dict does not name the zoo A2C policy's tensors")
+    for name, tensor in policy.items():
+        tensor_like(saved_policy[name], tensor.shape, f"the policy's {name}")
+    fresh, saved = model.policy.optimizer.state_dict(), loaded["policy.optimizer"]
+    if not isinstance(saved, dict) or set(saved) != {"state", "param_groups"}:
+        raise _fail(path, "the optimizer's state dict is not RMSprop's")
+    groups = saved["param_groups"]
+    if not isinstance(groups, list) or len(groups) != len(fresh["param_groups"]):
+        raise _fail(path, "the optimizer's parameter groups are not the zoo A2C's")
+    shapes: dict[int, torch.Size] = {}
+    for group, fresh_group, live in zip(groups, fresh["param_groups"], model.policy.optimizer.param_groups):
+        if not isinstance(group, dict) or set(group) != set(fresh_group):
+            raise _fail(path, "the optimizer's parameter groups are not the zoo A2C's")
+        changed = sorted(key for key in group if key != "lr" and group[key] != fresh_group[key])
+        if changed:
+            raise _fail(path, f"RMSprop's {changed} are not the zoo's")
+        _finite_number(group["lr"], path, "RMSprop's learning rate", 0.0)
+        shapes.update({index: parameter.shape for index, parameter in zip(fresh_group["params"], live["params"])})
+    state = saved["state"]
+    if not isinstance(state, dict) or not set(state) <= set(shapes):
+        raise _fail(path, "the optimizer's state is not per parameter of the policy")
+    for index, entry in state.items():
+        if not isinstance(entry, dict) or set(entry) != {"step", "square_avg"}:
+            raise _fail(path, f"RMSprop's state of parameter {index} is not its step and square_avg")
+        tensor_like(entry["step"], (), f"RMSprop's step of parameter {index}")
+        tensor_like(entry["square_avg"], shapes[index], f"RMSprop's square_avg of parameter {index}")
+
+
 def resume_sb3_a2c(checkpoint: Checkpoint, path: Path) -> tuple[Any, Any, bool]:  # pragma: no cover - needs SB3
     """A model and venv in the state ``checkpoint`` holds, with envs and random generators
     seeded from (seed, timesteps): ``(model, venv, normalize)``."""
     resumed_seed = int(np.random.SeedSequence([checkpoint.seed, checkpoint.timesteps]).generate_state(1)[0] >> 1)
     model, venv, normalize = make_sb3_a2c(checkpoint.env_id, resumed_seed)
+    loaded = state_dicts(checkpoint.parameters, path)
+    check_state_dicts(model, loaded, path)
     try:
-        model.set_parameters(io.BytesIO(checkpoint.parameters), exact_match=True, device="cpu")
-    except Exception as error:  # SB3 and torch raise ValueError, RuntimeError, KeyError, pickle errors...
+        model.set_parameters(loaded, exact_match=True, device="cpu")
+    except Exception as error:  # what the checks above did not foresee: SB3 and torch raise many types
         raise _fail(path, f"its parameters do not load into the zoo's A2C ({type(error).__name__}: {error})") from None
     if checkpoint.normalizer is not None:
         checkpoint.normalizer.apply(venv)
@@ -320,9 +420,10 @@ def run_sb3_a2c(
 ) -> Run:  # pragma: no cover - needs torch and SB3
     """Train SB3 A2C with its zoo settings, evaluating as :func:`acktr_lab.benchmark.run_acktr`.
 
-    With ``checkpoint``, the run is saved there every ``budget / CHECKPOINTS`` steps, and
-    the file is removed when the run ends. With ``resume`` too, a checkpoint found there is
-    carried on (see the module docstring); without, it is replaced.
+    With ``checkpoint``, the run is saved there every ``budget / CHECKPOINTS`` steps; the
+    caller removes the file once the finished run is recorded. With ``resume`` too, a
+    checkpoint found there is carried on (see the module docstring); without, it is deleted
+    and the run starts from step 0.
     """
     from stable_baselines3.common.callbacks import BaseCallback
 
@@ -368,6 +469,4 @@ def run_sb3_a2c(
     run.final = evaluate(Predictor(), gym.make(env_id), 20, EVAL_SEED)
     run.stamp(started)
     run.seconds += earlier
-    if checkpoint is not None:
-        checkpoint.unlink(missing_ok=True)
     return run
