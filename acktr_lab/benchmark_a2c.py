@@ -39,7 +39,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from acktr_lab.benchmark import ALGORITHMS, EVAL_SEED, EVALUATIONS, Run, eval_points
+from acktr_lab.benchmark_runs import ALGORITHMS, EVAL_SEED, EVALUATIONS, Run, eval_points
 from acktr_lab.evaluation import evaluate
 from acktr_lab.safe_archive import READ_ERRORS, BoundedArchive
 

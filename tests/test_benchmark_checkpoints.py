@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from acktr_lab.benchmark import ALGORITHMS, eval_points
 from acktr_lab.benchmark_a2c import (
     CHECKPOINT_FORMAT,
     MAX_CHECKPOINT_BYTES,
@@ -26,6 +25,7 @@ from acktr_lab.benchmark_a2c import (
     save_checkpoint,
     state_dicts,
 )
+from acktr_lab.benchmark_runs import ALGORITHMS, eval_points
 
 ENV, SEED, BUDGET = "Pendulum-v1", 3, 10_000
 
