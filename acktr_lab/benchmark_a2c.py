@@ -432,7 +432,10 @@ def run_sb3_a2c(
     if checkpoint is not None and not resume:
         checkpoint.unlink(missing_ok=True)  # another benchmark's: this one starts afresh
     if checkpoint is not None and resume and checkpoint.exists():
-        obs_shape = gym.make(env_id).observation_space.shape if SB3_A2C_ZOO[env_id].get("normalize") else None
+        obs_shape = None
+        if SB3_A2C_ZOO[env_id].get("normalize"):
+            with gym.make(env_id) as env:  # only its observation space: closed at once
+                obs_shape = env.observation_space.shape
         saved = load_checkpoint(checkpoint, env_id, seed, budget, obs_shape)
         model, venv, normalize = resume_sb3_a2c(saved, checkpoint)
         run.curve, earlier = list(saved.curve), saved.seconds
