@@ -252,6 +252,20 @@ def test_a_stopped_a2c_run_carries_on_from_its_checkpoint(
     assert path.exists()  # the caller removes it once the run is recorded
 
 
+def test_the_a2c_benchmark_envs_make_no_render_only_bodies(sb3: Any) -> None:
+    """SB3's make_vec_env would make LunarLander with render_mode="rgb_array", whose engine
+    puffs are Box2D bodies that only render() removes (≈ 4x slower steps by an episode's
+    end); the benchmark's envs do not render, so none are made."""
+    pytest.importorskip("Box2D", reason="LunarLander needs the box2d extra")
+    model, venv, _ = sb3.make_sb3_a2c("LunarLanderContinuous-v3", SEED)
+    assert venv.get_attr("render_mode") == [None] * venv.num_envs
+    venv.reset()
+    for _ in range(100):
+        venv.step(np.ones((venv.num_envs, 2), dtype=np.float32))  # both engines at full throttle
+    assert venv.get_attr("particles") == [[]] * venv.num_envs
+    venv.close()
+
+
 def test_a_checkpoint_whose_tensors_do_not_fit_is_refused(tmp_path: Path, sb3: Any) -> None:
     import torch
     from stable_baselines3.common.save_util import save_to_zip_file
