@@ -257,7 +257,7 @@ def test_the_a2c_benchmark_envs_make_no_render_only_bodies(sb3: Any) -> None:
     puffs are Box2D bodies that only render() removes (≈ 4x slower steps by an episode's
     end); the benchmark's envs do not render, so none are made."""
     pytest.importorskip("Box2D", reason="LunarLander needs the box2d extra")
-    model, venv, _ = sb3.make_sb3_a2c("LunarLanderContinuous-v3", SEED)
+    _, venv, _ = sb3.make_sb3_a2c("LunarLanderContinuous-v3", SEED)
     assert venv.get_attr("render_mode") == [None] * venv.num_envs
     venv.reset()
     for _ in range(100):
