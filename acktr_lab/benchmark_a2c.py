@@ -1,8 +1,9 @@
 """Stable Baselines3 A2C runs of the learning benchmark, with checkpoints that carry a run
 across processes.
 
-A2C at its zoo settings is slow on some envs (≈ 200–280 steps/s on LunarLanderContinuous-v3 here,
-5–7 h of a core for the zoo's 5M steps), longer than a process may live. So a run writes a
+A2C at its zoo settings takes hours on some envs (LunarLanderContinuous-v3: ≈ 900 steps/s here
+with three runs on two cores, ≈ 1.5 h for the zoo's 5M steps; ≈ 230 steps/s before its envs
+stopped rendering, see :func:`make_sb3_a2c`), longer than a process may live. So a run writes a
 checkpoint every ``budget / CHECKPOINTS`` steps, and ``bench --resume`` carries it on from
 there instead of from step 0. A checkpoint is one zip file:
 
