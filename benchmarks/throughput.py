@@ -5,7 +5,8 @@ Side by side in one run, on the same machine, each training run in its own fresh
 
 * ACKTR with its defaults (``ACKTR("MlpPolicy", env_id, n_envs=N, seed=s)``), iterated
   through its step-wise trainer, each update timed;
-* SB3 A2C with its defaults (``A2C("MlpPolicy", make_vec_env(env_id, N), seed=s)``);
+* SB3 A2C with its defaults (``A2C("MlpPolicy", make_vec_env(env_id, N), seed=s)``, its envs
+  made without a render mode, as ACKTR's);
 * random actions on the same ``SyncVectorEnv`` of N envs: the env's own cost, the ceiling.
 
 Configurations (issue #14): CartPole-v1 ×8, Acrobot-v1 ×16, Pendulum-v1 ×4, each for
@@ -78,7 +79,10 @@ def worker_a2c(env_id: str, n_envs: int, steps: int, seed: int) -> dict[str, Any
 
     torch.set_num_threads(1)
     started = time.perf_counter()
-    model = A2C("MlpPolicy", make_vec_env(env_id, n_envs=n_envs, seed=seed), seed=seed, device="cpu")
+    # No render mode, as ACKTR's envs (make_vec_env's default "rgb_array" costs LunarLander
+    # a Box2D body per engine puff; see acktr_lab.benchmark_a2c.make_sb3_a2c).
+    venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs={"render_mode": None})
+    model = A2C("MlpPolicy", venv, seed=seed, device="cpu")
     model.learn(steps)
     total = time.perf_counter() - started
     return {"fps": model.num_timesteps / total, "seconds": total, "peak_mib": _peak_mib()}
