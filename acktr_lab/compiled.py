@@ -6,14 +6,37 @@ and hashed anew on each call: for the update step's nested inputs that dispatch 
 KL of a CartPole batch itself. :class:`ConcreteCalls` keys the concrete function by what
 tells traces apart here, the dtypes and shapes of the tensor arguments and the values of
 the Python ones, and calls it directly: the same graph, so the same results to the bit.
+
+:func:`compile_function` makes each object's ``tf.function`` count its retracing alone.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
+
+
+def compile_function(function: Callable[..., Any], **options: Any) -> Any:
+    """``tf.function(function, autograph=False, **options)``, its retracing counted alone.
+
+    TensorFlow warns ("N out of the last N calls ... triggered tf.function retracing") when
+    a function traced 5 times in its last few calls, and it counts together every
+    ``tf.function`` made from the same Python code: its key is the code object, shared by a
+    method's functions in every instance and by a closure's in every call that made it. A
+    model makes its own compiled functions and traces each once, so a notebook that builds
+    five models would be warned of retracing that is nothing of the kind. A
+    ``functools.partial`` has no code object, and TensorFlow then keys its counts by the
+    partial itself: one count per compiled function, which still warns if one really
+    retraces.
+    """
+    per_object = functools.partial(function)
+    # the graph's name, as tf.function would give it (a partial's is its function's)
+    per_object.__name__ = getattr(getattr(function, "func", function), "__name__", "function")
+    return tf.function(per_object, autograph=False, **options)
 
 
 def _signature(args: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -36,7 +36,7 @@ import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 
-from acktr_lab.compiled import ConcreteCalls
+from acktr_lab.compiled import ConcreteCalls, compile_function
 from acktr_lab.kfac import KfacOptimizer, UpdatePlan
 from acktr_lab.losses import acktr_losses
 from acktr_lab.numpy_actor import RolloutActor, numpy_acting_unsupported
@@ -93,11 +93,11 @@ class Learner:
             name: tf.Variable(0.0, dtype=tf.float32, trainable=False, name=name) for name in LOSS_COEFFICIENTS
         }
         self._coefficients_assigned: dict[str, float] = {}  # what set_hyperparameters last assigned
-        self._act = ConcreteCalls(tf.function(self._act_graph, reduce_retracing=True, autograph=False))
-        self._value = ConcreteCalls(tf.function(self._value_graph, reduce_retracing=True, autograph=False))
+        self._act = ConcreteCalls(compile_function(self._act_graph, reduce_retracing=True))
+        self._value = ConcreteCalls(compile_function(self._value_graph, reduce_retracing=True))
         self._update_steps: dict[UpdatePlan, Any] = {}  # one compiled step per K-FAC update plan
         self._gradient_steps: dict[bool, Any] = {}  # what the plans share, by whether it takes statistics
-        self._kl_step = tf.function(self._kl_graph, reduce_retracing=True, autograph=False)
+        self._kl_step = compile_function(self._kl_graph, reduce_retracing=True)
         self._not_a_dry_run, self._dry_run = tf.constant(False), tf.constant(True)
         #: What the collector acts through: the NumPy actor where the policy allows it, else this learner.
         self.rollout_actor: Any = self
@@ -247,7 +247,7 @@ class Learner:
                 return self._update_graph(inputs, dry_run, plan)
 
             # (a closure rather than a partial: a concrete function binds only positional inputs)
-            step = ConcreteCalls(tf.function(update_graph, reduce_retracing=True, autograph=False))
+            step = ConcreteCalls(compile_function(update_graph, reduce_retracing=True))
             self._update_steps[plan] = step
         return step
 
@@ -303,9 +303,8 @@ class Learner:
         """The compiled :meth:`_gradients_graph` (with or without statistics), shared by the plans."""
         step = self._gradient_steps.get(statistics)
         if step is None:
-            step = tf.function(
-                functools.partial(self._gradients_graph, statistics=statistics), reduce_retracing=True, autograph=False
-            )
+            graph = functools.partial(self._gradients_graph, statistics=statistics)
+            step = compile_function(graph, reduce_retracing=True)
             self._gradient_steps[statistics] = step
         return step
 

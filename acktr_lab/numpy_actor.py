@@ -39,7 +39,7 @@ import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 
-from acktr_lab.compiled import ConcreteCalls
+from acktr_lab.compiled import ConcreteCalls, compile_function
 from acktr_lab.policies import ActorCriticPolicy
 from acktr_lab.preprocessing import image_layout
 
@@ -112,7 +112,7 @@ class NumpyActor:
         self._variables = [v for group in self._groups for layer in group for v in (layer.kernel, layer.bias)] + extras
         # one compiled read of every variable: a refresh is one TensorFlow call, not two eager
         # ops per variable
-        self._read = tf.function(self.weight_tensors, autograph=False)
+        self._read = compile_function(self.weight_tensors)
         self.refresh()
 
     def weight_tensors(self) -> list[tf.Tensor]:
@@ -173,7 +173,7 @@ class RolloutActor:
         self.generator = generator
         self.factory = policy.distribution_factory
         # A rollout starts with one TensorFlow call: the current weights and the rollout's noise.
-        self._begin = ConcreteCalls(tf.function(self._begin_graph, autograph=False))
+        self._begin = ConcreteCalls(compile_function(self._begin_graph))
         self._noise = np.zeros((0, 0, 0), np.float32)
         self._next = 0
 

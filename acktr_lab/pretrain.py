@@ -41,6 +41,7 @@ import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 
+from acktr_lab.compiled import compile_function
 from acktr_lab.expert import DataLoader, ExpertDataError, ExpertDataset
 from acktr_lab.policies import env_major
 from acktr_lab.report import PretrainReport
@@ -253,17 +254,18 @@ def _clone(
     optimizer = tf.keras.optimizers.Adam(learning_rate=learning_rate, epsilon=adam_epsilon)
     optimizer.build(variables)
 
-    @tf.function(input_signature=signature, autograph=False)
-    def train_step(obs: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+    def train_graph(obs: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             loss = loss_fn(obs, actions)
         gradients = _finite_or_stop(loss, tape.gradient(loss, variables))
         optimizer.apply_gradients(zip(gradients, variables))
         return loss
 
-    @tf.function(input_signature=signature, autograph=False)
-    def eval_step(obs: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+    def eval_graph(obs: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
         return loss_fn(obs, actions)
+
+    train_step = compile_function(train_graph, input_signature=signature)
+    eval_step = compile_function(eval_graph, input_signature=signature)
 
     def epoch_mean(step: Any, loader: DataLoader) -> float:
         """Σ_b |b|·L_b / Σ_b |b|: the per-transition mean (SB2's unweighted mean over
@@ -362,15 +364,15 @@ def _clone_sequences(
     optimizer = tf.keras.optimizers.Adam(learning_rate=learning_rate, epsilon=adam_epsilon)
     optimizer.build(variables)
 
-    @tf.function(reduce_retracing=True, autograph=False)
-    def train_step(obs: tf.Tensor, actions: tf.Tensor, starts: tf.Tensor, weights: tf.Tensor, state: Any) -> Any:
+    def train_graph(obs: tf.Tensor, actions: tf.Tensor, starts: tf.Tensor, weights: tf.Tensor, state: Any) -> Any:
         with tf.GradientTape() as tape:
             loss, total, new_state = chunk_loss(obs, actions, starts, weights, state)
         gradients = _finite_or_stop(loss, tape.gradient(loss, variables))
         optimizer.apply_gradients(zip(gradients, variables))
         return loss, total, tuple(tf.stop_gradient(s) for s in new_state)
 
-    eval_step = tf.function(chunk_loss, reduce_retracing=True, autograph=False)
+    train_step = compile_function(train_graph, reduce_retracing=True)
+    eval_step = compile_function(chunk_loss, reduce_retracing=True)
 
     def epoch_mean(step: Any, episodes: np.ndarray) -> float:
         """The per-transition mean loss over ``episodes``, streamed in chunks."""

@@ -21,12 +21,14 @@ KL, checks, assignments and the Python around the step).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import tensorflow as tf
 
+from acktr_lab.compiled import compile_function
 from acktr_lab.kfac import KfacOptimizer
 from acktr_lab.losses import acktr_losses
 from acktr_lab.rollout import Batch
@@ -58,7 +60,7 @@ class UpdateCostProbe:
             raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
         self.learner = learner
         self.repeats = repeats
-        compile_ = lambda fn: tf.function(fn, reduce_retracing=True, autograph=False)  # noqa: E731
+        compile_ = functools.partial(compile_function, reduce_retracing=True)
         self._gradient_step = compile_(self._gradient_step_graph)
         self._statistics = compile_(self._statistics_graph)
         self._decomposition = compile_(self._decomposition_graph)

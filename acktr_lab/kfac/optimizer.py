@@ -61,6 +61,7 @@ import numpy as np
 import tensorflow as tf
 from threadpoolctl import threadpool_limits
 
+from acktr_lab.compiled import compile_function
 from acktr_lab.kfac.blocks import CurvatureBlock, make_block
 from acktr_lab.kfac.layers import Capture, KfacLayer, capture
 
@@ -204,11 +205,9 @@ class KfacOptimizer(tf.Module):
             self.velocities = [tf.Variable(tf.zeros_like(v), trainable=False, name="velocity") for v in self.trainable]
         # What every plan's step does alike, each compiled once and called by the plans' steps
         # (a plan then traces only its own work): checks and statistics, the momentum step.
-        self._statistics_step = tf.function(self._statistics_graph, autograph=False)
-        self._apply_step = tf.function(self._apply_graph, autograph=False)
-        self._read_eigenvalues = tf.function(
-            lambda: [block.eigenvalue_tensors() for block in self.blocks], autograph=False
-        )
+        self._statistics_step = compile_function(self._statistics_graph)
+        self._apply_step = compile_function(self._apply_graph)
+        self._read_eigenvalues = compile_function(self._eigenvalue_tensors)
         #: The value each hyperparameter variable was last given (only set_hyperparameters assigns them).
         self._assigned: dict[str, float] = dict(hyper)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="kfac-eigen") if self.async_eigen_decomp else None
@@ -649,6 +648,9 @@ class KfacOptimizer(tf.Module):
                 return self._install(pending)
         return False
 
+    def _eigenvalue_tensors(self) -> list[tuple[tf.Tensor, tf.Tensor]]:
+        return [block.eigenvalue_tensors() for block in self.blocks]
+
     def eigenvalues(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Layer name → (eigenvalues of A, eigenvalues of G) of the current inverse, read in
         one compiled call (the trainer reports them after every update)."""
@@ -686,7 +688,7 @@ class KfacOptimizer(tf.Module):
         if plan not in steps:
             # The plan is baked in and the step takes no argument: its concrete function is
             # called directly, with no per-call argument binding.
-            step = tf.function(functools.partial(self._minimize_step, loss_fn, plan), autograph=False)
+            step = compile_function(functools.partial(self._minimize_step, loss_fn, plan))
             steps[plan] = step.get_concrete_function()
         return self.after_update(tf.nest.map_structure(lambda t: t.numpy(), steps[plan]()))
 
