@@ -66,19 +66,38 @@ def _steps(value: int | None) -> str:
     return "never" if value is None else f"{value:,}"
 
 
+def _seeds_text(seeds: list[int], env_seeds: dict[str, list[int]]) -> str:
+    """The seeds the table holds: ``seeds``, or where envs hold different seeds (a table merged
+    from benchmarks of different lengths), the most common env seeds, then the others by env."""
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for env_id, ran in env_seeds.items():
+        groups.setdefault(tuple(ran), []).append(env_id)
+    if len(groups) <= 1:
+        return f"Seeds {sorted({*seeds, *(s for ran in groups for s in ran)})}"
+    common, *others = sorted(groups, key=lambda ran: -len(groups[ran]))
+    return "; ".join([f"Seeds {list(common)}", *(f"{', '.join(groups[ran])}: seeds {list(ran)}" for ran in others)])
+
+
 def write_results(runs: list[Run], out: Path, seeds: list[int], budget_scale: float) -> Path:
-    """``out/results.md`` and ``out/<env>.png`` from the runs."""
+    """``out/results.md`` and ``out/<env>.png`` from the runs. ``seeds``: those the benchmark
+    was asked for. A row that lacks one of them, or one that the env's other row holds, says
+    which seeds its values are and which were not run."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     out.mkdir(parents=True, exist_ok=True)
+    env_seeds = {
+        env_id: sorted({run.seed for run in runs if run.env_id == env_id})
+        for env_id in dict.fromkeys(run.env_id for run in runs)
+    }
     lines = [
         "# Learning benchmark",
         "",
         _provenance(runs),
-        f"Seeds {seeds}; budgets are {budget_scale:g} × each preset's. Final: deterministic evaluation, "
-        "20 episodes per seed, mean ± std over all of them; first ≥ zoo: the first 10-episode evaluation "
-        "(every budget/15 steps) at or above the published SB2 ACKTR score, per seed.",
+        f"{_seeds_text(seeds, env_seeds)}; budgets are {budget_scale:g} × each preset's. "
+        "Final: deterministic evaluation, 20 episodes per seed, mean ± std over all of them; "
+        "first ≥ zoo: the first 10-episode evaluation (every budget/15 steps) "
+        "at or above the published SB2 ACKTR score, per seed.",
         "",
         "| env | algorithm | budget | final (mean ± std) | per-seed finals | first ≥ zoo, per seed "
         "| zoo ACKTR (SB2) | minutes |",
@@ -95,7 +114,7 @@ def write_results(runs: list[Run], out: Path, seeds: list[int], budget_scale: fl
             firsts = ", ".join(_steps(run.first_reaching(preset.zoo_score)) for run in group)
             per_seed = ", ".join(_fmt(float(np.mean(run.final))) for run in group)
             ran = [run.seed for run in group]
-            missing = [seed for seed in seeds if seed not in ran]
+            missing = sorted({*seeds, *env_seeds[env_id]} - set(ran))
             if missing:  # a resumed or stopped benchmark: say which seeds the values are
                 per_seed += f" (seeds {', '.join(map(str, ran))}; not run: {', '.join(map(str, missing))})"
             minutes = sum(run.seconds for run in group) / 60
@@ -224,7 +243,6 @@ def run_benchmark(
         for algorithm in algorithms
         if (env_id, ALGORITHMS[algorithm], seed) not in done
     ]
-    all_seeds = sorted({*seeds, *(run.seed for run in runs)})
     for env_id, algorithm, seed in tqdm(jobs, unit="run", desc="benchmark"):
         budget = budget_of(env_id, budget_scale)
         if algorithm == "acktr":
@@ -234,9 +252,9 @@ def run_benchmark(
         runs.append(run)
         progress(f"{run.algorithm} {env_id} seed {seed}: final {np.mean(run.final):.1f} in {run.seconds / 60:.1f} min")
         # After every run: a long benchmark stopped early keeps its rows (and --resume carries on).
-        write_results(runs, out, all_seeds, budget_scale)
+        write_results(runs, out, seeds, budget_scale)
         if algorithm == "a2c":  # recorded: its checkpoint is no longer needed
             checkpoint_path(out, env_id, seed).unlink(missing_ok=True)
-    path = write_results(runs, out, all_seeds, budget_scale)
+    path = write_results(runs, out, seeds, budget_scale)
     progress(f"wrote {path}")
     return path

@@ -170,6 +170,27 @@ def test_results_name_the_seeds_of_a_row_that_lacks_some(tmp_path: Path) -> None
     assert rows["A2C (SB3)"][4].strip() == "200.0 ± 100.0" and rows["A2C (SB3)"][6].strip() == "never, never"
 
 
+def test_a_table_merged_from_benchmarks_of_different_seeds_says_each_envs(tmp_path: Path) -> None:
+    """One env benchmarked on more seeds than the rest: the header names its seeds, and no row
+    of the other envs is said to lack them."""
+    from acktr_lab.benchmark import ALGORITHMS, Run, write_results
+
+    def run(algorithm: str, env_id: str, seed: int) -> Run:
+        budget = {"CartPole-v1": 150_000, "Acrobot-v1": 500_000}[env_id]
+        return Run(ALGORITHMS[algorithm], env_id, seed, budget, [(budget, -80.0)], [-80.0 - seed] * 20, 60.0)
+
+    runs = [run(a, "CartPole-v1", s) for s in range(3) for a in ("acktr", "a2c")]
+    runs += [run(a, "Acrobot-v1", s) for s in range(5) for a in ("acktr", "a2c")]
+    runs.remove(run("a2c", "Acrobot-v1", 3))
+    text = write_results(runs, tmp_path, [0, 1, 2], 1.0).read_text()
+    assert "Seeds [0, 1, 2]; Acrobot-v1: seeds [0, 1, 2, 3, 4];" in text
+    cells = [line.split("|") for line in text.splitlines() if line.startswith(("| CartPole", "| Acrobot"))]
+    rows = {(row[1].strip(), row[2].strip()): row for row in cells}
+    assert rows["CartPole-v1", "A2C (SB3)"][5].strip() == "-80.0, -81.0, -82.0"
+    assert rows["Acrobot-v1", "ACKTR (acktr_lab)"][5].strip() == "-80.0, -81.0, -82.0, -83.0, -84.0"
+    assert rows["Acrobot-v1", "A2C (SB3)"][5].strip() == "-80.0, -81.0, -82.0, -84.0 (seeds 0, 1, 2, 4; not run: 3)"
+
+
 def test_bench_resume_keeps_earlier_runs_and_trains_only_the_missing_ones(tmp_path: Path) -> None:
     argv = ["bench", "--envs", "CartPole-v1", "--budget-scale", "0.01", "--algorithms", "acktr", "--out", str(tmp_path)]
     assert main([*argv, "--seeds", "1"]) == 0
