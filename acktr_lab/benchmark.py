@@ -18,6 +18,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -78,6 +79,21 @@ def _seeds_text(seeds: list[int], env_seeds: dict[str, list[int]]) -> str:
     return "; ".join([f"Seeds {list(common)}", *(f"{', '.join(groups[ran])}: seeds {list(ran)}" for ran in others)])
 
 
+def _plot_curves(axes: Any, group: list[Run], algorithm: str, colour: str) -> None:
+    """One algorithm's curves in one colour: each seed's thin, and where every seed was
+    evaluated as often, their mean at each evaluation (mean step, mean score) bold."""
+    for run in group:
+        steps, scores = zip(*run.curve) if run.curve else ((), ())
+        axes.plot(steps, scores, color=colour, alpha=0.3, linewidth=0.8)
+    lengths = {len(run.curve) for run in group}
+    if len(group) > 1 and len(lengths) == 1 and 0 not in lengths:
+        curves = np.array([run.curve for run in group], dtype=float)  # [seed, evaluation, (step, score)]
+        mean = curves.mean(axis=0)
+        axes.plot(mean[:, 0], mean[:, 1], color=colour, linewidth=2, label=f"{algorithm}, mean of {len(group)} seeds")
+    else:
+        axes.plot([], [], color=colour, label=f"{algorithm}, {len(group)} seed(s)")
+
+
 def write_results(runs: list[Run], out: Path, seeds: list[int], budget_scale: float) -> Path:
     """``out/results.md`` and ``out/<env>.png`` from the runs. ``seeds``: those the benchmark
     was asked for. A row that lacks one of them, or one that the env's other row holds, says
@@ -107,7 +123,7 @@ def write_results(runs: list[Run], out: Path, seeds: list[int], budget_scale: fl
         preset = PRESETS[env_id]
         figure = Figure(figsize=(6, 3.5), dpi=100)
         axes = figure.add_subplot()
-        for algorithm in dict.fromkeys(run.algorithm for run in runs if run.env_id == env_id):
+        for colour, algorithm in enumerate(dict.fromkeys(run.algorithm for run in runs if run.env_id == env_id)):
             mine = (run for run in runs if run.env_id == env_id and run.algorithm == algorithm)
             group = sorted(mine, key=lambda run: run.seed)
             finals = [value for run in group for value in run.final]
@@ -122,9 +138,7 @@ def write_results(runs: list[Run], out: Path, seeds: list[int], budget_scale: fl
                 f"| {env_id} | {algorithm} | {group[0].budget:,} | {np.mean(finals):,.1f} ± {np.std(finals):,.1f} "
                 f"| {per_seed} | {firsts} | {_fmt(preset.zoo_score)} | {minutes:.1f} |"
             )
-            for run in group:
-                steps, scores = zip(*run.curve) if run.curve else ((), ())
-                axes.plot(steps, scores, label=f"{algorithm} seed {run.seed}", alpha=0.8)
+            _plot_curves(axes, group, algorithm, f"C{colour}")
         if preset.zoo_score is not None:
             axes.axhline(preset.zoo_score, color="grey", linestyle="--", label="SB2 zoo ACKTR")
         axes.set(title=env_id, xlabel="timesteps", ylabel="deterministic evaluation")

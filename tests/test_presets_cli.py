@@ -191,6 +191,22 @@ def test_a_table_merged_from_benchmarks_of_different_seeds_says_each_envs(tmp_pa
     assert rows["Acrobot-v1", "A2C (SB3)"][5].strip() == "-80.0, -81.0, -82.0, -84.0 (seeds 0, 1, 2, 4; not run: 3)"
 
 
+def test_curves_are_one_colour_per_algorithm_with_the_mean_of_its_seeds() -> None:
+    from matplotlib.figure import Figure
+
+    from acktr_lab.benchmark import ALGORITHMS, Run, _plot_curves
+
+    def run(seed: int, scores: list[float]) -> Run:
+        return Run(ALGORITHMS["acktr"], "CartPole-v1", seed, 150_000, list(zip([10_000, 20_000], scores)), [0.0], 1.0)
+
+    axes = Figure().add_subplot()
+    _plot_curves(axes, [run(0, [100.0, 300.0]), run(1, [200.0, 500.0])], "ACKTR", "C0")
+    lines = axes.get_lines()
+    assert {line.get_color() for line in lines} == {"C0"}
+    mean = [line for line in lines if line.get_label() == "ACKTR, mean of 2 seeds"]
+    assert len(mean) == 1 and list(mean[0].get_ydata()) == [150.0, 400.0]
+
+
 def test_bench_resume_keeps_earlier_runs_and_trains_only_the_missing_ones(tmp_path: Path) -> None:
     argv = ["bench", "--envs", "CartPole-v1", "--budget-scale", "0.01", "--algorithms", "acktr", "--out", str(tmp_path)]
     assert main([*argv, "--seeds", "1"]) == 0
