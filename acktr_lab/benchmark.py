@@ -69,13 +69,14 @@ def _steps(value: int | None) -> str:
 
 def _seeds_text(seeds: list[int], env_seeds: dict[str, list[int]]) -> str:
     """The seeds the table holds: ``seeds``, or where envs hold different seeds (a table merged
-    from benchmarks of different lengths), the most common env seeds, then the others by env."""
+    from benchmarks of different lengths), first the seeds of the envs that hold every seed
+    asked for (else of the most envs), then the others by env."""
     groups: dict[tuple[int, ...], list[str]] = {}
     for env_id, ran in env_seeds.items():
         groups.setdefault(tuple(ran), []).append(env_id)
     if len(groups) <= 1:
         return f"Seeds {sorted({*seeds, *(s for ran in groups for s in ran)})}"
-    common, *others = sorted(groups, key=lambda ran: -len(groups[ran]))
+    common, *others = sorted(groups, key=lambda ran: (not set(seeds) <= set(ran), -len(groups[ran])))
     return "; ".join([f"Seeds {list(common)}", *(f"{', '.join(groups[ran])}: seeds {list(ran)}" for ran in others)])
 
 
@@ -96,7 +97,7 @@ def _plot_curves(axes: Any, group: list[Run], algorithm: str, colour: str) -> No
 
 def write_results(runs: list[Run], out: Path, seeds: list[int], budget_scale: float) -> Path:
     """``out/results.md`` and ``out/<env>.png`` from the runs. ``seeds``: those the benchmark
-    was asked for. A row that lacks one of them, or one that the env's other row holds, says
+    was asked for. A row that lacks one of them, or a seed another row of its env holds, says
     which seeds its values are and which were not run."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

@@ -190,6 +190,12 @@ def test_a_table_merged_from_benchmarks_of_different_seeds_says_each_envs(tmp_pa
     assert rows["Acrobot-v1", "ACKTR (acktr_lab)"][5].strip() == "-80.0, -81.0, -82.0, -83.0, -84.0"
     assert rows["Acrobot-v1", "A2C (SB3)"][5].strip() == "-80.0, -81.0, -82.0, -84.0 (seeds 0, 1, 2, 4; not run: 3)"
 
+    # as many envs hold fewer seeds than were asked for as hold them all: those asked for lead
+    pendulum = [Run(ALGORITHMS["acktr"], "Pendulum-v1", 0, 2_000_000, [], [-150.0] * 20, 60.0)]
+    cartpole = [run for run in runs if run.env_id == "CartPole-v1"]
+    text = write_results(pendulum + cartpole, tmp_path, [0, 1, 2], 1.0).read_text()
+    assert "Seeds [0, 1, 2]; Pendulum-v1: seeds [0];" in text
+
 
 def test_curves_are_one_colour_per_algorithm_with_the_mean_of_its_seeds() -> None:
     from matplotlib.figure import Figure
@@ -205,6 +211,15 @@ def test_curves_are_one_colour_per_algorithm_with_the_mean_of_its_seeds() -> Non
     assert {line.get_color() for line in lines} == {"C0"}
     mean = [line for line in lines if line.get_label() == "ACKTR, mean of 2 seeds"]
     assert len(mean) == 1 and list(mean[0].get_ydata()) == [150.0, 400.0]
+
+    # seeds evaluated unequally (a stopped run) or never: their curves, and no mean
+    axes = Figure().add_subplot()
+    short, empty = run(2, [50.0]), Run(ALGORITHMS["acktr"], "CartPole-v1", 3, 150_000, [], [0.0], 1.0)
+    _plot_curves(axes, [run(0, [100.0, 300.0]), short, empty], "ACKTR", "C1")
+    assert [line.get_label() for line in axes.get_lines() if not line.get_label().startswith("_")] == [
+        "ACKTR, 3 seed(s)"
+    ]
+    assert sorted(len(line.get_ydata()) for line in axes.get_lines()) == [0, 0, 1, 2]
 
 
 def test_bench_resume_keeps_earlier_runs_and_trains_only_the_missing_ones(tmp_path: Path) -> None:
