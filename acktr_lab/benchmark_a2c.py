@@ -287,7 +287,7 @@ def make_sb3_a2c(env_id: str, seed: int) -> tuple[Any, Any, bool]:  # pragma: no
     PyTorch runs on one thread: the networks are tiny, and with a second intra-op thread
     waiting for a core that another run keeps busy, A2C's LunarLanderContinuous-v3 run
     ran at ≈ 43 steps/s here, against ≈ 260 on one thread. The thread count is set before
-    the model is built because it changes the initial weights: Acrobot-v1 seed 0 ends at
+    the model is built because it can change the run: Acrobot-v1 seed 0 ends at
     −77.35 built on one thread and −79.95 on PyTorch's default (two threads on this project's
     2-core machine; 2026-12-02).
     """
