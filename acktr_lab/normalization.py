@@ -4,7 +4,9 @@
 policy reads them (``x̃ = clip((x − μ)/√(σ² + ε), −10, 10)``), so ``predict`` and evaluation
 after loading apply them with no wrapper to remember. The collector updates the statistics
 at every step and hands them to the policy at the start of each rollout: acting and the
-update that follows see the same inputs.
+update that follows see the same inputs. Between rollouts the policy therefore reads the
+statistics of the last rollout's start, not the newest; both are saved, so that a loaded
+model acts as the saved one did and carries on training as it would have.
 
 :class:`ReturnNormalizer` scales rewards by the running standard deviation of the return.
 
@@ -64,31 +66,53 @@ class ObservationNormalizer:
         self.var_variable.assign(self.statistics.var.astype(self.var_variable.dtype.as_numpy_dtype))
 
     def state(self) -> dict[str, np.ndarray]:
+        """The running statistics, and the ones the policy reads now (``published_*``)."""
         return {
             "mean": np.asarray(self.statistics.mean, np.float64),
             "var": np.asarray(self.statistics.var, np.float64),
             "count": np.asarray(self.statistics.count, np.float64),
+            "published_mean": self.mean_variable.numpy().astype(np.float64),
+            "published_var": self.var_variable.numpy().astype(np.float64),
         }
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
-        """Restore :meth:`state` and publish it (``ValueError`` for wrong shapes or values)."""
+        """Restore :meth:`state` (``ValueError`` for wrong shapes or values).
+
+        The policy gets the ``published_*`` statistics where the state has them, so that it
+        acts as the one saved; a state without them (an older file, SB2's ``VecNormalize``)
+        publishes the running statistics.
+        """
         try:
             mean, var, count = (np.asarray(state[k], np.float64) for k in ("mean", "var", "count"))
         except KeyError as error:
             raise ValueError(f"observation normalisation state is missing {error}") from error
+        published = [k for k in ("published_mean", "published_var") if k in state]
+        if len(published) == 1:
+            raise ValueError(f"observation normalisation state has {published[0]} without its pair")
+        published_mean, published_var = (
+            (np.asarray(state["published_mean"], np.float64), np.asarray(state["published_var"], np.float64))
+            if published
+            else (mean, var)
+        )
         shape = tuple(self.mean_variable.shape)
-        if mean.shape != shape or var.shape != shape or count.shape != ():
+        if any(x.shape != shape for x in (mean, var, published_mean, published_var)) or count.shape != ():
             raise ValueError(f"observation normalisation statistics must have shape {shape}")
         if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(var)) and np.isfinite(count)):
             raise ValueError("observation normalisation statistics hold non-finite values")
-        if np.any(var < 0) or count <= 0:
+        if np.any(var < 0) or np.any(published_var < 0) or count <= 0:
             raise ValueError("observation normalisation statistics have a negative variance or count")
-        for what, values in (("mean", mean), ("variance", var)):
+        for what, values in (
+            ("mean", mean),
+            ("variance", var),
+            ("published mean", published_mean),
+            ("published variance", published_var),
+        ):
             problem = float32_overflow(values)
             if problem is not None:
                 raise ValueError(f"observation normalisation {what} {problem}")
         self.statistics.mean, self.statistics.var, self.statistics.count = mean, var, float(count)
-        self.publish()
+        self.mean_variable.assign(published_mean.astype(self.mean_variable.dtype.as_numpy_dtype))
+        self.var_variable.assign(published_var.astype(self.var_variable.dtype.as_numpy_dtype))
 
 
 class ReturnNormalizer:

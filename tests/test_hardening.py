@@ -202,12 +202,17 @@ def test_bad_optimizer_state_in_a_file_is_refused(
         ACKTR.load(path)
 
 
-@pytest.mark.parametrize("value", [np.nan, 1e39, -1.0])
-def test_bad_normalisation_statistics_in_a_file_are_refused(tmp_path: Path, value: float) -> None:
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [(key, value) for key in ("var", "published_var") for value in (np.nan, 1e39, -1.0)]
+    + [("published_mean", np.nan), ("published_mean", 1e39)],
+)
+def test_bad_normalisation_statistics_in_a_file_are_refused(tmp_path: Path, key: str, value: float) -> None:
     small_model(normalize_observations=True).learn(20).save(tmp_path / "good.zip")
 
     def change(arrays: dict[str, np.ndarray]) -> None:
-        arrays["observation_normalizer/var"] = np.full_like(arrays["observation_normalizer/var"], value)
+        name = f"observation_normalizer/{key}"
+        arrays[name] = np.full_like(arrays[name], value)
 
     path = with_arrays(tmp_path / "good.zip", tmp_path / "bad.zip", "extra.npz", change)
     with pytest.raises(ModelFileError, match=r"bad\.zip: observation_normalizer"):

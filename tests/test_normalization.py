@@ -9,6 +9,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+from test_hardening import with_arrays
 from test_run_core import CountdownEnv, StepCountingActor
 
 from acktr_lab import ACKTR
@@ -156,13 +157,38 @@ def test_observation_statistics_follow_the_env_and_survive_save_and_load(tmp_pat
     assert statistics.count == pytest.approx(OBSERVATION_PRIOR_COUNT + 2 + 16 * 10)
     # The policy reads the statistics as they were when the last rollout began.
     assert not np.allclose(model.policy.observation_mean.numpy(), 0.0)
+    assert not np.array_equal(model.policy.observation_var.numpy(), statistics.var.astype(np.float32))
     model.save(tmp_path / "m")
     loaded = ACKTR.load(tmp_path / "m")
-    np.testing.assert_allclose(loaded.observation_normalizer.statistics.var, statistics.var)
-    np.testing.assert_array_equal(loaded.policy.observation_var.numpy(), statistics.var.astype(np.float32))
+    np.testing.assert_array_equal(loaded.observation_normalizer.statistics.var, statistics.var)
+    np.testing.assert_array_equal(loaded.observation_normalizer.statistics.mean, statistics.mean)
+    assert loaded.observation_normalizer.statistics.count == statistics.count
+    # The loaded policy reads what the saved one read, so it acts the same.
+    for name in ("observation_mean", "observation_var"):
+        np.testing.assert_array_equal(getattr(loaded.policy, name).numpy(), getattr(model.policy, name).numpy())
     obs = np.random.default_rng(0).uniform(-1, 1, (5, 3)).astype(np.float32)
-    model.observation_normalizer.publish()
     np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    # Both publish the newest statistics when their next rollout begins.
+    model.observation_normalizer.publish()
+    loaded.observation_normalizer.publish()
+    np.testing.assert_array_equal(loaded.policy.observation_var.numpy(), model.policy.observation_var.numpy())
+
+
+def test_a_file_without_published_statistics_publishes_its_running_ones(tmp_path: Path) -> None:
+    """Files saved before the published statistics were (and SB2's VecNormalize) hold only the
+    running statistics: the policy then reads those."""
+    model = ACKTR("MlpPolicy", "Pendulum-v1", n_envs=2, n_steps=8, seed=0, normalize_observations=True)
+    model.learn(16 * 4)
+    model.save(tmp_path / "m.zip")
+
+    def drop(arrays: dict[str, np.ndarray]) -> None:
+        del arrays["observation_normalizer/published_mean"], arrays["observation_normalizer/published_var"]
+
+    path = with_arrays(tmp_path / "m.zip", tmp_path / "old.zip", "extra.npz", drop)
+    loaded = ACKTR.load(path)
+    running = model.observation_normalizer.statistics
+    np.testing.assert_array_equal(loaded.policy.observation_mean.numpy(), running.mean.astype(np.float32))
+    np.testing.assert_array_equal(loaded.policy.observation_var.numpy(), running.var.astype(np.float32))
 
 
 def test_observation_normalisation_needs_a_box() -> None:
