@@ -62,8 +62,12 @@ class ObservationNormalizer:
 
     def publish(self) -> None:
         """Hand the current statistics to the policy."""
-        self.mean_variable.assign(self.statistics.mean.astype(self.mean_variable.dtype.as_numpy_dtype))
-        self.var_variable.assign(self.statistics.var.astype(self.var_variable.dtype.as_numpy_dtype))
+        self._hand_over(self.statistics.mean, self.statistics.var)
+
+    def _hand_over(self, mean: np.ndarray, var: np.ndarray) -> None:
+        """Make the policy read ``mean`` and ``var`` (in its variables' dtype)."""
+        self.mean_variable.assign(mean.astype(self.mean_variable.dtype.as_numpy_dtype))
+        self.var_variable.assign(var.astype(self.var_variable.dtype.as_numpy_dtype))
 
     def state(self) -> dict[str, np.ndarray]:
         """The running statistics, and the ones the policy reads now (``published_*``)."""
@@ -111,8 +115,7 @@ class ObservationNormalizer:
             if problem is not None:
                 raise ValueError(f"observation normalisation {what} {problem}")
         self.statistics.mean, self.statistics.var, self.statistics.count = mean, var, float(count)
-        self.mean_variable.assign(published_mean.astype(self.mean_variable.dtype.as_numpy_dtype))
-        self.var_variable.assign(published_var.astype(self.var_variable.dtype.as_numpy_dtype))
+        self._hand_over(published_mean, published_var)
 
 
 class ReturnNormalizer:
