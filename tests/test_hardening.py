@@ -641,3 +641,14 @@ def test_a_custom_vector_env_returning_the_old_step_tuple_gets_a_clear_error() -
     model = ACKTR("MlpPolicy", FourTupleVectorEnv(), n_steps=5, seed=0)
     with pytest.raises(TypeError, match=r"FourTupleVectorEnv\.step\(\) must return \(obs, rewards, terminated"):
         model.learn(10)
+
+
+def test_a_file_with_half_of_the_published_statistics_is_refused(tmp_path: Path) -> None:
+    small_model(normalize_observations=True).learn(20).save(tmp_path / "good.zip")
+
+    def drop(arrays: dict[str, np.ndarray]) -> None:
+        del arrays["observation_normalizer/published_var"]
+
+    path = with_arrays(tmp_path / "good.zip", tmp_path / "half.zip", "extra.npz", drop)
+    with pytest.raises(ModelFileError, match=r"half\.zip: observation_normalizer.*published_mean without its pair"):
+        ACKTR.load(path)
