@@ -287,7 +287,7 @@ sys.meta_path.insert(0, Blocker())
 
 
 def test_cli_runs_without_widgets_and_without_tensorflow_noise(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
     script = BLOCK_WIDGETS + (
         "from acktr_lab.cli import main\n"
         f"code = main(['train', 'CartPole-v1', '--timesteps', '400', '--out', {str(tmp_path)!r}, "
@@ -308,11 +308,25 @@ def test_a_users_tensorflow_log_level_is_respected() -> None:
     script = (
         "import os\n"
         "os.environ['TF_CPP_MIN_LOG_LEVEL'] = '0'\n"
+        "os.environ['TF_ENABLE_ONEDNN_OPTS'] = '1'\n"
         "import acktr_lab\n"
-        "print(os.environ['TF_CPP_MIN_LOG_LEVEL'])\n"
+        "print(os.environ['TF_CPP_MIN_LOG_LEVEL'], os.environ['TF_ENABLE_ONEDNN_OPTS'])\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert result.stdout.strip() == "0", result.stderr
+    assert result.stdout.strip() == "0 1", result.stderr
+
+
+def test_onednn_kernels_are_off_unless_the_user_turns_them_on() -> None:
+    """The same seed trains alike on every CPU kind: TensorFlow's oneDNN kernels (on by
+    default only on CPUs with AVX512-VNNI, BF16 or AMX) stay off when the user set nothing."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    script = (
+        "import acktr_lab, os\n"
+        "from tensorflow.python.util import _pywrap_util_port\n"
+        "print(os.environ['TF_ENABLE_ONEDNN_OPTS'], _pywrap_util_port.IsMklEnabled())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert result.stdout.strip() == "0 False", result.stderr
 
 
 def test_the_core_never_imports_widgets_or_ray() -> None:
