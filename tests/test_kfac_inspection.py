@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import logging
+import weakref
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -109,6 +113,33 @@ def test_exact_fisher_equals_a_brute_force_sum_and_follows_the_parameters() -> N
     again = exact_fisher(model, model.variables, x)
     assert not np.allclose(again, fisher, rtol=1e-3)
     np.testing.assert_allclose(again, brute_force_fisher(model, x), rtol=1e-10, atol=1e-14)
+
+
+def test_exact_fisher_of_several_models_traces_each_once_and_keeps_none_alive() -> None:
+    # a notebook looking at several models: one compiled Jacobian per model, so TensorFlow's
+    # "triggered tf.function retracing" warning (5 traces of one function) is not logged
+    messages: list[str] = []
+
+    class Records(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "retracing" in record.getMessage():
+                messages.append(record.getMessage())
+
+    handler = Records(logging.WARNING)
+    tf.get_logger().addHandler(handler)
+    try:
+        x, _ = data()
+        models = [SoftmaxMlp([3, 5, 4], seed=seed) for seed in range(6)]
+        for model in models:
+            for _ in range(2):  # the second call of each reuses its trace
+                fisher = exact_fisher(model, model.variables, x)
+                np.testing.assert_allclose(fisher, brute_force_fisher(model, x), rtol=1e-4, atol=1e-6)
+    finally:
+        tf.get_logger().removeHandler(handler)
+    assert not messages, messages
+    dead = weakref.ref(models.pop(0))
+    gc.collect()
+    assert dead() is None
 
 
 def test_fisher_norm_is_the_local_kl_divergence() -> None:

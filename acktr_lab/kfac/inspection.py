@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
+from acktr_lab.compiled import compile_function
 from acktr_lab.kfac.blocks import KroneckerBlock
 from acktr_lab.kfac.layers import Dense, KfacLayer, capture
 from acktr_lab.kfac.optimizer import KfacOptimizer
@@ -79,15 +82,41 @@ def layer_slices(variables: Sequence[tf.Variable], layers: Sequence[KfacLayer]) 
 
 
 # -- the exact Fisher and K-FAC's blocks ----------------------------------------------------
-@tf.function(autograph=False)
-def _log_prob_jacobians(
+def _log_prob_jacobians_graph(
     model: Model, variables: Sequence[tf.Variable], inputs: tf.Tensor
 ) -> tuple[tf.Tensor, list[tf.Tensor]]:
-    """``log p(y|x_i)`` ``[n, C]`` and its Jacobians ``[n, C, *shape]`` (traced once per model)."""
+    """``log p(y|x_i)`` ``[n, C]`` and its Jacobians ``[n, C, *shape]``."""
     with tf.GradientTape() as tape:
         log_probs = tf.nn.log_softmax(model(inputs))
     jacobians = tape.jacobian(log_probs, list(variables), unconnected_gradients=tf.UnconnectedGradients.ZERO)
     return log_probs, jacobians
+
+
+#: One compiled Jacobian function per model (kept while the model lives), so that a notebook
+#: looking at several models traces each once and is not warned of retracing: one shared
+#: ``tf.function`` would retrace for every model and count the traces together.
+_jacobian_functions: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _log_prob_jacobians(
+    model: Model, variables: Sequence[tf.Variable], inputs: tf.Tensor
+) -> tuple[tf.Tensor, list[tf.Tensor]]:
+    """:func:`_log_prob_jacobians_graph`, compiled once per model: the compiled function
+    holds the model weakly, so it does not keep the model (its dictionary's key) alive."""
+    try:
+        model_ref = weakref.ref(model)
+        function = _jacobian_functions.get(model)
+    except TypeError:  # not weakly referable (or unhashable): compiled for this call only
+        model_ref, function = (lambda: model), None
+    if function is None:
+
+        def log_prob_jacobians(variables: Sequence[tf.Variable], inputs: tf.Tensor) -> tuple[tf.Tensor, Any]:
+            return _log_prob_jacobians_graph(model_ref(), variables, inputs)
+
+        function = compile_function(log_prob_jacobians)
+        with contextlib.suppress(TypeError):
+            _jacobian_functions[model] = function
+    return function(list(variables), inputs)
 
 
 def exact_fisher(model: Model, variables: Sequence[tf.Variable], inputs: np.ndarray | tf.Tensor) -> np.ndarray:
