@@ -577,6 +577,47 @@ def _apply_update_step(
     return step
 
 
+def _six_updates_with_scheduled_rates(as_input: bool) -> tuple[KfacOptimizer, list[np.ndarray], list[float]]:
+    """Six updates (cold start, then K-FAC) at rates 0.05/k, told by ``set_hyperparameters``
+    (an eager assignment) or, ``as_input``, passed to the compiled step."""
+    model, loss_fn, _ = mlp_problem(seed=23)
+    opt = KfacOptimizer(model.variables, model.layers, learning_rate=0.5, cold_iter=2, kfac_update=2)
+
+    @tf.function(autograph=False)
+    def step(plan: UpdatePlan, learning_rate: tf.Tensor) -> Metrics:
+        with tf.GradientTape(persistent=True) as tape, capture() as recorded:
+            loss, fisher_loss = loss_fn()
+        grads = opt.gradients(tape, loss)
+        stats = opt.batch_statistics(tape, fisher_loss, recorded) if plan.statistics else None
+        return opt.apply_gradients(
+            plan, loss, fisher_loss, grads, stats, learning_rate=learning_rate if as_input else None
+        )
+
+    used = []
+    for k in range(6):
+        rate = 0.05 / (k + 1)
+        if not as_input:
+            opt.set_hyperparameters(learning_rate=rate)
+        metrics = step(opt.plan(), tf.constant(rate, tf.float64))
+        used.append(opt.after_update(tf.nest.map_structure(lambda t: t.numpy(), metrics))["learning_rate"])
+        assert opt.get_hyperparameters()["learning_rate"] == rate
+    return opt, [v.numpy() for v in model.variables], used
+
+
+def test_a_learning_rate_passed_to_the_step_is_assigned_inside_it_before_it_is_used() -> None:
+    # the same updates, to the bit, as with the eager assignment; the variable then holds it
+    _, plain, plain_rates = _six_updates_with_scheduled_rates(as_input=False)
+    opt, given, given_rates = _six_updates_with_scheduled_rates(as_input=True)
+    assert given_rates == plain_rates == [0.05 / (k + 1) for k in range(6)]
+    for a, b in zip(plain, given):
+        np.testing.assert_array_equal(a, b)
+    # the optimizer knows the value it holds: telling it again is no change, another is
+    opt.set_hyperparameters(learning_rate=0.05 / 6)
+    assert opt.get_hyperparameters()["learning_rate"] == 0.05 / 6
+    opt.set_hyperparameters(learning_rate=0.5)
+    assert opt.get_hyperparameters()["learning_rate"] == 0.5
+
+
 def _op_types(concrete: Any) -> list[str]:
     """The op types of a compiled step, the compiled functions it calls included (the parts
     every plan shares are functions of their own, inlined when TensorFlow instantiates it)."""

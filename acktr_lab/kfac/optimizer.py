@@ -312,17 +312,25 @@ class KfacOptimizer(tf.Module):
         grads: Sequence[tf.Tensor],
         batch_stats: Sequence[tuple[tf.Tensor, ...]] | None,
         plan_check: tf.Operation | None = None,
+        learning_rate: tf.Tensor | None = None,
     ) -> Metrics:
         """:meth:`apply_update` from its parts: the :meth:`gradients` of ``loss`` and, when
         ``plan.statistics``, the :meth:`batch_statistics` of ``fisher_loss`` (else None).
 
         For a caller that computes the parts in a compiled function of their own, shared by
         every plan's step (each plan then traces only its own work).
+
+        ``learning_rate``: this step's learning rate as an input of the compiled step (a
+        float64 scalar, checked by the caller with :func:`validate_hyperparameter`), assigned
+        to the ``learning_rate`` hyperparameter inside the step, before anything reads it: a
+        schedule then costs no eager assignment per update. None: the variable's value.
         """
         checked = self.assert_plan(plan) if plan_check is None else plan_check
         if plan.statistics and batch_stats is None:
             raise ValueError("this update computes curvature statistics: it needs the batch statistics")
         with tf.control_dependencies([checked]):  # nothing is assigned unless the plan is right
+            if learning_rate is not None:  # ordered before every read of it (automatic control deps)
+                self.hyperparameters["learning_rate"].assign(tf.cast(learning_rate, F64))
             grads, stats = list(grads), (list(batch_stats) if batch_stats is not None else None)
             matrices, grad_norm, finite = self._statistics_step(loss, fisher_loss, grads, stats)
             return self._update(plan, grads, matrices, grad_norm, finite)
@@ -557,6 +565,8 @@ class KfacOptimizer(tf.Module):
         ``eigenvalues`` (as :meth:`eigenvalues` gives them) whenever the inverse was refreshed.
         ``metrics`` are the step's as NumPy values (``eigenvalues``: one pair per block).
         """
+        if "learning_rate" in metrics:  # the value the step used (it may have assigned it)
+            self._assigned["learning_rate"] = float(metrics["learning_rate"])
         if bool(metrics.get("step_not_finite", False)):
             damping = float(self.hyperparameters["damping"].numpy())
             warnings.warn(
