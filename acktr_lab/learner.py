@@ -49,7 +49,13 @@ LOSS_COEFFICIENTS = ("ent_coef", "vf_coef", "vf_fisher_coef")
 #: The K-FAC values that change between updates without retracing.
 OPTIMIZER_SETTINGS = ("kfac_clip", "max_grad_norm")
 #: Why a compiled update step refuses to run: its plan is not this iteration's, or a dry run.
-_REFUSALS = ("update plan does not match", "dry run of an update step: compiled, nothing changed")
+#: TensorFlow logs a refused dry run (a C++ warning, shown where TensorFlow was imported before
+#: acktr_lab), so its message says what it is.
+_REFUSALS = (
+    "update plan does not match",
+    "acktr_lab: a dry run that compiles a K-FAC update step ahead of use, refused on purpose "
+    "(nothing changed; not an error)",
+)
 #: The update's own metrics (reported as ``train/<name>``); the optimizer's are ``kfac/<name>``.
 TRAIN_METRICS = ("policy_loss", "value_loss", "entropy", "kl")
 
@@ -283,9 +289,9 @@ class Learner:
         are one compiled function (:meth:`_gradients_graph`) that the plans call: traced once.
         """
         # first: every op below waits for these (a dry run compiles the step and changes nothing)
-        plan_check = tf.group(
-            self.optimizer.assert_plan(plan), tf.debugging.Assert(tf.logical_not(dry_run), [_REFUSALS[1]])
-        )
+        # (the dry-run check first, so that a dry run is refused with its own message)
+        with tf.control_dependencies([tf.debugging.Assert(tf.logical_not(dry_run), [_REFUSALS[1]])]):
+            plan_check = self.optimizer.assert_plan(plan)
         with tf.control_dependencies([plan_check]):
             parts = self._gradients_step(plan.statistics)(inputs)
             metrics = self.optimizer.apply_gradients(

@@ -14,6 +14,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+import tensorflow as tf
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from acktr_lab import ACKTR, DummyVecEnv
@@ -412,6 +413,12 @@ def test_preparing_the_plans_not_due_yet_changes_nothing() -> None:
     learner._prepare_every_plan(learner.optimizer.plan(), learner.step_inputs(batch)).result()
     compiled = learner.compiled_functions(acting=False)
     assert [compiled.get(f"update {tuple(plan)}") for plan in plans] == [1] * len(plans)
+    # a dry run, even of the plan that is due, is refused with a message saying what it is
+    # (TensorFlow logs the refusal as a warning where it was imported before acktr_lab)
+    due = learner._update_step(learner.optimizer.plan())
+    learning_rate = learner.optimizer.hyperparameters["learning_rate"].read_value()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="refused on purpose"):
+        due(learner.step_inputs(batch), learning_rate, learner._dry_run)
     after = everything()
     for name, value in before.items():
         np.testing.assert_array_equal(after[name], value, err_msg=name)
