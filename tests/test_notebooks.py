@@ -48,14 +48,16 @@ SHOWS_PNG = {
 QUICK_LIMIT_S = 300.0
 
 
-#: TensorFlow's C++ start-up lines, which users must never see above a dashboard.
-TENSORFLOW_NOISE = ("absl::InitializeLog", "cpu_feature_guard", "oneDNN custom operations")
+#: TensorFlow's C++ start-up lines, and its warning at the first update's dry run, which
+#: users must never see above a dashboard.
+TENSORFLOW_NOISE = ("absl::InitializeLog", "cpu_feature_guard", "oneDNN custom operations", "Local rendezvous")
 
 
 def kernel_env() -> dict[str, str]:
     """The kernel's environment: ours, plus the switch that shrinks every run, and no
-    ``TF_CPP_MIN_LOG_LEVEL`` (a user's kernel has none: acktr_lab must quiet TensorFlow)."""
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    ``TF_CPP_MIN_LOG_LEVEL`` or ``TF_ENABLE_ONEDNN_OPTS`` (a user's kernel has neither:
+    acktr_lab must quiet TensorFlow)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
     return {**env, "ACKTR_LAB_QUICK": "1"}
 
 
