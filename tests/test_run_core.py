@@ -393,6 +393,21 @@ def test_the_package_has_no_import_cycle() -> None:
     assert cycles == []
 
 
+@pytest.mark.parametrize("learning_rate", [float("nan"), float("inf"), -0.1, "fast", True])
+def test_an_update_refuses_a_bad_learning_rate_and_changes_nothing(learning_rate: Any) -> None:
+    # the scheduled rate is an input of the compiled step: it is checked before the step runs
+    model = ACKTR("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=5, seed=0)
+    batch = model.collector.collect(5, 0.99)
+    before = [v.numpy().copy() for v in model.policy.variables]
+    held = model.learner.optimizer.get_hyperparameters()["learning_rate"]
+    with pytest.raises(ValueError, match="learning_rate must be"):
+        model.learner.update(batch, learning_rate)
+    for value, variable in zip(before, model.policy.variables):
+        np.testing.assert_array_equal(variable.numpy(), value)
+    assert model.learner.optimizer.get_hyperparameters()["learning_rate"] == held
+    assert model.learner.update(batch, 0.1)["train/learning_rate"] == 0.1
+
+
 def test_preparing_the_plans_not_due_yet_changes_nothing() -> None:
     """At the first update every K-FAC plan is traced and the ones not due are run to their
     failing plan assertion (so that TensorFlow instantiates them then, not mid-run): no
