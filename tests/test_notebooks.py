@@ -24,6 +24,8 @@ from nbclient.exceptions import CellExecutionError
 from nbformat import NotebookNode
 from png_checks import PNG_SIGNATURE
 
+from acktr_lab import TENSORFLOW_ENV_DEFAULTS
+
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = REPO / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
@@ -57,7 +59,7 @@ def kernel_env() -> dict[str, str]:
     """The kernel's environment: ours, plus the switch that shrinks every run, and no
     ``TF_CPP_MIN_LOG_LEVEL`` or ``TF_ENABLE_ONEDNN_OPTS`` (a user's kernel has neither:
     acktr_lab must quiet TensorFlow)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
+    env = {k: v for k, v in os.environ.items() if k not in TENSORFLOW_ENV_DEFAULTS}
     return {**env, "ACKTR_LAB_QUICK": "1"}
 
 

@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-from acktr_lab import ACKTR, DummyVecEnv
+from acktr_lab import ACKTR, TENSORFLOW_ENV_DEFAULTS, DummyVecEnv
 from acktr_lab.rollout import Batch, Collector
 from acktr_lab.schedules import learning_rate_at, progress_of
 
@@ -288,7 +288,7 @@ sys.meta_path.insert(0, Blocker())
 
 
 def test_cli_runs_without_widgets_and_without_tensorflow_noise(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
+    env = {k: v for k, v in os.environ.items() if k not in TENSORFLOW_ENV_DEFAULTS}
     script = BLOCK_WIDGETS + (
         "from acktr_lab.cli import main\n"
         f"code = main(['train', 'CartPole-v1', '--timesteps', '400', '--out', {str(tmp_path)!r}, "
