@@ -7,13 +7,14 @@ Side by side in one run, on the same machine, each training run in its own fresh
   through its step-wise trainer, each update timed;
 * SB3 A2C with its defaults (``A2C("MlpPolicy", make_vec_env(env_id, N), seed=s)``, its envs
   made without a render mode, as ACKTR's);
-* random actions on the same ``SyncVectorEnv`` of N envs: the env's own cost, the ceiling.
+* random actions on the same ``SyncVectorEnv`` of N envs: the env's own cost, the ceiling
+  (measured with every seed, between the two training runs; the median is reported).
 
 Configurations (issue #14): CartPole-v1 ×8, Acrobot-v1 ×16, Pendulum-v1 ×4, each for
 ``--steps`` steps (150k) and ``--seeds`` seeds (3), ACKTR and A2C alternating per seed.
 
 Reported per configuration: the median training fps over seeds and its ratio to A2C's,
-the fraction of the random-policy fps that training reaches, peak resident memory
+the fraction of the (median) random-policy fps that training reaches, peak resident memory
 (``ru_maxrss`` of the run's process) and its ratio to A2C's, and ACKTR's start-up: the
 first update's time (compilation included) against the median update, the slowest later
 update, and the number of traces (compiled functions: update plans, acting, reads).
@@ -135,17 +136,20 @@ def main(argv: list[str] | None = None) -> None:
     for env_id, n_envs in CONFIGS:
         if env_id not in args.envs:
             continue
-        results: dict[str, list[dict[str, Any]]] = {"acktr": [], "a2c": []}
+        results: dict[str, list[dict[str, Any]]] = {"acktr": [], "a2c": [], "random": []}
         for seed in range(seeds):
-            for kind in ("acktr", "a2c") if seed % 2 == 0 else ("a2c", "acktr"):
+            # the env's own cost measured with every seed too, between the training runs:
+            # the machine's speed drifts, and a single reading moved the fraction by ±10%
+            for kind in ("acktr", "random", "a2c") if seed % 2 == 0 else ("a2c", "random", "acktr"):
                 result = run_worker(kind, env_id, n_envs, steps, seed)
                 results[kind].append(result)
                 print(f"  {env_id} ×{n_envs} {kind} seed {seed}: {result['fps']:,.0f} fps", flush=True)
-        env_fps = run_worker("random", env_id, n_envs, steps, 0)["fps"]
         acktr, a2c = results["acktr"], results["a2c"]
 
         def median(runs: list[dict[str, Any]], key: str) -> float:
             return statistics.median(r[key] for r in runs)
+
+        env_fps = median(results["random"], "fps")
 
         ratios[env_id] = median(acktr, "fps") / median(a2c, "fps")
         rows.append(
