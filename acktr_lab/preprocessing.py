@@ -107,13 +107,17 @@ def preprocess_observation(obs: tf.Tensor | np.ndarray, space: gym.spaces.Space)
     return tf.cast(x, tf.float32)
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def assert_valid_observations(obs: np.ndarray, space: gym.spaces.Space) -> None:
     """Raise ``ValueError`` naming the problem if ``obs`` cannot be observations of ``space``.
 
     ``obs`` is one observation (``space.shape``) or a batch (``[B, *space.shape]``).
-    Checks: the shape; NaN/inf in floating observations; integer observations
-    outside ``[start, start + n)`` for Discrete/MultiDiscrete and outside ``{0, 1}``
-    for MultiBinary.
+    Checks: the shape; floating observations that are not finite in float32 (NaN, ±inf,
+    or a wider float beyond float32's range, which the network would read as inf); integer
+    observations outside ``[start, start + n)`` for Discrete/MultiDiscrete and outside
+    ``{0, 1}`` for MultiBinary.
     """
     check_observation_space(space)
     a = np.asarray(obs)
@@ -125,11 +129,13 @@ def assert_valid_observations(obs: np.ndarray, space: gym.spaces.Space) -> None:
         )
     if np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.complexfloating):
         bad = ~np.isfinite(a)
+        if a.dtype.kind == "f" and a.dtype.itemsize > 4:  # the network reads float32
+            bad |= np.abs(a) > _FLOAT32_MAX
         if bad.any():
             first = tuple(int(i) for i in np.argwhere(bad)[0])
             raise ValueError(
-                f"observations contain {int(bad.sum())} non-finite value(s) (NaN or inf), "
-                f"first at index {first}: {a[first]}"
+                f"observations contain {int(bad.sum())} non-finite value(s) in float32 (NaN, inf or beyond "
+                f"±{_FLOAT32_MAX:.3g}, which the network reads as inf), first at index {first}: {a[first]}"
             )
     if isinstance(space, gym.spaces.Discrete | gym.spaces.MultiDiscrete):
         low = np.asarray(space.start)

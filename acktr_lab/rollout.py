@@ -153,6 +153,46 @@ class Collector:
     def _check(self, observations: np.ndarray) -> None:
         assert_valid_observations(observations, self.env.single_observation_space)
 
+    def _step(self, actions: np.ndarray) -> Any:
+        """``env.step(actions)``; an error from inside it gets a note naming the env.
+
+        Each env's output is checked in full at its first step only
+        (:class:`~acktr_lab.env_checks.FirstCallCheck`); an env that later returns an
+        observation of another shape, a reward that is not a number or an info that is not
+        a dict fails inside gymnasium's vector env, whose own message names neither.
+        """
+        try:
+            return self.env.step(actions)
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError) as error:
+            error.add_note(
+                f"acktr_lab: raised inside {self.env}.step(). Each env's step() output is checked in "
+                "full at its first step only; if an env later returns an observation of another shape, "
+                "a reward that is not a number or an info that is not a dict, the vector env fails like "
+                "this. gymnasium.utils.env_checker.check_env(env) checks an env's API."
+            )
+            raise
+
+    def _checked_rewards(self, rewards: Any) -> np.ndarray:
+        """A step's rewards as float32 ``[n_envs]``: ``ValueError`` naming the env and the value
+        for a reward that is not a real number or is not finite in float32 (NaN, ±inf, or
+        beyond float32's range). Checked before the returns or their normalisation see it."""
+        raw = np.asarray(rewards)
+        if raw.shape != (self.num_envs,) or raw.dtype.kind not in "biuf":
+            raise ValueError(
+                f"vector env {self.env}: step() must return one real reward per env, an array of shape "
+                f"({self.num_envs},), got {raw.dtype} of shape {raw.shape}"
+            )
+        with np.errstate(over="ignore"):  # beyond float32's range becomes inf, refused below
+            rewards32 = raw.astype(np.float32)
+        if not np.isfinite(rewards32).all():
+            i = int(np.flatnonzero(~np.isfinite(rewards32))[0])
+            raise ValueError(
+                f"vector env {self.env}: env {i} returned a reward of {raw[i]!r}, which is not finite in "
+                "float32 (NaN, inf or beyond ±3.4e38); the rollout stopped there, before the returns, "
+                "their normalisation or the parameters saw it"
+            )
+        return rewards32
+
     @property
     def num_envs(self) -> int:
         return int(self.env.num_envs)
@@ -172,11 +212,11 @@ class Collector:
         for _ in range(n_steps):
             actions, values, next_state = actor.act(self.observations, self.policy_state, self.episode_starts)
             next_obs, raw_rewards, terminated, truncated, infos = _unpack(
-                self.env.step(actor.to_env_actions(actions)), 5, self.env, "step()", _STEP_RESULT
+                self._step(actor.to_env_actions(actions)), 5, self.env, "step()", _STEP_RESULT
             )
             terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
             dones = terminated | truncated
-            raw_rewards = np.asarray(raw_rewards, dtype=np.float32)
+            raw_rewards = self._checked_rewards(raw_rewards)
             next_obs, final_obs = self._split_final(next_obs, dones, infos)
             self._check(next_obs)
             if self.observation_normalizer is not None:

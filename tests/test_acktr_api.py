@@ -235,6 +235,47 @@ def test_nan_observation_during_training() -> None:
         model.learn(100)
 
 
+class LaterBadStepEnv(SpaceEnv):
+    """A Box(3)/Discrete(2) env whose step ``bad_at`` (and only it) returns ``reward`` and
+    ``observation`` in place of good ones (None: keep the good one)."""
+
+    def __init__(self, bad_at: int, reward: Any = None, observation: Any = None) -> None:
+        super().__init__(BOX, gym.spaces.Discrete(2))
+        self.bad_at, self.bad_reward, self.bad_observation = bad_at, reward, observation
+        self.steps = 0  # over the env's life, across resets
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict]:
+        obs, reward, terminated, _, info = super().step(action)
+        self.steps += 1
+        if self.steps == self.bad_at:
+            obs = obs if self.bad_observation is None else self.bad_observation
+            reward = reward if self.bad_reward is None else self.bad_reward
+        return obs, reward, terminated, self._t >= 7, info
+
+
+@pytest.mark.parametrize("reward", [np.nan, np.inf, -np.inf, 1e300])
+def test_a_reward_not_finite_in_float32_mid_run_stops_it_before_the_returns_and_parameters(reward: float) -> None:
+    model = ACKTR("MlpPolicy", LaterBadStepEnv(bad_at=13, reward=reward), n_steps=5, seed=0, normalize_returns=True)
+    model.learn(10)  # steps 1-10: two good updates
+    before = model.get_parameters()
+    statistics = model.return_normalizer.state()
+    with pytest.raises(ValueError, match=r"env 0 returned a reward of .*not finite in float32"):
+        model.learn(10, reset_num_timesteps=False)  # steps 11-15: step 13 is bad
+    for name, value in model.get_parameters().items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)
+    after = model.return_normalizer.state()
+    assert all(np.isfinite(v).all() for v in after.values())
+    assert after["return_count"] == statistics["return_count"] + 2  # steps 11 and 12, not 13
+
+
+def test_an_observation_of_another_shape_after_the_first_step_gets_a_note_naming_the_env() -> None:
+    model = ACKTR("MlpPolicy", LaterBadStepEnv(bad_at=3, observation=np.zeros(5, np.float32)), n_steps=5, seed=0)
+    with pytest.raises(ValueError) as error:
+        model.learn(10)
+    notes = "".join(getattr(error.value, "__notes__", []))
+    assert f"acktr_lab: raised inside {model.env}.step()" in notes and "first step only" in notes
+
+
 def test_cnn_policy_needs_images() -> None:
     with pytest.raises(ValueError, match="CnnPolicy needs image observations"):
         ACKTR("CnnPolicy", "CartPole-v1")

@@ -236,6 +236,11 @@ def test_assert_valid_observations() -> None:
     bad[3, 0] = np.inf
     with pytest.raises(ValueError, match=r"2 non-finite.*\(2, 1\)"):
         assert_valid_observations(bad, box)
+    wide = np.zeros((2, 3), np.float64)  # finite in float64, inf once the network reads it
+    assert_valid_observations(wide + 3e38, box)
+    wide[1, 2] = -1e39
+    with pytest.raises(ValueError, match=r"1 non-finite value\(s\) in float32.*\(1, 2\)"):
+        assert_valid_observations(wide, box)
     assert_valid_observations(np.array([-2, 1]), gym.spaces.Discrete(4, start=-2))
     with pytest.raises(ValueError, match="out of range"):
         assert_valid_observations(np.array([2]), gym.spaces.Discrete(4, start=-2))
