@@ -145,18 +145,13 @@ def behaviour_cloning(
         action space, or (``ExpertDataError``, a ``ValueError``) expert data that does not
         fit the policy's spaces.
     """
-    if int(n_epochs) < 1:
-        raise ValueError(f"n_epochs must be at least 1, got {n_epochs}")
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be positive, got {learning_rate}")
-    if not adam_epsilon > 0:
-        raise ValueError(f"adam_epsilon must be positive, got {adam_epsilon}")
+    _check_positive_integer("n_epochs", n_epochs)
+    _check_positive_float32("learning_rate", learning_rate)
+    _check_positive_float32("adam_epsilon", adam_epsilon)
     if val_interval is None:
         val_interval = max(1, int(n_epochs) // 10)
-    if int(val_interval) < 1:
-        raise ValueError(f"val_interval must be at least 1, got {val_interval}")
-    if isinstance(sequence_length, bool) or not isinstance(sequence_length, (int, np.integer)) or sequence_length < 1:
-        raise ValueError(f"sequence_length must be a positive integer, got {sequence_length!r}")
+    _check_positive_integer("val_interval", val_interval)
+    _check_positive_integer("sequence_length", sequence_length)
     obs_space, action_space = policy.observation_space, policy.action_space
     if not isinstance(action_space, _SUPPORTED_ACTIONS):
         raise ValueError(
@@ -172,6 +167,21 @@ def behaviour_cloning(
     if getattr(policy, "state_shapes", ()):
         return _clone_sequences(policy, dataset, *settings, int(sequence_length))
     return _clone(policy, dataset, *settings)
+
+
+def _check_positive_integer(name: str, value: Any) -> None:
+    """``ValueError`` naming ``name`` unless ``value`` is an integer ≥ 1 (not a bool, float or string)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_positive_float32(name: str, value: Any) -> None:
+    """``ValueError`` naming ``name`` unless ``value`` is a real number in (0, float32's max]
+    (Adam runs in float32: a larger one is inf there)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if not 0 < value <= float(np.finfo(np.float32).max):
+        raise ValueError(f"{name} must be positive and finite in float32, got {value!r}")
 
 
 def _step_loss(continuous: bool) -> Any:
@@ -197,7 +207,28 @@ def _finite_or_stop(loss: tf.Tensor, gradients: list[tf.Tensor]) -> list[tf.Tens
         return [tf.identity(tf.convert_to_tensor(g)) for g in gradients]
 
 
-_NON_FINITE = "non-finite behaviour-cloning loss or gradient"
+def _apply_if_finite(
+    optimizer: tf.keras.optimizers.Optimizer, gradients: list[tf.Tensor], variables: list[tf.Variable]
+) -> None:
+    """Apply the optimiser's step to ``variables`` and keep it only if every new value is
+    finite; otherwise put back the values from before the step and fail with
+    ``InvalidArgumentError`` (see :func:`_stopped`). Finite gradients can still give a
+    non-finite step: a learning rate near float32's largest value, or parameters so large
+    that adding the step overflows."""
+    before = [tf.identity(v) for v in variables]
+    optimizer.apply_gradients(zip(gradients, variables))
+    finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in variables]))
+
+    def undo() -> tf.Tensor:
+        for variable, value in zip(variables, before):
+            variable.assign(value)
+        return tf.constant(False)
+
+    kept = tf.cond(finite, lambda: tf.constant(True), undo)
+    tf.debugging.Assert(kept, [_NON_FINITE])
+
+
+_NON_FINITE = "non-finite behaviour-cloning loss, gradient or step"
 
 
 def _stopped(dataset: ExpertDataset, epoch: int, error: Exception) -> ExpertDataError:
@@ -208,7 +239,7 @@ def _stopped(dataset: ExpertDataset, epoch: int, error: Exception) -> ExpertData
             magnitudes.append(f"largest |{name}| {float(np.max(np.abs(values))):.3g}")
     return ExpertDataError(
         f"{getattr(dataset, 'source', 'the expert dataset')}: behaviour cloning stopped at epoch {epoch}: "
-        f"the loss or a gradient became NaN or infinite, so that step was not applied (the policy "
+        f"the loss, a gradient or the step became NaN or infinite, so that step was not applied (the policy "
         f"keeps its last finite parameters). Expert values of very large magnitude overflow float32 "
         f"in the loss ({', '.join(magnitudes) or 'no numeric arrays'}); if they are sane, lower the "
         f"learning rate"
@@ -258,7 +289,7 @@ def _clone(
         with tf.GradientTape() as tape:
             loss = loss_fn(obs, actions)
         gradients = _finite_or_stop(loss, tape.gradient(loss, variables))
-        optimizer.apply_gradients(zip(gradients, variables))
+        _apply_if_finite(optimizer, gradients, variables)
         return loss
 
     def eval_graph(obs: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
@@ -368,7 +399,7 @@ def _clone_sequences(
         with tf.GradientTape() as tape:
             loss, total, new_state = chunk_loss(obs, actions, starts, weights, state)
         gradients = _finite_or_stop(loss, tape.gradient(loss, variables))
-        optimizer.apply_gradients(zip(gradients, variables))
+        _apply_if_finite(optimizer, gradients, variables)
         return loss, total, tuple(tf.stop_gradient(s) for s in new_state)
 
     train_step = compile_function(train_graph, reduce_retracing=True)

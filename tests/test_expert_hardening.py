@@ -532,3 +532,60 @@ def test_fuzzed_files_raise_only_expert_data_error(tmp_path: Path, compression: 
             assert repr(str(path)) in str(error), str(error)
             outcomes["refused"] += 1
     assert outcomes["refused"] > 50 and outcomes["loaded"] > 0, outcomes
+
+
+def test_a_pretraining_step_that_makes_a_parameter_non_finite_is_undone_and_stops() -> None:
+    """Finite gradients, a finite learning rate, yet 3e38 + 1e38 overflows float32: the step
+    is applied, found non-finite, undone (the parameters are as before) and reported."""
+    import tensorflow as tf
+
+    from acktr_lab.pretrain import _NON_FINITE, _apply_if_finite
+
+    big, small = tf.Variable([3e38, 1.0]), tf.Variable([2.0])
+    optimizer = tf.keras.optimizers.SGD(learning_rate=1e38)
+    optimizer.build([big, small])
+
+    @tf.function
+    def step(gradient: tf.Tensor) -> None:
+        _apply_if_finite(optimizer, [gradient, tf.constant([-1.0])], [big, small])
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match=_NON_FINITE):
+        step(tf.constant([-1.0, 0.0]))
+    np.testing.assert_array_equal(big.numpy(), np.float32([3e38, 1.0]))
+    np.testing.assert_array_equal(small.numpy(), np.float32([2.0]))
+    step(tf.constant([0.0, -1e-37]))  # a finite step is kept
+    np.testing.assert_allclose(big.numpy(), [3e38, 11.0], rtol=1e-6)
+    np.testing.assert_allclose(small.numpy(), [1e38], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("learning_rate", np.inf),
+        ("learning_rate", 1e39),
+        ("learning_rate", np.nan),
+        ("learning_rate", 0.0),
+        ("learning_rate", "0.1"),
+        ("learning_rate", True),
+        ("adam_epsilon", np.inf),
+        ("n_epochs", 2.7),
+        ("n_epochs", "3"),
+        ("n_epochs", np.inf),
+        ("n_epochs", 0),
+        ("val_interval", 1.5),
+    ],
+)
+def test_pretrain_refuses_bad_settings_naming_them_before_any_change(name: str, value: Any) -> None:
+    from acktr_lab.policies import MlpPolicy
+    from acktr_lab.pretrain import behaviour_cloning
+
+    data = box_dict()
+    data["obs"] = data["obs"][:, :3]
+    policy = MlpPolicy(
+        gym.spaces.Box(-np.inf, np.inf, (3,), np.float32), gym.spaces.Box(-2, 2, (1,), np.float32), seed=0
+    )
+    dataset = ExpertDataset(traj_data=data, batch_size=8, train_fraction=1.0, verbose=0, seed=0)
+    before = [v.numpy().copy() for v in policy.trainable_variables]
+    with pytest.raises(ValueError, match=name):
+        behaviour_cloning(policy, dataset, **{name: value})
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(before, policy.trainable_variables))
