@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import math
 import os
+import reprlib
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -28,18 +29,30 @@ from acktr_lab.learner import Learner
 from acktr_lab.loading import load_into, name_sb2_parameters
 from acktr_lab.normalization import ObservationNormalizer, ReturnNormalizer
 from acktr_lab.policies import ActorCriticPolicy, resolve_policy
-from acktr_lab.preprocessing import space_to_json, spaces_equal
+from acktr_lab.preprocessing import assert_valid_observation_input, space_to_json, spaces_equal
 from acktr_lab.pretrain import behaviour_cloning
 from acktr_lab.recurrent import MlpLstmPolicy  # noqa: F401 (registers the recurrent policy names)
 from acktr_lab.report import Edit, PretrainReport
 from acktr_lab.rollout import Collector, StateArrays
 from acktr_lab.serialization import ModelFile, ModelFileError, PathOrFile, load_model, save_model
 from acktr_lab.trainer import Trainer
-from acktr_lab.training_loop import run_learn
+from acktr_lab.training_loop import check_learn_arguments, run_learn
 from acktr_lab.vec_env import as_vector_env
 from acktr_lab.vecnormalize import VecNormalizeStatistics, find_vecnormalize, load_vecnormalize
 
 EnvLike = gym.Env | gym.vector.VectorEnv | str
+#: The hyperparameters kept as the model's own settings (not live, not K-FAC constants).
+_SETTINGS = (
+    "n_steps",
+    "verbose",
+    "tensorboard_log",
+    "full_tensorboard_log",
+    "n_cpu_tf_sess",
+    "kfac_update",
+    "async_eigen_decomp",
+    "normalize_returns",
+    "normalize_observations",
+)
 
 
 class _LiveHyperparameter:
@@ -60,6 +73,33 @@ class _LiveHyperparameter:
             model._trainer.set(**{self.name: value})
         else:
             model._live[self.name] = hp.validate(self.name, value)
+
+
+class _Setting:
+    """A hyperparameter that is not live, checked against its one definition whenever it is
+    set: ``model.n_steps = 0`` raises ``ValueError`` as ``ACKTR(..., n_steps=0)`` does, so
+    that :meth:`ACKTR.save` never writes what :meth:`ACKTR.load` refuses. A ``built_in`` one
+    (read when the policy and optimizer are built) is refused once the model is built: it
+    would change what the model reports and saves, not what it trains."""
+
+    def __init__(self, built_in: bool = False) -> None:
+        self.built_in = built_in
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, model: ACKTR | None, owner: type | None = None) -> Any:
+        if model is None:
+            return self
+        return model._settings[self.name]
+
+    def __set__(self, model: ACKTR, value: Any) -> None:
+        if self.built_in and hasattr(model, "learner"):
+            raise ValueError(
+                f"{self.name} is built into the policy and optimizer and cannot change once the model is "
+                f"built: pass it to ACKTR(...) or ACKTR.load(..., {self.name}=...)"
+            )
+        model._settings[self.name] = hp.validate(self.name, value)
 
 
 class ACKTR:
@@ -104,6 +144,15 @@ class ACKTR:
     kfac_clip = _LiveHyperparameter()
     lr_schedule = _LiveHyperparameter()
     gae_lambda = _LiveHyperparameter()
+    n_steps = _Setting()
+    verbose = _Setting()
+    tensorboard_log = _Setting()
+    full_tensorboard_log = _Setting()
+    n_cpu_tf_sess = _Setting()
+    kfac_update = _Setting(built_in=True)
+    async_eigen_decomp = _Setting(built_in=True)
+    normalize_returns = _Setting(built_in=True)
+    normalize_observations = _Setting(built_in=True)
 
     def __init__(
         self,
@@ -153,20 +202,12 @@ class ACKTR:
         self.policy_class = resolve_policy(policy)
         self._trainer: Trainer | None = None
         self._live: dict[str, Any] = {name: checked[name] for name in hp.LIVE_HYPERPARAMETERS}
-        self.n_steps: int = checked["n_steps"]
-        self.kfac_update: int = checked["kfac_update"]
-        self.verbose: int = checked["verbose"]
-        self.tensorboard_log: str | None = checked["tensorboard_log"]
-        self.full_tensorboard_log: bool = checked["full_tensorboard_log"]
-        self.async_eigen_decomp: bool = checked["async_eigen_decomp"]
+        self._settings: dict[str, Any] = {name: checked[name] for name in _SETTINGS}
         self.policy_kwargs = dict(policy_kwargs or {})
-        self.normalize_returns: bool = checked["normalize_returns"]
-        self.normalize_observations: bool = checked["normalize_observations"]
         self.kfac_kwargs = {name: checked[name] for name in hp.KFAC_CONSTANTS}
-        self.n_cpu_tf_sess: int | None = checked["n_cpu_tf_sess"]
         _configure_threads(self.n_cpu_tf_sess)
         seed = checked["seed"]
-        self.seed: int = seed if seed is not None else int(np.random.SeedSequence().entropy % (2**31))
+        self._settings["seed"] = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (2**31))
         self._num_timesteps = 0
         self._edit_log: tuple[Edit, ...] = ()
         self._episodes: tuple[tuple[float, ...], tuple[int, ...]] = ((), ())
@@ -332,6 +373,7 @@ class ACKTR:
         :class:`~acktr_lab.history.HistoryWriter` saves the run's history), or a list of
         them; any one returning ``False`` stops training.
         """
+        check_learn_arguments(callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
         trainer = self.trainer(total_timesteps, reset_num_timesteps=reset_num_timesteps, edits=edits)
         run_learn(
             trainer,
@@ -410,11 +452,24 @@ class ACKTR:
         self._env = vec_env
         self.collector = self._collector(vec_env)
 
+    @property
+    def seed(self) -> int:
+        """The seed of the run's randomness; setting it is :meth:`set_random_seed`."""
+        return self._settings["seed"]
+
+    @seed.setter
+    def seed(self, seed: int | None) -> None:
+        self.set_random_seed(seed)
+
     def set_random_seed(self, seed: int | None) -> None:
-        """Reseed action sampling, the Fisher noise and the env (None: leave as is)."""
+        """Reseed action sampling, the Fisher noise and the env (None: leave as is).
+
+        ``seed`` is checked first (``ValueError`` naming it; nothing changes)."""
         if seed is None:
             return
-        self.seed = int(seed)
+        self._settings["seed"] = int(hp.validate("seed", seed))
+        if not hasattr(self, "learner"):  # not built yet: the policy and learner will use it
+            return
         self.learner.generator.reset_from_seed(self.seed)
         if self.collector is not None:
             env = self.collector.env
@@ -495,9 +550,11 @@ class ACKTR:
         ``mask[i]`` true marks an observation that starts an episode (its state is reset).
         Feedforward policies return ``None`` as the state. Box actions are clipped to the bounds.
         """
+        if not isinstance(deterministic, bool | np.bool_):
+            raise ValueError(f"deterministic must be True or False, got {deterministic!r}")
         obs, vectorized = self._batched(observation)
         state_arrays, starts = self._state_inputs(state, mask, len(obs))
-        actions, _, next_state = self.learner.act(obs, state_arrays, starts, deterministic)
+        actions, _, next_state = self.learner.act(obs, state_arrays, starts, bool(deterministic))
         actions = self.learner.to_env_actions(actions)
         return (actions if vectorized else actions[0]), _public_state(next_state)
 
@@ -529,7 +586,10 @@ class ACKTR:
         if mask is None:
             starts = np.zeros(n_obs, dtype=bool)
         else:
-            starts = np.asarray(mask, dtype=bool).reshape(-1)
+            values = np.asarray(mask)
+            if values.dtype.kind not in "biuf" or np.any((values != 0) & (values != 1)):
+                raise ValueError(f"mask must hold True/False (or 1/0) per observation, got {reprlib.repr(mask)}")
+            starts = values.astype(bool).reshape(-1)
             if starts.shape != (n_obs,):
                 raise ValueError(f"mask has {starts.size} entries for {n_obs} observation(s)")
         shapes = self.policy.state_shapes
@@ -549,11 +609,19 @@ class ACKTR:
         return tuple(arrays), starts
 
     def _batched(self, observation: Any) -> tuple[np.ndarray, bool]:
-        obs = np.asarray(observation)
+        try:
+            obs = np.asarray(observation)
+        except ValueError as error:  # ragged, e.g. env.reset()'s (obs, info) pair
+            raise ValueError(
+                f"the observation is not an array ({error}); pass the observation alone, not env.reset()'s "
+                "(obs, info) pair"
+            ) from error
         shape = self.observation_space.shape or ()
         if obs.shape == shape:
+            assert_valid_observation_input(obs, self.observation_space)
             return obs[None], False
         if obs.shape[1:] == shape:
+            assert_valid_observation_input(obs, self.observation_space)
             return obs, True
         raise ValueError(
             f"observation shape {obs.shape} does not fit the observation space {self.observation_space} "
@@ -576,6 +644,8 @@ class ACKTR:
         if cloudpickle:
             raise ValueError("acktr_lab never writes pickles; save() always writes the safe zip format")
         hyper = self.get_hyperparameters()
+        for name, value in hyper.items():  # what load() would refuse is not written
+            hp.validate(name, value)
         callables = sorted(k for k, v in hyper.items() if callable(v))
         data = {
             "algorithm": "ACKTR",
@@ -598,7 +668,15 @@ class ACKTR:
             ("observation_normalizer/", self.observation_normalizer),
         ):
             if normalizer is not None:
-                extra.update({prefix + k: v for k, v in normalizer.state().items()})
+                state = normalizer.state()
+                try:
+                    normalizer.check_state(state)
+                except ValueError as error:
+                    raise ValueError(
+                        f"nothing was saved: the model's {prefix[:-1].replace('_', ' ')} cannot be saved as it is, "
+                        f"and a file holding it would be refused on load: {error}"
+                    ) from error
+                extra.update({prefix + k: v for k, v in state.items()})
         save_model(save_path, data, self.get_parameters(), optimizer_state, extra)
 
     @classmethod

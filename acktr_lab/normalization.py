@@ -86,6 +86,14 @@ class ObservationNormalizer:
         acts as the one saved; a state without them (an older file, SB2's ``VecNormalize``)
         publishes the running statistics.
         """
+        mean, var, count, published_mean, published_var = self.check_state(state)
+        self.statistics.mean, self.statistics.var, self.statistics.count = mean, var, float(count)
+        self._hand_over(published_mean, published_var)
+
+    def check_state(self, state: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+        """``(mean, var, count, published_mean, published_var)`` of a :meth:`state`, or
+        ``ValueError``: a missing entry, a wrong shape, a non-finite or negative value, or a
+        value beyond float32's range (the policy reads float32)."""
         try:
             mean, var, count = (np.asarray(state[k], np.float64) for k in ("mean", "var", "count"))
         except KeyError as error:
@@ -114,8 +122,7 @@ class ObservationNormalizer:
             problem = float32_overflow(values)
             if problem is not None:
                 raise ValueError(f"observation normalisation {what} {problem}")
-        self.statistics.mean, self.statistics.var, self.statistics.count = mean, var, float(count)
-        self._hand_over(published_mean, published_var)
+        return mean, var, count, published_mean, published_var
 
 
 class ReturnNormalizer:
@@ -154,6 +161,16 @@ class ReturnNormalizer:
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore :meth:`state` (``ValueError`` for missing, non-finite or negative values)."""
+        mean, var, count = self.check_state(state)
+        self.statistics.mean, self.statistics.var, self.statistics.count = mean, var, float(count)
+        returns = np.asarray(state.get("running_returns", self.returns), np.float64)
+        if returns.shape == self.returns.shape and np.all(np.isfinite(returns)):
+            self.returns = returns.copy()
+
+    @staticmethod
+    def check_state(state: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(mean, var, count)`` of a :meth:`state`, or ``ValueError`` for missing, non-scalar,
+        non-finite or negative values."""
         try:
             mean, var, count = (np.asarray(state[k], np.float64) for k in ("return_mean", "return_var", "return_count"))
         except KeyError as error:
@@ -162,7 +179,4 @@ class ReturnNormalizer:
             raise ValueError("return normalisation statistics must be scalars")
         if not (np.isfinite(mean) and np.isfinite(var) and np.isfinite(count)) or var < 0 or count <= 0:
             raise ValueError(f"invalid return normalisation statistics: mean {mean}, var {var}, count {count}")
-        self.statistics.mean, self.statistics.var, self.statistics.count = mean, var, float(count)
-        returns = np.asarray(state.get("running_returns", self.returns), np.float64)
-        if returns.shape == self.returns.shape and np.all(np.isfinite(returns)):
-            self.returns = returns.copy()
+        return mean, var, count

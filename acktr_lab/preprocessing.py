@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from typing import Any
 
 import gymnasium as gym
@@ -144,6 +145,28 @@ def assert_valid_observations(obs: np.ndarray, space: gym.spaces.Space) -> None:
             raise ValueError(f"observations out of range for {space!r}")
     if isinstance(space, gym.spaces.MultiBinary) and np.any((a != 0) & (a != 1)):
         raise ValueError(f"MultiBinary observations must be 0 or 1 for {space!r}")
+
+
+def assert_valid_observation_input(obs: np.ndarray, space: gym.spaces.Space) -> None:
+    """:func:`assert_valid_observations` for observations a user passes in (``predict``):
+    also ``ValueError`` for values that are not real numbers, non-integral values for a
+    Discrete/MultiDiscrete/MultiBinary space, and values outside an integer Box's dtype (a
+    uint8 image of 300). An env's own observations are checked against its space when it
+    first steps (:mod:`acktr_lab.env_checks`) and need only :func:`assert_valid_observations`."""
+    a = np.asarray(obs)
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"observations must be real numbers for {space!r}, got dtype {a.dtype}")
+    assert_valid_observations(a, space)
+    integral = isinstance(space, gym.spaces.Discrete | gym.spaces.MultiDiscrete | gym.spaces.MultiBinary)
+    if integral and a.dtype.kind == "f" and np.any(a != np.floor(a)):
+        raise ValueError(f"observations of {space!r} must be whole numbers, got {reprlib.repr(a.tolist())}")
+    if isinstance(space, gym.spaces.Box) and space.dtype.kind in "iu" and a.size:
+        info = np.iinfo(space.dtype)
+        if a.min() < info.min or a.max() > info.max:
+            raise ValueError(
+                f"observations of {space!r} must lie in {space.dtype}'s range [{info.min}, {info.max}], "
+                f"got values from {a.min()} to {a.max()}"
+            )
 
 
 # ---------------------------------------------------------------------------- equality

@@ -5,6 +5,7 @@ Reports flow out of the trainer to these consumers; none of them reaches into th
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -57,6 +58,42 @@ def _callbacks(callback: Any) -> list[Any]:
     return list(callback) if isinstance(callback, list | tuple) else [callback]
 
 
+def check_learn_arguments(
+    callback: Any, log_interval: Any, tb_log_name: Any, reset_num_timesteps: Any = True, progress_bar: Any = None
+) -> None:
+    """``ValueError`` naming the argument, before a run starts, for: a callback that is
+    neither an object with ``on_update`` nor a function taking ``(locals, globals)``; a
+    ``log_interval`` that is not a positive integer; a ``tb_log_name`` that is not a plain
+    folder name (no path separators, not ``.``/``..``: the run's logs stay under
+    ``tensorboard_log``); ``reset_num_timesteps`` not a bool, ``progress_bar`` not a bool or None."""
+    for each in _callbacks(callback):
+        if hasattr(each, "on_update"):
+            if not callable(each.on_update):
+                raise ValueError(f"callback {each!r}: its on_update is not callable")
+            continue
+        if not callable(each):
+            raise ValueError(
+                f"callback must be a function callback(locals, globals), an object with on_update(report), "
+                f"or a list of them; got {each!r}"
+            )
+        try:
+            signature = inspect.signature(each)
+        except (TypeError, ValueError):  # a builtin without a signature: let the call decide
+            continue
+        try:
+            signature.bind(None, None)
+        except TypeError as error:
+            raise ValueError(f"callback {each!r} cannot be called as callback(locals, globals): {error}") from error
+    if isinstance(log_interval, bool) or not isinstance(log_interval, int | np.integer) or log_interval < 1:
+        raise ValueError(f"log_interval must be a positive integer, got {log_interval!r}")
+    if not isinstance(tb_log_name, str) or tb_log_name in ("", ".", "..") or any(c in tb_log_name for c in "/\\"):
+        raise ValueError(f"tb_log_name must be a plain folder name (no path separators), got {tb_log_name!r}")
+    if not isinstance(reset_num_timesteps, bool | np.bool_):
+        raise ValueError(f"reset_num_timesteps must be True or False, got {reset_num_timesteps!r}")
+    if progress_bar is not None and not isinstance(progress_bar, bool | np.bool_):
+        raise ValueError(f"progress_bar must be True, False or None, got {progress_bar!r}")
+
+
 def _wants_to_stop(callback: Any, report: UpdateReport, frame_locals: dict[str, Any]) -> bool:
     if hasattr(callback, "on_update"):
         return callback.on_update(report) is False
@@ -84,6 +121,7 @@ def run_learn(
     Baselines 2's table every ``log_interval`` updates. ``tensorboard_log``: scalars (and
     parameter histograms with ``full_tensorboard_log``) under ``tb_log_name``.
     """
+    check_learn_arguments(callback, log_interval, tb_log_name, progress_bar=progress_bar)
     callbacks = _callbacks(callback)
     for each in callbacks:
         if hasattr(each, "on_training_start"):
