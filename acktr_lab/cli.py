@@ -29,6 +29,17 @@ from acktr_lab.presets import Preset, get_preset, preset_from_yaml
 USAGE_ERROR = 2
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number ≥ 1 (else argparse's one-line error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 class CliError(Exception):
     """A problem with what the user asked for: printed as one line, exit status 2."""
 
@@ -92,11 +103,12 @@ def record_replay(
 
 
 def train(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
+    from types import SimpleNamespace
 
     from acktr_lab import ACKTR
     from acktr_lab.history import HistoryWriter
     from acktr_lab.plots import TrainingPlots
+    from acktr_lab.training_loop import run_learn
 
     _check_env_id(args.env_id)
     try:
@@ -123,13 +135,21 @@ def train(args: argparse.Namespace) -> int:
     plots = TrainingPlots(learning_rate_curve=trainer.learning_rate_curve)
     stem = out / f"acktr_{args.env_id.replace('/', '_')}"
     history = stem.with_name(stem.name + ".history.jsonl")
-    with tqdm(total=preset.n_timesteps, unit="step", dynamic_ncols=True) as bar, HistoryWriter(history) as writer:
-        for report in trainer:
+    with HistoryWriter(history) as writer:
+
+        def record(report: Any) -> None:
             plots.add(report)
             writer.write(report)
-            bar.update(min(report.timesteps, preset.n_timesteps) - bar.n)
-            if trainer.episode_returns:
-                bar.set_postfix(ep_return=f"{np.mean(trainer.episode_returns):.1f}", refresh=False)
+
+        # learn()'s loop: the progress bar, --verbose's table and --tensorboard's logs
+        run_learn(
+            trainer,
+            callback=SimpleNamespace(on_update=record),
+            verbose=args.verbose,
+            progress_bar=True,
+            tensorboard_log=args.tensorboard,
+            tb_log_name=f"ACKTR_{args.env_id.replace('/', '_')}",
+        )
     model.save(stem.with_suffix(".zip"))
     plots.save(stem.with_suffix(".png"))
     returns = evaluate(model, preset.make_eval_env(), args.eval_episodes, seed=args.seed + 10_000)
@@ -357,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tensorboard", default=None, metavar="DIR", help="write TensorBoard logs to DIR")
     p.add_argument("--out", default="runs", help="folder for the model, plot and replay")
-    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--eval-episodes", type=_positive_int, default=10)
     p.add_argument("--verbose", type=int, default=0)
     p.add_argument("--no-gif", action="store_true", help="skip the replay GIF")
     p.set_defaults(run=train)

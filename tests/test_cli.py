@@ -47,3 +47,25 @@ def test_compare_refuses_what_is_not_a_history(tmp_path: Path, capsys: pytest.Ca
 def test_unknown_command_is_refused() -> None:
     with pytest.raises(SystemExit):
         main(["fly", "CartPole-v1"])
+
+
+def test_train_writes_tensorboard_logs_and_the_verbose_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--tensorboard DIR`` and ``--verbose 1`` reach the training loop (they once did not)."""
+    logs = tmp_path / "tb"
+    flags = ["--timesteps", "400", "--n-envs", "2", "--eval-episodes", "1", "--no-gif", "--out", str(tmp_path)]
+    assert main(["train", "CartPole-v1", *flags, "--tensorboard", str(logs), "--verbose", "1"]) == 0
+    events = list(logs.glob("ACKTR_CartPole-v1_*/events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].stat().st_size > 0
+    assert "total_timesteps" in capsys.readouterr().out  # Stable Baselines 2's table
+
+
+def test_train_refuses_zero_evaluation_episodes_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "CartPole-v1", "--eval-episodes", "0", "--out", str(tmp_path)])
+    assert exit_.value.code == 2
+    assert "--eval-episodes: must be at least 1" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
