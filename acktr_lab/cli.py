@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -45,11 +46,11 @@ class CliError(Exception):
 
 
 def _check_env_id(env_id: str) -> None:
-    if env_id.startswith("ALE/"):
-        get_preset(env_id).make_eval_env().close()  # registers the ALE envs, or says what to install
-        return
     try:
-        gym.spec(env_id)
+        if env_id.startswith("ALE/"):
+            get_preset(env_id).make_eval_env().close()  # registers the ALE envs, or says what to install
+        else:
+            gym.spec(env_id)
     except gym.error.Error as error:
         raise CliError(f"unknown environment {env_id!r}: {error}") from None
 
@@ -164,6 +165,7 @@ def train(args: argparse.Namespace) -> int:
 
 def _load(path: str, env_id: str | None) -> tuple[Any, Preset]:
     from acktr_lab import ACKTR
+    from acktr_lab.preprocessing import spaces_equal
     from acktr_lab.serialization import ModelFileError
 
     if not Path(path).is_file():
@@ -176,7 +178,18 @@ def _load(path: str, env_id: str | None) -> tuple[Any, Preset]:
     if env_id is None:
         raise CliError(f"{path} does not say which env it was trained on; pass --env ENV_ID")
     _check_env_id(env_id)
-    return model, get_preset(env_id)
+    preset = get_preset(env_id)
+    env = preset.make_eval_env()
+    try:
+        for what, mine, theirs in (
+            ("observation", model.observation_space, env.observation_space),
+            ("action", model.action_space, env.action_space),
+        ):
+            if not spaces_equal(mine, theirs):
+                raise CliError(f"{path} does not fit {env_id}: its {what} space is {mine}, the env's is {theirs}")
+    finally:
+        env.close()
+    return model, preset
 
 
 def enjoy(args: argparse.Namespace) -> int:
@@ -233,13 +246,19 @@ def bench(args: argparse.Namespace) -> int:
         raise CliError(f"--merge: no such file {missing}")
     if args.no_sb3 and args.algorithms is not None and "a2c" in args.algorithms:
         raise CliError("--no-sb3 and --algorithms a2c contradict each other")
+    algorithms = args.algorithms or (["acktr"] if args.no_sb3 else ["acktr", "a2c"])
+    if "a2c" in algorithms and importlib.util.find_spec("stable_baselines3") is None:
+        raise CliError(
+            "the A2C runs need Stable Baselines3, installed for benchmarks only: "
+            "pip install torch==2.13.0 stable-baselines3 (or run ACKTR alone with --no-sb3)"
+        )
     try:
         run_benchmark(
             envs=args.envs or list(BENCHMARK_ENVS),
             seeds=range(args.first_seed, args.first_seed + args.seeds),
             budget_scale=args.budget_scale,
             out=Path(args.out),
-            algorithms=args.algorithms or (["acktr"] if args.no_sb3 else ["acktr", "a2c"]),
+            algorithms=algorithms,
             resume=args.resume,
             merge=[Path(path) for path in args.merge],
         )
@@ -376,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", choices=sorted(POLICIES), default=None, help="default: the preset's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tensorboard", default=None, metavar="DIR", help="write TensorBoard logs to DIR")
-    p.add_argument("--out", default="runs", help="folder for the model, plot and replay")
+    p.add_argument("--out", default="runs", help="folder for the model, plot, run history and replay")
     p.add_argument("--eval-episodes", type=_positive_int, default=10)
     p.add_argument("--verbose", type=int, default=0)
     p.add_argument("--no-gif", action="store_true", help="skip the replay GIF")

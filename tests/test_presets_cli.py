@@ -126,6 +126,8 @@ def test_record_expert_writes_a_dataset(trained: Path) -> None:
         (["enjoy", "missing.zip"], "no model file"),
         (["enjoy", "{trained}", "--output", "replay.avi"], ".gif or .mp4"),
         (["enjoy", "{trained}", "--env", "NoSuchEnv-v0"], "unknown environment"),
+        (["enjoy", "{trained}", "--env", "CartPole-v1"], "does not fit CartPole-v1: its observation space"),
+        (["train", "ALE/NoSuchGame-v5"], "unknown environment"),
         (["record-expert", "{trained}", "--episodes", "0"], "--episodes"),
         (["bench", "--envs", "Pong"], "no benchmark"),
         (["bench", "--budget-scale", "2"], "budget-scale"),
