@@ -441,16 +441,28 @@ class ACKTR:
         return self.env
 
     def set_env(self, env: EnvLike) -> None:
-        """Use ``env`` from now on; its spaces must equal the model's."""
+        """Use ``env`` from now on; its spaces must equal the model's.
+
+        A model made without spaces (Stable Baselines 2's ``ACKTR(policy, None,
+        _init_setup_model=False)``) takes the env's, for :meth:`setup_model` to build on. The
+        next run (:meth:`learn`, :meth:`trainer`) steps the new env; a run still in progress
+        stops being the model's current run (as when a new run starts): its counters become
+        the model's, and its trainer, if still stepped, keeps stepping the env it was made with.
+        """
         vec_env = as_vector_env(env)
+        if not hasattr(self, "observation_space"):
+            self.observation_space = vec_env.single_observation_space
+            self.action_space = vec_env.single_action_space
         for what, mine, theirs in (
             ("observation", self.observation_space, vec_env.single_observation_space),
             ("action", self.action_space, vec_env.single_action_space),
         ):
             if not spaces_equal(mine, theirs):
                 raise ValueError(f"the env's {what} space {theirs} differs from the model's {mine}")
+        self._check_rollout_memory(vec_env)
+        self._detach_trainer()
         self._env = vec_env
-        self.collector = self._collector(vec_env)
+        self.collector = self._collector(vec_env) if hasattr(self, "learner") else None
 
     @property
     def seed(self) -> int:

@@ -214,3 +214,29 @@ def test_learn_refuses_bad_arguments_before_the_first_step(arguments: dict[str, 
     assert int(model.optimizer.iterations.numpy()) == 0
     for key, value in model.get_parameters().items():
         np.testing.assert_array_equal(value, before[key])
+
+
+# -- set_env ---------------------------------------------------------------------------
+def test_set_env_on_a_model_made_without_an_env_takes_its_spaces_as_stable_baselines_2_did() -> None:
+    model = ACKTR("MlpPolicy", None, seed=0, n_steps=5, _init_setup_model=False)
+    model.set_env("CartPole-v1")
+    model.setup_model()
+    model.learn(10)
+    assert model.num_timesteps == 10 and model.observation_space.shape == (4,)
+    with pytest.raises(ValueError, match="observation space"):
+        model.set_env("Acrobot-v1")
+
+
+def test_set_env_during_a_run_ends_it_as_the_models_run_and_the_next_run_steps_the_new_env() -> None:
+    model = small_model()
+    old = model.env
+    run = model.trainer(100)
+    next(run)
+    new = gym.make_vec("CartPole-v1", num_envs=2)
+    model.set_env(new)
+    assert model.env is new and model.num_timesteps == 5
+    next(run)  # the old run, if stepped on, keeps its own env and counters
+    assert run.collector.env is old and run.num_timesteps == 10 and model.num_timesteps == 5
+    second = model.trainer(20, reset_num_timesteps=False)
+    report = next(second)
+    assert second.collector.env is new and report.timesteps == 5 + 2 * 5
