@@ -35,7 +35,7 @@ from acktr_lab.recurrent import MlpLstmPolicy  # noqa: F401 (registers the recur
 from acktr_lab.report import Edit, PretrainReport
 from acktr_lab.rollout import Collector, StateArrays
 from acktr_lab.serialization import ModelFile, ModelFileError, PathOrFile, load_model, save_model
-from acktr_lab.trainer import Trainer
+from acktr_lab.trainer import Trainer, check_total_timesteps
 from acktr_lab.training_loop import check_learn_arguments, run_learn
 from acktr_lab.vec_env import as_vector_env
 from acktr_lab.vecnormalize import VecNormalizeStatistics, find_vecnormalize, load_vecnormalize
@@ -333,6 +333,7 @@ class ACKTR:
         """
         if self.collector is None:
             raise ValueError("this model has no env to train on; pass one with set_env(env)")
+        check_total_timesteps(total_timesteps)
         self._detach_trainer()
         trainer = Trainer(
             self.learner,
@@ -582,6 +583,7 @@ class ACKTR:
         if actions is None:
             probabilities = _to_numpy(distribution.probabilities())
             return probabilities if vectorized else _first(probabilities)
+        _check_actions(actions, self.action_space)
         actions = self.policy.distribution_factory.from_env_actions(np.asarray(actions))
         action_shape = self.action_space.shape or ()
         if actions.shape == action_shape:
@@ -617,6 +619,8 @@ class ACKTR:
                 raise ValueError(
                     f"state of shape {array.shape} does not fit {n_obs} observation(s): expected {(n_obs, *shape)}"
                 )
+            if not np.isfinite(array).all():
+                raise ValueError("state holds NaN or infinite values; pass the state predict returned, or None")
             arrays.append(array)
         return tuple(arrays), starts
 
@@ -724,6 +728,26 @@ class ACKTR:
         if env is not None:
             model.set_env(env)
         return model
+
+
+def _check_actions(actions: Any, space: gym.spaces.Space) -> None:
+    """``ValueError`` for actions ``action_probability`` cannot score under ``space``: not real
+    numbers, non-finite, or (Discrete, MultiDiscrete, MultiBinary) not whole numbers in range."""
+    a = np.asarray(actions)
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"actions must be real numbers for {space}, got dtype {a.dtype}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"actions hold NaN or infinite values: {reprlib.repr(a.tolist())}")
+    if isinstance(space, gym.spaces.Box):
+        return
+    if isinstance(space, gym.spaces.Discrete):
+        low, high = int(space.start), int(space.start) + int(space.n)
+    elif isinstance(space, gym.spaces.MultiDiscrete):
+        low, high = space.start, space.start + space.nvec
+    else:  # MultiBinary
+        low, high = 0, 2
+    if np.any(a != np.floor(a)) or np.any(a < low) or np.any(a >= high):
+        raise ValueError(f"actions {reprlib.repr(a.tolist())} are not actions of {space}")
 
 
 def _vecnormalize_statistics(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import math
 import signal
 import threading
 import time
@@ -84,6 +85,19 @@ class TrainerSnapshot:
     edit_log: tuple[Edit, ...] = ()
 
 
+def check_total_timesteps(total_timesteps: Any) -> None:
+    """``ValueError`` naming ``total_timesteps`` unless it is a whole number ≥ 1 (an int, or a
+    float such as ``1e5`` that is one, as Stable Baselines 2 accepted; not a bool or a string)."""
+    whole = (
+        not isinstance(total_timesteps, bool)
+        and isinstance(total_timesteps, int | float | np.integer | np.floating)
+        and math.isfinite(total_timesteps)
+        and total_timesteps == int(total_timesteps)
+    )
+    if not whole or total_timesteps <= 0:
+        raise ValueError(f"total_timesteps must be a positive integer, got {total_timesteps!r}")
+
+
 class Trainer:
     """Iterator of :class:`UpdateReport`, one per update, until ``total_timesteps`` more steps.
 
@@ -126,8 +140,7 @@ class Trainer:
         edits: Iterable[Edit] = (),
         cost_every: int = 0,
     ) -> None:
-        if isinstance(total_timesteps, bool) or int(total_timesteps) != total_timesteps or total_timesteps <= 0:
-            raise ValueError(f"total_timesteps must be a positive integer, got {total_timesteps!r}")
+        check_total_timesteps(total_timesteps)
         missing = sorted(set(hp.LIVE_HYPERPARAMETERS) - set(hyperparameters))
         if missing:
             raise ValueError(f"the trainer needs a value for every live hyperparameter; missing {missing}")

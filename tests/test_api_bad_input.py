@@ -240,3 +240,29 @@ def test_set_env_during_a_run_ends_it_as_the_models_run_and_the_next_run_steps_t
     second = model.trainer(20, reset_num_timesteps=False)
     report = next(second)
     assert second.collector.env is new and report.timesteps == 5 + 2 * 5
+
+
+@pytest.mark.parametrize("total_timesteps", [float("inf"), float("nan"), None, "30", True, 25.5, 0])
+def test_learn_names_total_timesteps_when_it_is_not_a_positive_whole_number(total_timesteps: Any) -> None:
+    model = small_model()
+    with pytest.raises(ValueError, match="total_timesteps must be a positive integer"):
+        model.learn(total_timesteps)
+    model.learn(10.0)  # a whole float is a count, as in Stable Baselines 2
+    assert model.num_timesteps == 10
+
+
+@pytest.mark.parametrize("actions", [5, -1, 0.7, np.nan, "a"])
+def test_action_probability_refuses_what_is_not_an_action_of_the_space(cartpole: ACKTR, actions: Any) -> None:
+    with pytest.raises(ValueError, match="actions"):
+        cartpole.action_probability(np.zeros(4, np.float32), actions=actions)
+    assert cartpole.action_probability(np.zeros(4, np.float32), actions=1).shape == (1,)
+
+
+def test_a_recurrent_state_holding_nan_is_refused() -> None:
+    model = ACKTR("MlpLstmPolicy", "CartPole-v1", seed=0, n_steps=5, policy_kwargs={"n_lstm": 4})
+    _, state = model.predict(np.zeros((1, 4), np.float32))
+    bad = np.array(state, copy=True)
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="state holds NaN"):
+        model.predict(np.zeros((1, 4), np.float32), state=bad)
+    model.predict(np.zeros((1, 4), np.float32), state=state)
