@@ -161,6 +161,12 @@ class BoundedArchive:
             what = f"{self.where}: member {info.filename!r}"
             if info.flag_bits & 0x1:
                 raise self.error(f"{what} is encrypted; {self.hint}")
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                # zipfile inflates bzip2 and LZMA members a whole stream per read, past any cap
+                raise self.error(
+                    f"{what} is compressed with zip method {info.compress_type}; only stored and deflated "
+                    f"members are read (NumPy, Stable Baselines and acktr_lab write no other); {self.hint}"
+                )
             if info.file_size > self.cap:
                 raise self.too_big(what, info.file_size)
             stored = info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size

@@ -589,3 +589,13 @@ def test_pretrain_refuses_bad_settings_naming_them_before_any_change(name: str, 
     with pytest.raises(ValueError, match=name):
         behaviour_cloning(policy, dataset, **{name: value})
     assert all(np.array_equal(a, v.numpy()) for a, v in zip(before, policy.trainable_variables))
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_expert_members_compressed_other_than_stored_or_deflated_are_refused(tmp_path: Path, method: int) -> None:
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, **box_dict())
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(tmp_path / "packed.npz", "w", method) as target:
+        for name in source.namelist():
+            target.writestr(name, source.read(name))
+    refused(tmp_path / "packed.npz", f"compressed with zip method {method}")

@@ -652,3 +652,29 @@ def test_a_file_with_half_of_the_published_statistics_is_refused(tmp_path: Path)
     path = with_arrays(tmp_path / "good.zip", tmp_path / "half.zip", "extra.npz", drop)
     with pytest.raises(ModelFileError, match=r"half\.zip: observation_normalizer.*published_mean without its pair"):
         ACKTR.load(path)
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+@pytest.mark.parametrize("where", ["outer", "nested"])
+def test_members_compressed_other_than_stored_or_deflated_are_refused(
+    saved: Path, tmp_path: Path, method: int, where: str
+) -> None:
+    """zipfile inflates a bzip2/LZMA member a whole stream per read: 2 KB can become 3 GiB
+    before any cap applies. Such members are refused by their method, before reading."""
+    entries = members(saved)
+    path = tmp_path / "model.zip"
+    if where == "outer":
+        with zipfile.ZipFile(path, "w", compression=method) as archive:
+            for name, data in entries.items():
+                archive.writestr(name, data)
+    else:
+        inner = io.BytesIO()
+        with (
+            zipfile.ZipFile(io.BytesIO(entries["parameters.npz"])) as source,
+            zipfile.ZipFile(inner, "w", compression=method) as target,
+        ):
+            for name in source.namelist():
+                target.writestr(name, source.read(name))
+        write_zip(path, {**entries, "parameters.npz": inner.getvalue()})
+    with pytest.raises(ModelFileError, match=rf"compressed with zip method {method}; only stored and deflated"):
+        ACKTR.load(path)
