@@ -70,6 +70,12 @@ def load_into(
 ) -> ACKTR:
     """A model with no env, built from ``file`` with ``overrides`` (the caller's ``load`` kwargs)
     and, for a Stable Baselines 2 file, the ``VecNormalize`` ``statistics`` it was trained with."""
+    unknown = sorted(set(overrides) - set(hp.HYPERPARAMETERS) - {"policy_kwargs", "nprocs"})
+    if unknown:
+        raise ValueError(
+            f"load() got keyword argument(s) {unknown} that are not ACKTR hyperparameters "
+            f"(the loaded model's settings may be changed with any of {sorted(hp.HYPERPARAMETERS)} or policy_kwargs)"
+        )
     for name, value in overrides.items():
         if name in hp.HYPERPARAMETERS:
             hp.validate(name, value)

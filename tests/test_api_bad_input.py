@@ -266,3 +266,10 @@ def test_a_recurrent_state_holding_nan_is_refused() -> None:
     with pytest.raises(ValueError, match="state holds NaN"):
         model.predict(np.zeros((1, 4), np.float32), state=bad)
     model.predict(np.zeros((1, 4), np.float32), state=state)
+
+
+def test_load_names_an_unknown_keyword_argument_rather_than_blaming_the_file(tmp_path: Path) -> None:
+    small_model().save(tmp_path / "model.zip")
+    with pytest.raises(ValueError, match=r"load\(\) got keyword argument\(s\) \['foo'\] that are not ACKTR"):
+        ACKTR.load(tmp_path / "model.zip", foo=1)
+    assert ACKTR.load(tmp_path / "model.zip", ent_coef=0.5).ent_coef == 0.5
