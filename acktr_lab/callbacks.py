@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 
 from acktr_lab.evaluation import evaluate
+from acktr_lab.preprocessing import spaces_equal
 from acktr_lab.report import UpdateReport
 
 
@@ -66,7 +67,24 @@ class EvalCallback:
         self.model = trainer.model
         if self.model is None:
             raise ValueError("EvalCallback needs a trainer made by a model (model.trainer(...) or model.learn)")
+        self._check_spaces()
         self._next_evaluation = trainer.num_timesteps + self.eval_freq
+
+    def _check_spaces(self) -> None:
+        """``ValueError`` before training if the eval env's spaces are not the model's."""
+        env = gym.make(self.eval_env) if isinstance(self.eval_env, str) else self.eval_env
+        try:
+            for what, mine, theirs in (
+                ("observation", self.model.observation_space, env.observation_space),
+                ("action", self.model.action_space, env.action_space),
+            ):
+                if not spaces_equal(mine, theirs):
+                    raise ValueError(
+                        f"EvalCallback: the eval env's {what} space {theirs} differs from the model's {mine}"
+                    )
+        finally:
+            if env is not self.eval_env:
+                env.close()
 
     def on_update(self, report: UpdateReport) -> bool:
         if report.timesteps < self._next_evaluation:

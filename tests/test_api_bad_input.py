@@ -273,3 +273,13 @@ def test_load_names_an_unknown_keyword_argument_rather_than_blaming_the_file(tmp
     with pytest.raises(ValueError, match=r"load\(\) got keyword argument\(s\) \['foo'\] that are not ACKTR"):
         ACKTR.load(tmp_path / "model.zip", foo=1)
     assert ACKTR.load(tmp_path / "model.zip", ent_coef=0.5).ent_coef == 0.5
+
+
+@pytest.mark.parametrize("eval_env", ["Pendulum-v1", "MountainCarContinuous-v0"])
+def test_eval_callback_refuses_an_eval_env_of_other_spaces_before_training(eval_env: str) -> None:
+    from acktr_lab.callbacks import EvalCallback
+
+    model = small_model()
+    with pytest.raises(ValueError, match=r"EvalCallback: the eval env's (observation|action) space"):
+        model.learn(10, callback=EvalCallback(eval_env, eval_freq=5, n_eval_episodes=1))
+    assert int(model.optimizer.iterations.numpy()) == 0
