@@ -27,7 +27,11 @@ collected, the update therefore uses ``p = (T_end - 1) / total_timesteps``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from typing import Any
+
+import numpy as np
 
 Schedule = Callable[[float], float]
 """A multiplier of the initial learning rate as a function of p = fraction done."""
@@ -109,8 +113,20 @@ def learning_rate_at(initial: LearningRate, schedule: str | Schedule, progress: 
     convention) ``initial(1 - p)``, overriding ``schedule``.
     """
     if callable(initial):
-        return float(initial(1.0 - progress))
-    return float(initial) * float(resolve_schedule(schedule)(progress))
+        return _checked("learning_rate", initial(1.0 - progress), f"progress remaining {1.0 - progress:.4g}")
+    return float(initial) * _checked("lr_schedule", resolve_schedule(schedule)(progress), f"progress {progress:.4g}")
+
+
+def _checked(name: str, value: Any, where: str) -> float:
+    """``value``, a callable's result, as a float; ``ValueError`` naming ``name`` unless it is a
+    finite number ≥ 0 (not a bool or a string)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float | np.integer | np.floating)
+        or not (math.isfinite(value) and value >= 0)
+    ):
+        raise ValueError(f"{name}: the callable returned {value!r} at {where}; it must return a finite number ≥ 0")
+    return float(value)
 
 
 def progress_of(timesteps_done: int, total_timesteps: int) -> float:

@@ -203,11 +203,13 @@ class Trainer:
             self._hyperparameters.update(changes)
             self._pending.clear()
             used = dict(self._hyperparameters)
+        # the update's learning rate, known (and checked) before the rollout spends env steps
+        n_transitions = self.n_steps * self.collector.num_envs
+        progress = progress_of(self.num_timesteps - self.start_timesteps + n_transitions, self.run_length)
+        learning_rate = learning_rate_at(used["learning_rate"], used["lr_schedule"], progress)
         started = time.perf_counter()
         batch = self.collector.collect(self.n_steps, used["gamma"], used["gae_lambda"])
         collected = time.perf_counter()
-        progress = progress_of(self.num_timesteps - self.start_timesteps + batch.n_transitions, self.run_length)
-        learning_rate = learning_rate_at(used["learning_rate"], used["lr_schedule"], progress)
         with deferred_interrupt():
             self.learner.set_hyperparameters(**{k: used[k] for k in (*LOSS_COEFFICIENTS, *OPTIMIZER_SETTINGS)})
             metrics = self.learner.update(batch, learning_rate)

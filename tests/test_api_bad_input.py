@@ -283,3 +283,35 @@ def test_eval_callback_refuses_an_eval_env_of_other_spaces_before_training(eval_
     with pytest.raises(ValueError, match=r"EvalCallback: the eval env's (observation|action) space"):
         model.learn(10, callback=EvalCallback(eval_env, eval_freq=5, n_eval_episodes=1))
     assert int(model.optimizer.iterations.numpy()) == 0
+
+
+class CountingEnv(gym.Wrapper):
+    """CartPole-v1 counting its steps."""
+
+    def __init__(self) -> None:
+        super().__init__(gym.make("CartPole-v1"))
+        self.steps = 0
+
+    def step(self, action: Any) -> Any:
+        self.steps += 1
+        return self.env.step(action)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "name"),
+    [
+        ({"learning_rate": lambda remaining: float("nan")}, "learning_rate"),
+        ({"learning_rate": lambda remaining: "0.1"}, "learning_rate"),
+        ({"learning_rate": lambda remaining: -1.0}, "learning_rate"),
+        ({"lr_schedule": lambda progress: -5.0}, "lr_schedule"),
+    ],
+)
+def test_a_schedule_returning_a_bad_value_is_refused_before_the_rollout_spends_env_steps(
+    arguments: dict[str, Any], name: str
+) -> None:
+    env = CountingEnv()
+    model = small_model(env, **arguments)
+    before = env.steps
+    with pytest.raises(ValueError, match=rf"{name}: the callable returned"):
+        model.learn(10)
+    assert env.steps == before and model.num_timesteps == 0
