@@ -32,13 +32,36 @@ USAGE_ERROR = 2
 
 def _positive_int(text: str) -> int:
     """An argparse type: a whole number ≥ 1 (else argparse's one-line error, exit 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    value = _whole(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _seed(text: str) -> int:
+    """An argparse type: a seed, a whole number in [0, 2**63 - 10_001] (ACKTR's seed bounds;
+    the evaluation after training uses ``seed + 10_000``)."""
+    value = _whole(text)
+    if not 0 <= value <= 2**63 - 10_001:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {2**63 - 10_001}, got {value}")
+    return value
+
+
+def _n_envs(text: str) -> int:
+    """An argparse type: a number of envs, 1 to ``MAX_ENVS`` (refused before any env is made)."""
+    from acktr_lab.hyperparameters import MAX_ENVS
+
+    value = _positive_int(text)
+    if value > MAX_ENVS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_ENVS}, got {value}")
+    return value
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
 
 
 class CliError(Exception):
@@ -388,12 +411,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("train", help="train an ACKTR agent, save it with a plot and a replay, evaluate it")
     p.add_argument("env_id", help="a gymnasium env id, e.g. CartPole-v1 or ALE/Pong-v5")
-    p.add_argument("--config", help="a YAML file of settings (rl-baselines-zoo keys) instead of the preset")
+    p.add_argument(
+        "--config",
+        help="a YAML file of settings (rl-baselines-zoo keys): its ACKTR settings replace the preset's; n_envs, "
+        "n_timesteps, policy and normalize keep the preset's unless it sets them",
+    )
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="change one setting (repeatable)")
     p.add_argument("--timesteps", type=int, default=None, help="training steps (default: the preset's)")
-    p.add_argument("--n-envs", type=int, default=None, help="parallel envs (default: the preset's)")
+    p.add_argument("--n-envs", type=_n_envs, default=None, help="parallel envs (default: the preset's)")
     p.add_argument("--policy", choices=sorted(POLICIES), default=None, help="default: the preset's")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--tensorboard", default=None, metavar="DIR", help="write TensorBoard logs to DIR")
     p.add_argument("--out", default="runs", help="folder for the model, plot, run history and replay")
     p.add_argument("--eval-episodes", type=_positive_int, default=10)
@@ -406,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("path", help="a model saved by acktr_lab, or a Stable Baselines 2 ACKTR .zip or .pkl")
         p.add_argument("--env", default=None, help="env id (default: the one the model was trained on)")
         p.add_argument("--episodes", type=int, default=episodes)
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--seed", type=_seed, default=0)
         return p
 
     p = saved_agent_command("enjoy", "run a saved agent: returns, and a GIF or MP4 of an episode", 5)

@@ -327,8 +327,11 @@ def validate_live(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_rollout_memory(n_steps: int, n_envs: int, observation_bytes: int) -> None:
-    """``ValueError`` if one rollout's observations (``n_steps · n_envs`` of them) would take
-    more than :data:`MAX_ROLLOUT_BYTES`."""
+    """``ValueError`` if the env has more than :data:`MAX_ENVS` envs (a vector env passed in
+    is bounded as ``n_envs`` is), or one rollout's observations (``n_steps · n_envs`` of them)
+    would take more than :data:`MAX_ROLLOUT_BYTES`."""
+    if int(n_envs) > MAX_ENVS:
+        raise ValueError(f"the env has {n_envs} envs, more than the limit of {MAX_ENVS}")
     total = int(n_steps) * int(n_envs) * int(observation_bytes)
     if total > MAX_ROLLOUT_BYTES:
         raise ValueError(

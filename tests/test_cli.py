@@ -61,11 +61,21 @@ def test_train_writes_tensorboard_logs_and_the_verbose_table(
     assert "total_timesteps" in capsys.readouterr().out  # Stable Baselines 2's table
 
 
-def test_train_refuses_zero_evaluation_episodes_before_training(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--eval-episodes", "0"], "--eval-episodes: must be at least 1"),
+        (["--seed", "-1"], "--seed: must be between 0 and"),
+        (["--seed", "x"], "--seed: must be a whole number"),
+        (["--n-envs", "0"], "--n-envs: must be at least 1"),
+        (["--n-envs", "5000"], "--n-envs: must be at most 4096"),
+    ],
+)
+def test_train_refuses_out_of_range_flags_in_one_line_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
 ) -> None:
     with pytest.raises(SystemExit) as exit_:
-        main(["train", "CartPole-v1", "--eval-episodes", "0", "--out", str(tmp_path)])
+        main(["train", "CartPole-v1", *flags, "--out", str(tmp_path)])
     assert exit_.value.code == 2
-    assert "--eval-episodes: must be at least 1" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
