@@ -2,7 +2,8 @@
 
 A pickle is a program: each global it names is imported and may be called with arguments the
 file chooses (``os.system``, ``builtins.exec``, ``subprocess.Popen``...). :func:`unpickle_data`
-runs the pickle with a :class:`pickle.Unpickler` whose ``find_class`` never imports anything.
+runs the pickle with Python's pure-Python unpickler whose ``find_class`` never imports anything
+(and whose memo, dict keys, sets and opcode count are bounded; see :class:`_Unpickler`).
 Each global the file may name maps to a stand-in defined here, and every other global is
 refused with the caller's error naming it, before anything of it runs:
 
@@ -29,7 +30,7 @@ import pickle
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -37,6 +38,8 @@ import numpy as np
 #: reached, and the deepest nesting read.
 MAX_NODES = 100_000
 MAX_DEPTH = 64
+#: The most opcodes a pickle may run (a value takes a few; arrays' bytes are one each).
+MAX_OPCODES = 1_000_000
 #: The dtypes an array or scalar in a pickle may have: booleans, integers and floats.
 _DTYPE_SPEC = re.compile(r"^[?bBhHiIlLqQefdg]$|^[biuf][1248]$|^f16$|^(bool|u?int(8|16|32|64)|float(16|32|64))$")
 _NUMPY_MULTIARRAY = ("numpy.core.multiarray", "numpy._core.multiarray")
@@ -238,10 +241,67 @@ def standard_globals(policies: Mapping[str, str], activations: tuple[str, ...]) 
     return table
 
 
-class _Unpickler(pickle.Unpickler):
+def _check_key(key: Any) -> None:
+    """Refuse a dict key that is not a string or a number before it is hashed: a tuple that
+    shares itself through the memo costs 2^depth to hash (247 bytes can take hours)."""
+    if not isinstance(key, str | int | float | bool | type(None)):
+        raise pickle.UnpicklingError(f"a dict key in the pickle is a {type(key).__name__}; only strings and numbers")
+
+
+def _load_setitem(self: pickle._Unpickler) -> None:
+    _check_key(self.stack[-2])
+    pickle._Unpickler.load_setitem(self)
+
+
+def _load_setitems(self: pickle._Unpickler) -> None:
+    for key in self.stack[::2]:  # the items above the mark: key, value, key, value, ...
+        _check_key(key)
+    pickle._Unpickler.load_setitems(self)
+
+
+def _load_dict(self: pickle._Unpickler) -> None:
+    for key in self.stack[::2]:
+        _check_key(key)
+    pickle._Unpickler.load_dict(self)
+
+
+def _refuse_sets(self: pickle._Unpickler) -> None:
+    raise pickle.UnpicklingError("the pickle builds a set, which is not read (its items would be hashed)")
+
+
+def _counted(load: Callable[[Any], None]) -> Callable[[Any], None]:
+    """``load`` (one opcode's handler), counted against :data:`MAX_OPCODES`."""
+
+    def run(self: _Unpickler) -> None:
+        self.opcodes += 1
+        if self.opcodes > MAX_OPCODES:
+            raise pickle.UnpicklingError(f"the pickle runs more than {MAX_OPCODES:,} opcodes")
+        load(self)
+
+    return run
+
+
+class _Unpickler(pickle._Unpickler):
+    """Python's own pure-Python unpickler (``pickle._Unpickler``), with ``find_class`` that never
+    imports and three bounds the C unpickler lacks: its memo is a dict, so an index of 2^31
+    costs one entry (the C memo is an array grown to the index: 11 bytes asked for 32 GiB);
+    dict keys are checked before they are hashed; sets are refused; and at most
+    :data:`MAX_OPCODES` opcodes run."""
+
+    dispatch: ClassVar[dict[int, Callable[[Any], None]]] = {
+        code: _counted(load) for code, load in pickle._Unpickler.dispatch.items()
+    }
+    dispatch[pickle.SETITEM[0]] = _counted(_load_setitem)
+    dispatch[pickle.SETITEMS[0]] = _counted(_load_setitems)
+    dispatch[pickle.DICT[0]] = _counted(_load_dict)
+    for _code in (pickle.ADDITEMS, pickle.FROZENSET, pickle.EMPTY_SET):
+        dispatch[_code[0]] = _refuse_sets
+    del _code
+
     def __init__(self, raw: bytes, allowed: Mapping[str, Any], refuse: Callable[[str], Exception]) -> None:
         super().__init__(io.BytesIO(raw))
         self._allowed, self._refuse = allowed, refuse
+        self.opcodes = 0
 
     def find_class(self, module: str, name: str) -> Any:
         full = f"{module}.{name}"

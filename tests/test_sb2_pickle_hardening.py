@@ -869,3 +869,48 @@ def test_huge_integers_are_model_file_errors(case: str, tmp_path: Path) -> None:
     path.write_bytes(dumps(content))
     with pytest.raises(ModelFileError):
         ACKTR.load(path) if name == "model.pkl" else load_vecnormalize(path)
+
+
+# ------------------------------------------------ what the C unpickler would do before any budget applies
+def _shared_tuple_key(depth: int) -> bytes:
+    """A dict whose key is a tuple of depth ``depth`` sharing itself through the memo: hashing
+    it costs 2^depth (CPython does not cache tuple hashes)."""
+    key = pickle.NONE
+    for i in range(depth):
+        key += _put(i) + _get(i) + pickle.TUPLE2
+    return pickle.EMPTY_DICT + key + pickle.NONE + pickle.SETITEM
+
+
+@pytest.mark.parametrize(
+    ("opcodes", "problem"),
+    [
+        pytest.param(_shared_tuple_key(60), "a dict key in the pickle is a tuple", id="2^60-hash-key"),
+        pytest.param(
+            pickle.MARK + _shared_tuple_key(60)[1:-1] + pickle.NONE + pickle.DICT,
+            "a dict key in the pickle is a tuple",
+            id="2^60-hash-DICT",
+        ),
+        pytest.param(pickle.NONE + _put(2**31) + pickle.POP + pickle.NONE, "", id="memo-index-2^31"),
+        pytest.param(
+            pickle.NONE + (pickle.NONE + pickle.POP) * 600_000, "more than 1,000,000 opcodes", id="1.2M-opcodes"
+        ),
+    ],
+)
+def test_work_a_few_bytes_could_demand_is_refused_in_bounded_time_and_memory(
+    opcodes: bytes, problem: str, tmp_path: Path
+) -> None:
+    """A 247-byte dict key took hours to hash; an 11-byte memo index asked the C unpickler for
+    32 GiB. The pure-Python unpickler keeps its memo in a dict, checks keys before hashing them
+    and counts its opcodes."""
+    path = tmp_path / "model.pkl"
+    path.write_bytes(whole(opcodes))
+    started = time.perf_counter()
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFileError, match=re.escape(str(path)) + ".*" + re.escape(problem)):
+            load_model(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - started < 20
+    assert peak < 64 * 2**20
