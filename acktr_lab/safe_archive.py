@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import math
+import reprlib
 import struct
 import tokenize
 import zipfile
@@ -41,6 +42,8 @@ _DEFLATE_MAX_RATIO = 1032
 #: dtype kinds an array member may have: bool, (unsigned) integers, floats, complex and
 #: str / bytes. Callers refuse what their fields cannot hold, with clearer messages.
 _LOADABLE_KINDS = "biufcUS"
+#: The most dimensions an array read from a file may have (NumPy 1's limit).
+_MAX_NDIM = 32
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 #: The smallest magnitude that becomes ±inf when cast to float32: float32's max plus half
 #: an ulp (2**103); values below it round to a finite float32.
@@ -235,6 +238,11 @@ class BoundedArchive:
             raise self.error(
                 f"{what} is not a valid .npy array (corrupt or truncated header: {exc}); {self.hint}"
             ) from exc
+        if any(isinstance(size, bool) or not isinstance(size, int) for size in shape) or len(shape) > _MAX_NDIM:
+            raise self.error(
+                f"{what} declares the shape {reprlib.repr(shape)}: at most {_MAX_NDIM} whole-number sizes are "
+                "read; the file is corrupt"
+            )
         if any(size < 0 for size in shape):
             raise self.error(f"{what} declares the negative shape {shape}; the file is corrupt")
         if dtype.hasobject:
@@ -305,4 +313,7 @@ class BoundedArchive:
             raw = flat.view(np.uint8)
             np.minimum(raw, 1, out=raw)
         check_code_points(flat, what, self.error)
-        return flat.reshape(shape[::-1]).transpose() if fortran_order else flat.reshape(shape)
+        try:  # e.g. (0, 10**30): no data, but NumPy refuses an array of that shape
+            return flat.reshape(shape[::-1]).transpose() if fortran_order else flat.reshape(shape)
+        except (ValueError, TypeError) as exc:
+            raise self.error(f"{what} declares the shape {reprlib.repr(shape)}, which NumPy refuses: {exc}") from exc
