@@ -678,6 +678,14 @@ class ACKTR:
             "edit_log": [edit.to_dict() for edit in self.edit_log],
         }
         optimizer_state = {k: v.numpy() for k, v in self.optimizer.state_variables().items()}
+        parameters = self.get_parameters()
+        for kind, arrays in (("parameter", parameters), ("optimizer state", optimizer_state)):
+            for name, array in arrays.items():
+                if array.dtype.kind == "f" and not np.isfinite(array).all():
+                    raise ValueError(
+                        f"nothing was saved: the model's {kind} {name} holds NaN or infinite values, and a file "
+                        "holding it would be refused on load"
+                    )
         extra = {"generator_state": self.learner.generator.state.numpy()}
         for prefix, normalizer in (
             ("return_normalizer/", self.return_normalizer),
@@ -693,7 +701,7 @@ class ACKTR:
                         f"and a file holding it would be refused on load: {error}"
                     ) from error
                 extra.update({prefix + k: v for k, v in state.items()})
-        save_model(save_path, data, self.get_parameters(), optimizer_state, extra)
+        save_model(save_path, data, parameters, optimizer_state, extra)
 
     @classmethod
     def load(

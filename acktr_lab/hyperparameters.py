@@ -128,7 +128,11 @@ class Hyperparameter:
         else:
             if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.integer | np.floating):
                 raise ValueError(f"{self.name} must be {self._type_text()}, got {value!r}")
-            number = float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # an int beyond float's range, e.g. 10**400
+                bits = int(value).bit_length()
+                raise ValueError(f"{self.name} must be finite, got an integer of {bits} bits") from None
             if not math.isfinite(number):
                 raise ValueError(f"{self.name} must be finite, got {value!r}")
         too_low = self.low is not None and (number <= self.low if self.low_open else number < self.low)

@@ -315,3 +315,21 @@ def test_a_schedule_returning_a_bad_value_is_refused_before_the_rollout_spends_e
     with pytest.raises(ValueError, match=rf"{name}: the callable returned"):
         model.learn(10)
     assert env.steps == before and model.num_timesteps == 0
+
+
+@pytest.mark.parametrize("name", ["gamma", "learning_rate", "vf_coef"])
+def test_an_integer_beyond_floats_range_is_a_value_error_naming_the_hyperparameter(name: str) -> None:
+    with pytest.raises(ValueError, match=rf"{name} must be finite, got an integer of 1329 bits"):
+        ACKTR("MlpPolicy", "CartPole-v1", **{name: 10**400})
+
+
+def test_save_refuses_a_non_finite_parameter_and_keeps_the_old_file(tmp_path: Path) -> None:
+    model = small_model()
+    path = tmp_path / "model.zip"
+    model.save(path)
+    saved = path.read_bytes()
+    variable = model.policy.trainable_variables[0]
+    variable.assign(np.full(variable.shape, np.nan, variable.dtype.as_numpy_dtype))
+    with pytest.raises(ValueError, match=r"nothing was saved: the model.s parameter \S+ holds NaN"):
+        model.save(path)
+    assert path.read_bytes() == saved
