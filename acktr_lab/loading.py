@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -181,7 +182,36 @@ def check_policy_kwargs(file: ModelFile, policy_name: str, value: Any) -> dict[s
         raise file_error(file, "policy_kwargs", f"{unknown} are not {policy_name} arguments a file may set")
     if "act_fun" in value and not isinstance(value["act_fun"], str):
         raise file_error(file, "policy_kwargs.act_fun", f"must be an activation's name, got {value['act_fun']!r}")
+    for key in ("net_arch", "layers"):
+        if key in value and _entries_beyond(value[key], MAX_FILE_LAYERS):
+            raise file_error(
+                file,
+                f"policy_kwargs.{key}",
+                f"describes more than {MAX_FILE_LAYERS} layers ({reprlib.repr(value[key])}); a file may describe "
+                f"at most {MAX_FILE_LAYERS}, since each is built (seconds per thousand) before its parameters are read",
+            )
     return dict(value)
+
+
+#: The most layers a file's ``net_arch``/``layers`` may describe.
+MAX_FILE_LAYERS = 64
+
+
+def _entries_beyond(value: Any, limit: int) -> bool:
+    """Whether the lists and dicts in ``value`` hold more than ``limit`` entries in all (a walk
+    that stops as soon as they do)."""
+    count, pending = 0, [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, list | tuple):
+            count += len(item)
+            pending.extend(item[: limit + 1])
+        elif isinstance(item, dict):
+            count += len(item)
+            pending.extend(list(item.values())[: limit + 1])
+        if count > limit:
+            return True
+    return False
 
 
 def _keyword_arguments(policy_class: type) -> set[str]:

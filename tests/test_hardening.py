@@ -396,6 +396,14 @@ HEADER_CASES: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "policy_kwargs unknown key": (_put("policy_kwargs", {"eval": "x"}), "not MlpPolicy arguments"),
     "act_fun not a name": (_put("policy_kwargs", {"act_fun": 3}), "act_fun"),
     "net_arch fractional": (_put("policy_kwargs", {"net_arch": [{"pi": [2.7]}]}), "net_arch pi"),
+    "net_arch of a million layers": (
+        _put("policy_kwargs", {"net_arch": [1] * 1_000_000}),
+        "policy_kwargs.net_arch: describes more than 64 layers",
+    ),
+    "net_arch of 65 layers in its dict": (
+        _put("policy_kwargs", {"net_arch": [{"pi": [1] * 33, "vf": [1] * 32}]}),
+        "policy_kwargs.net_arch: describes more than 64 layers",
+    ),
     "space not a dict": (_put("action_space", 7), "action_space"),
     "space unknown type": (_put("action_space", {"type": "Tuple"}), "unknown space type"),
     "space negative shape": (
