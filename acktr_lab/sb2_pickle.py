@@ -112,13 +112,18 @@ def _space_fields(space: PickledObject) -> dict[str, Any]:
 
 def _statistics_of(record: Any, where: str, error: type[ValueError]) -> dict[str, Any]:
     """``{"mean", "var", "count"}`` of a pickled ``RunningMeanStd``, each checked."""
-    if not isinstance(record, PickledObject) or record.kind != "RunningMeanStd" or not isinstance(record.state, dict):
+    if not isinstance(record, PickledObject) or record.kind != "RunningMeanStd":
         raise error(f"{where}: expected a pickled RunningMeanStd, got {_describe(record)}")
+    if not isinstance(record.state, dict):
+        raise error(f"{where}: the pickled RunningMeanStd's state is a {type(record.state).__name__}, not a dict")
     state = record.state
     missing = [k for k in ("mean", "var", "count") if k not in state]
     if missing:
         raise error(f"{where}: the RunningMeanStd is missing {missing}")
-    mean, var = (np.asarray(state[k]) for k in ("mean", "var"))
+    try:
+        mean, var = (np.asarray(state[k]) for k in ("mean", "var"))
+    except ValueError as problem:  # a ragged list
+        raise error(f"{where}: the statistics are not arrays of numbers ({problem})") from problem
     count = state["count"]
     for name, values in (("mean", mean), ("var", var)):
         if values.dtype.kind not in "iuf" or not np.all(np.isfinite(values)):

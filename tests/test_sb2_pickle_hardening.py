@@ -914,3 +914,17 @@ def test_work_a_few_bytes_could_demand_is_refused_in_bounded_time_and_memory(
         tracemalloc.stop()
     assert time.perf_counter() - started < 20
     assert peak < 64 * 2**20
+
+
+@pytest.mark.parametrize(
+    ("state", "problem"),
+    [
+        ({"mean": [[1.0], [1.0, 2.0]], "var": [[1.0], [1.0, 2.0]], "count": 5.0}, "not arrays of numbers"),
+        ([1, 2], "state is a list, not a dict"),
+    ],
+)
+def test_statistics_of_the_wrong_shape_are_model_file_errors(state: Any, problem: str, tmp_path: Path) -> None:
+    path = tmp_path / "obs_rms.pkl"
+    path.write_bytes(dumps(Instance(RUNNING_MEAN_STD, state)))
+    with pytest.raises(ModelFileError, match=re.escape(str(path)) + ".*" + problem):
+        load_vecnormalize(path)
