@@ -1247,8 +1247,9 @@ def continuous_control() -> None:
             new_markdown_cell(
                 "# Continuous control\n\n"
                 "For a `Box` action space the policy is a diagonal Gaussian, `a ~ N(μ(s), diag(σ²))`, with a "
-                "state-independent `log σ` that ACKTR trains with everything else (its Fisher block is the "
-                "diagonal one K-FAC keeps for parameters outside a layer). Exploration is `σ`: watch it shrink "
+                "state-independent `log σ` that ACKTR trains with everything else (it belongs to no K-FAC "
+                "layer, so it takes its plain gradient, `F = I`, inside the same trust region). Exploration is "
+                "`σ`: watch it shrink "
                 "as the policy becomes sure of itself.\n\n"
                 "Three tasks: Pendulum-v1 (classic control), LunarLanderContinuous-v3 (Box2D) and Hopper-v5 "
                 "(MuJoCo, the family of the ACKTR paper's continuous results). Each trains with its preset "
