@@ -151,8 +151,10 @@ def read_vecnormalize(raw: bytes, where: str, error: type[ValueError]) -> dict[s
     "epsilon"}``, SB2's defaults for any setting the file lacks.
     """
     record = unpickle_data(raw, _GLOBALS, error, where)
-    if not isinstance(record, PickledObject) or record.kind != "VecNormalize" or not isinstance(record.state, dict):
+    if not isinstance(record, PickledObject) or record.kind != "VecNormalize":
         raise error(f"{where}: expected a pickled VecNormalize, got {_describe(record)}")
+    if not isinstance(record.state, dict):
+        raise error(f"{where}: the pickled VecNormalize's state is a {type(record.state).__name__}, not a dict")
     state = record.state
     out: dict[str, Any] = {}
     for name in ("obs_rms", "ret_rms"):

@@ -928,3 +928,7 @@ def test_statistics_of_the_wrong_shape_are_model_file_errors(state: Any, problem
     path.write_bytes(dumps(Instance(RUNNING_MEAN_STD, state)))
     with pytest.raises(ModelFileError, match=re.escape(str(path)) + ".*" + problem):
         load_vecnormalize(path)
+    path = tmp_path / "vecnormalize.pkl"
+    path.write_bytes(dumps(Instance(VEC_NORMALIZE, [1, 2])))
+    with pytest.raises(ModelFileError, match="the pickled VecNormalize's state is a list, not a dict"):
+        load_vecnormalize(path)
