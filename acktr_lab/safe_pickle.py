@@ -24,6 +24,7 @@ a shared structure can take exponential time. The result holds only ``dict``, ``
 
 from __future__ import annotations
 
+import contextvars
 import io
 import math
 import pickle
@@ -38,6 +39,11 @@ import numpy as np
 #: reached, and the deepest nesting read.
 MAX_NODES = 100_000
 MAX_DEPTH = 64
+#: The bytes the arrays built while unpickling may hold in all: the file's size plus this
+#: (each array's bytes appear once in a real pickle; a crafted one can rebuild one memoised
+#: bytes object into an array per 5-byte opcode).
+_ARRAY_BYTES_SLACK = 1 << 20
+_ARRAY_BYTES_LEFT: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("array_bytes_left", default=None)
 #: The most opcodes a pickle may run (a value takes a few; arrays' bytes are one each).
 MAX_OPCODES = 1_000_000
 #: The dtypes an array or scalar in a pickle may have: booleans, integers and floats.
@@ -168,7 +174,14 @@ def _array_from_bytes(raw: Any, dtype: np.dtype, shape: Any, fortran: bool) -> n
         raise ValueError(f"an array's shape must be a tuple of non-negative integers, got {_brief(shape)}")
     if len(shape) > 32 or math.prod(shape) * dtype.itemsize != len(raw):
         raise ValueError(f"an array of shape {shape[:8]} and dtype {dtype} does not fit its {len(raw):,} bytes")
-    flat = np.frombuffer(bytes(raw), dtype=dtype).astype(dtype.newbyteorder("="))
+    budget = _ARRAY_BYTES_LEFT.get()  # set while unpickle_data runs
+    if budget is not None:
+        budget[0] -= len(raw)
+    if budget is not None and budget[0] < 0:  # one memoised bytes object rebuilt into many arrays
+        raise ValueError(
+            "the pickle's arrays would hold more bytes than the file itself (it rebuilds shared bytes into many arrays)"
+        )
+    flat = np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="))
     return flat.reshape(shape, order="F" if fortran else "C")
 
 
@@ -328,12 +341,15 @@ def unpickle_data(raw: bytes, allowed: Mapping[str, Any], error: type[ValueError
             "arrays, gym spaces and Stable Baselines 2 policy references are read (nothing was run)"
         )
 
+    budget = _ARRAY_BYTES_LEFT.set([len(raw) + _ARRAY_BYTES_SLACK])
     try:
         loaded = _Unpickler(raw, allowed, refuse).load()
     except error:
         raise
     except Exception as problem:  # no foreign code runs here: any failure is the file's
         raise error(f"{where}: not a readable pickle ({type(problem).__name__}: {str(problem)[:200]})") from problem
+    finally:
+        _ARRAY_BYTES_LEFT.reset(budget)
     try:
         return _plain(loaded, 0, [MAX_NODES])
     except (ValueError, TypeError, RecursionError) as problem:

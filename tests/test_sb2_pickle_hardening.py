@@ -932,3 +932,30 @@ def test_statistics_of_the_wrong_shape_are_model_file_errors(state: Any, problem
     path.write_bytes(dumps(Instance(VEC_NORMALIZE, [1, 2])))
     with pytest.raises(ModelFileError, match="the pickled VecNormalize's state is a list, not a dict"):
         load_vecnormalize(path)
+
+
+def test_shared_bytes_rebuilt_into_many_arrays_are_refused(tmp_path: Path) -> None:
+    """2 MiB of bytes memoised once and rebuilt by 8 REDUCEs (5 bytes each) would allocate
+    16 MiB from a 2 MiB file: the arrays built may hold at most the file's size (+ 1 MiB)."""
+    size = 2 * 2**20
+    frombuffer = pickle.GLOBAL + b"numpy.core.numeric\n_frombuffer\n" + _put(0)
+    arguments = (
+        pickle.MARK
+        + pickle.BINBYTES8
+        + struct.pack("<Q", size)
+        + bytes(size)
+        + pickle.SHORT_BINUNICODE
+        + b"\x02u1"
+        + pickle.BININT
+        + struct.pack("<i", size)
+        + pickle.TUPLE1
+        + pickle.SHORT_BINUNICODE
+        + b"\x01C"
+        + pickle.TUPLE
+        + _put(1)
+    )
+    rebuilds = pickle.EMPTY_LIST + pickle.MARK + (_get(0) + _get(1) + pickle.REDUCE) * 8 + pickle.APPENDS
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.PROTO + b"\x04" + frombuffer + arguments + rebuilds + pickle.STOP)
+    with pytest.raises(ModelFileError, match="arrays would hold more bytes than the file itself"):
+        load_model(path)
