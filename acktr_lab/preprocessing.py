@@ -83,7 +83,7 @@ def flat_observation_dim(space: gym.spaces.Space) -> int:
     if isinstance(space, gym.spaces.Discrete):
         return int(space.n)
     if isinstance(space, gym.spaces.MultiDiscrete):
-        return int(np.sum(space.nvec))
+        return sum(int(n) for n in space.nvec.ravel())  # Python ints: an int64 sum could wrap
     return math.prod(space.shape)
 
 
@@ -354,7 +354,7 @@ def _space_from_json(data: Any) -> gym.spaces.Space:
             else:
                 nvec = np.asarray(data["nvec"], dtype=np.int64)
             _check_space_size("MultiDiscrete", nvec.size)
-            _check_space_size("MultiDiscrete (one-hot)", int(np.sum(nvec)) if nvec.size else 0)
+            _check_space_size("MultiDiscrete (one-hot)", sum(int(n) for n in nvec.ravel()))  # no int64 wrap
             start = data.get("start")
             start_arr = None if start is None else np.asarray(_int_list(start), dtype=np.int64).reshape(nvec.shape)
             return gym.spaces.MultiDiscrete(nvec, dtype=np.dtype(data.get("dtype", "int64")), start=start_arr)

@@ -396,6 +396,10 @@ HEADER_CASES: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "policy_kwargs unknown key": (_put("policy_kwargs", {"eval": "x"}), "not MlpPolicy arguments"),
     "act_fun not a name": (_put("policy_kwargs", {"act_fun": 3}), "act_fun"),
     "net_arch fractional": (_put("policy_kwargs", {"net_arch": [{"pi": [2.7]}]}), "net_arch pi"),
+    "MultiDiscrete whose int64 sum wraps": (
+        _put("observation_space", {"type": "MultiDiscrete", "nvec": [2**62, 2**62, 2**62, 2**62 + 4]}),
+        "MultiDiscrete (one-hot) space of 18,446,744,073,709,551,620 elements",
+    ),
     "net_arch of a million layers": (
         _put("policy_kwargs", {"net_arch": [1] * 1_000_000}),
         "policy_kwargs.net_arch: describes more than 64 layers",
