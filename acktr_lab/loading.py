@@ -34,7 +34,7 @@ from acktr_lab.policies import POLICIES
 from acktr_lab.preprocessing import space_from_json
 from acktr_lab.report import Edit
 from acktr_lab.safe_archive import float32_overflow
-from acktr_lab.serialization import ModelFile, ModelFileError
+from acktr_lab.serialization import MAX_MODEL_BYTES, ModelFile, ModelFileError
 from acktr_lab.vecnormalize import SB2_CLIP_OBS, SB2_EPSILON, VecNormalizeStatistics
 
 #: The model class (``acktr_lab.ACKTR``; not imported here: it imports this module).
@@ -257,7 +257,7 @@ def build(cls: type[ACKTR], spec: ModelSpec, file: ModelFile) -> ACKTR:
             spec.policy_name, None, policy_kwargs=spec.policy_kwargs, _init_setup_model=False, **spec.hyperparameters
         )
         model.observation_space, model.action_space = spec.observation_space, spec.action_space
-        with parameter_budget(budget):
+        with parameter_budget(budget, max_curvature_bytes=MAX_MODEL_BYTES):
             model.setup_model()
     except _BUILD_ERRORS as error:
         raise ModelFileError(

@@ -22,6 +22,8 @@ import glob
 import io
 import json
 import os
+import re
+import stat
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -104,6 +106,8 @@ def save_model(
     target = Path(os.fspath(path))  # type: ignore[arg-type]
     if target.suffix != ".zip":
         target = target.with_name(target.name + ".zip")
+    if target.is_symlink():  # save through the link, as open(path, "w") would, keeping the link
+        target = target.resolve()
     _make_parent(target)
     _remove_stale_temporaries(target)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
@@ -112,9 +116,13 @@ def save_model(
             tmp.write(payload)
             tmp.flush()
             os.fsync(tmp.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp makes 0600; a saved model is an ordinary file
+        if target.exists():  # keep the permissions of the file saved over (e.g. 0600)
+            mode = stat.S_IMODE(target.stat().st_mode)
+        else:  # mkstemp makes 0600; a new saved model is an ordinary file
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp_name, mode)
         os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -132,12 +140,17 @@ def _make_parent(target: Path) -> None:
 
 
 def _remove_stale_temporaries(target: Path) -> None:
-    """Delete temporary files that saves to ``target`` left behind when killed
-    (``.NAME.zip.PID.*.tmp`` whose process no longer runs, and any without a process id)."""
+    """Delete temporary files that saves to ``target`` left behind when killed: exactly
+    ``.NAME.zip.PID.XXXXXXXX.tmp`` as :func:`tempfile.mkstemp` names them here, whose process
+    no longer runs. Nothing else is touched (a user's ``.NAME.zip.backup.tmp`` stays)."""
+    ours = re.compile(rf"\.{re.escape(target.name)}\.(\d+)\.[a-z0-9_]{{8}}\.tmp")
     for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
-        pid = leftover.name[len(target.name) + 2 :].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and _process_running(int(pid)):
-            continue  # another process is saving there right now
+        match = ours.fullmatch(leftover.name)
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        if pid == os.getpid() or _process_running(pid):
+            continue  # this process or another one is saving there right now
         leftover.unlink(missing_ok=True)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -589,18 +590,34 @@ def test_numpy_scalars_of_the_right_kind_are_accepted() -> None:
 def test_temporary_files_of_a_killed_save_are_removed_by_the_next_save(tmp_path: Path) -> None:
     model = small_model()
     dead_pid = 2**22 + 12345  # above Linux's default pid_max: no such process
-    leftovers = [
-        tmp_path / f".model.zip.{dead_pid}.abc123.tmp",
-        tmp_path / ".model.zip.xyz789.tmp",  # written before saves recorded their process
+    leftovers = [tmp_path / f".model.zip.{dead_pid}.abc_1234.tmp"]  # as mkstemp names them
+    kept = [
+        tmp_path / f".model.zip.{os.getppid()}.busy1234.tmp",  # a save in progress elsewhere
+        tmp_path / ".other.zip.1.abc12345.tmp",  # another file's
+        tmp_path / ".model.zip.backup.tmp",  # a user's own file: not a name a save makes
+        tmp_path / f".model.zip.{dead_pid}.notes.tmp",
     ]
-    alive = tmp_path / f".model.zip.{os.getppid()}.busy.tmp"  # a save in progress elsewhere
-    unrelated = tmp_path / ".other.zip.1.abc.tmp"
-    for path in [*leftovers, alive, unrelated]:
+    for path in [*leftovers, *kept]:
         path.write_bytes(b"partial")
     model.save(tmp_path / "model.zip")
     assert not any(p.exists() for p in leftovers)
-    assert alive.exists() and unrelated.exists()
+    assert all(p.read_bytes() == b"partial" for p in kept)
     assert ACKTR.load(tmp_path / "model.zip").n_steps == 5
+
+
+def test_saving_over_a_file_keeps_its_permissions_and_saves_through_a_link(tmp_path: Path) -> None:
+    model = small_model()
+    private = tmp_path / "private.zip"
+    private.write_bytes(b"old")
+    private.chmod(0o600)
+    model.save(private)
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600 and ACKTR.load(private).n_steps == 5
+    real = tmp_path / "store" / "model.zip"
+    real.parent.mkdir()
+    link = tmp_path / "latest.zip"
+    link.symlink_to(real)
+    model.save(link)
+    assert link.is_symlink() and ACKTR.load(real).n_steps == 5
 
 
 @pytest.mark.parametrize("depth", [0, 1, 2])
@@ -690,3 +707,32 @@ def test_members_compressed_other_than_stored_or_deflated_are_refused(
         write_zip(path, {**entries, "parameters.npz": inner.getvalue()})
     with pytest.raises(ModelFileError, match=rf"compressed with zip method {method}; only stored and deflated"):
         ACKTR.load(path)
+
+
+def test_a_file_cannot_make_kfac_allocate_more_curvature_than_the_cap(saved: Path, tmp_path: Path) -> None:
+    """A 16383-wide observation into 1-unit layers: 33k parameters, but each first layer's
+    factor A and its eigenvectors are 16384² floats (2 GiB): refused before allocating."""
+
+    def wide(data: dict[str, Any]) -> None:
+        data["observation_space"] = {"type": "Box", "shape": [16383], "dtype": "float32", "low": -1.0, "high": 1.0}
+        data["policy_kwargs"]["net_arch"] = [{"pi": [1], "vf": [1]}]
+
+    path = with_header(saved, tmp_path / "header.zip", wide)
+    entries = members(path)
+    entries["parameters.npz"] = npz({"padding": np.zeros(40_000, np.float32)})  # the parameter budget passes
+    write_zip(path, entries)
+    with pytest.raises(ModelFileError, match=r"pi_fc0.: its K-FAC factors and eigenvectors would take 2,048.0 MiB"):
+        ACKTR.load(path)
+
+
+def test_layers_built_under_a_parameter_budget_start_from_zeros() -> None:
+    """A network built from a file gets every weight from it: its layers skip the orthogonal
+    initialisation, whose SVD costs O(k³) for a k×k layer (72 s for a 17 KB file)."""
+    from acktr_lab.kfac import parameter_budget
+
+    rng = np.random.default_rng(0)
+    with parameter_budget(10_000):
+        zero = Dense(16, 8, name="from_file", init_scale=1.0, rng=rng)
+    fresh = Dense(16, 8, name="fresh", init_scale=1.0, rng=rng)
+    assert not np.any(zero.parameters[0].numpy())
+    assert np.allclose(fresh.parameters[0].numpy().T @ fresh.parameters[0].numpy(), np.eye(8), atol=1e-5)

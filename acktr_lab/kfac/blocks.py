@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from acktr_lab.kfac.layers import Conv2D, Dense, KfacLayer, LayerUse, ScaleAndShift
+from acktr_lab.kfac.layers import Conv2D, Dense, KfacLayer, LayerUse, ScaleAndShift, reserve_curvature
 
 Statistics = tuple[tf.Tensor, ...]
 
@@ -136,6 +136,7 @@ class KroneckerBlock(CurvatureBlock):
                     f"more than K-FAC's limit of {MAX_FACTOR_ELEMENTS:,} entries; use a narrower layer "
                     "(e.g. a CNN for images)"
                 )
+        reserve_curvature(layer.name, 2 * (input_dim * input_dim + output_dim * output_dim) * self.dtype.size)
         self.has_bias = len(self.variables_covered) == 2
         self.input_dim = input_dim  # d_in, plus 1 for a bias column
         self.output_dim = output_dim

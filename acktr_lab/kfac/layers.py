@@ -28,17 +28,23 @@ _parameter_budget = threading.local()
 
 
 @contextlib.contextmanager
-def parameter_budget(max_parameters: int) -> Iterator[None]:
+def parameter_budget(max_parameters: int, max_curvature_bytes: int | None = None) -> Iterator[None]:
     """Layers created inside (in this thread) may hold at most ``max_parameters`` numbers in
     all: a layer that would pass the budget raises ``ValueError`` *before* allocating
     anything. For building a network described by an untrusted source (a file), whose
-    parameters are known to number at most ``max_parameters``."""
-    previous = getattr(_parameter_budget, "left", None)
+    parameters are known to number at most ``max_parameters``.
+
+    Inside, layers start from zeros rather than their orthogonal initialisation (the source
+    supplies every parameter, and an orthogonal initialisation of a k×k layer costs O(k³)),
+    and the curvature blocks made for them may hold at most ``max_curvature_bytes`` of
+    Kronecker factors and eigenvectors in all (None: no limit)."""
+    previous = (getattr(_parameter_budget, "left", None), getattr(_parameter_budget, "curvature_left", None))
     _parameter_budget.left = int(max_parameters)
+    _parameter_budget.curvature_left = None if max_curvature_bytes is None else int(max_curvature_bytes)
     try:
         yield
     finally:
-        _parameter_budget.left = previous
+        _parameter_budget.left, _parameter_budget.curvature_left = previous
 
 
 def _reserve(layer: str, count: int) -> None:
@@ -52,6 +58,20 @@ def _reserve(layer: str, count: int) -> None:
     _parameter_budget.left = left - count
 
 
+def reserve_curvature(block: str, nbytes: int) -> None:
+    """Take ``nbytes`` of curvature (factors, eigenvectors) for ``block`` from the current
+    :func:`parameter_budget`'s allowance, or ``ValueError`` before anything is allocated."""
+    left = getattr(_parameter_budget, "curvature_left", None)
+    if left is None:
+        return
+    if nbytes > left:
+        raise ValueError(
+            f"layer {block!r}: its K-FAC factors and eigenvectors would take {nbytes / 2**20:,.1f} MiB, more than "
+            f"the {left / 2**20:,.1f} MiB left of the curvature budget for a network built from a file"
+        )
+    _parameter_budget.curvature_left = left - nbytes
+
+
 def orthogonal_initializer(shape: Sequence[int], scale: float, rng: np.random.Generator) -> np.ndarray:
     """Orthogonal initialisation as Stable Baselines 2's ``ortho_init`` (2-D or HWIO 4-D)."""
     shape = tuple(int(s) for s in shape)
@@ -61,6 +81,8 @@ def orthogonal_initializer(shape: Sequence[int], scale: float, rng: np.random.Ge
         flat_shape = (int(np.prod(shape[:-1])), shape[-1])
     else:
         raise ValueError(f"orthogonal init needs a 2-D or 4-D shape, got {shape}")
+    if getattr(_parameter_budget, "left", None) is not None:  # built from a file: it supplies the weights
+        return np.zeros(shape, np.float64)
     noise = rng.normal(0.0, 1.0, flat_shape)
     u, _, v = np.linalg.svd(noise, full_matrices=False)
     weights = u if u.shape == flat_shape else v
