@@ -112,6 +112,9 @@ def spec_of(file: ModelFile, custom_objects: Mapping[str, Any] | None, overrides
         raise file_error(file, "callables", "must be a list of hyperparameter names")
     custom = dict(custom_objects or {})
     for name in callables:
+        definition = hp.HYPERPARAMETERS.get(name)
+        if definition is None or not definition.callable_ok:
+            raise file_error(file, "callables", f"names {name[:50]!r}, which cannot be a callable")
         if name not in custom and name not in overrides:
             described = stored.get(name, {}).get("callable") if isinstance(stored.get(name), dict) else None
             raise ValueError(f"{name} was a callable ({described}); pass it back with custom_objects={{'{name}': ...}}")
@@ -176,6 +179,8 @@ def check_policy_kwargs(file: ModelFile, policy_name: str, value: Any) -> dict[s
         return None
     if not isinstance(value, dict):
         raise file_error(file, "policy_kwargs", f"must be a dict, got {type(value).__name__}")
+    if not all(isinstance(k, str) for k in value):
+        raise file_error(file, "policy_kwargs", "must have argument names (strings) as keys")
     accepted = _keyword_arguments(POLICIES[policy_name])
     unknown = sorted(k for k in value if k not in accepted or k in _NOT_FROM_FILE)
     if unknown:

@@ -224,19 +224,26 @@ def _parse_numpy_str(text: str, shape: tuple[int, ...], dtype: np.dtype, what: s
     NumPy summarises big arrays with ``...``; such a string is accepted only when
     every value shown is the same (e.g. image bounds of 0 and 255).
     """
+    size = math.prod(shape)
+    longest = 40 * size + 64  # a float64's repr takes at most 24 characters, plus brackets and spaces
+    if len(text) > longest:
+        raise ValueError(
+            f"{what} is a text of {len(text):,} characters, more than {size:,} values can take ({longest:,})"
+        )
     tokens = _NUMBER.findall(text)
     if not tokens:
-        raise ValueError(f"cannot read {what} from {text!r}")
+        raise ValueError(f"cannot read {what} from {reprlib.repr(text)}")
     values = np.array([float(t) for t in tokens])
-    size = math.prod(shape)
     if "..." in text:
         if not np.all((values == values[0]) | (np.isnan(values) & np.isnan(values[0]))):
-            raise ValueError(f"{what} {text!r} is summarised ('...') and not constant; it cannot be rebuilt")
+            raise ValueError(
+                f"{what} {reprlib.repr(text)} is summarised ('...') and not constant; it cannot be rebuilt"
+            )
         return np.full(shape, values[0]).astype(dtype)
     if values.size == 1:
         return np.full(shape, values[0]).astype(dtype)
     if values.size != size:
-        raise ValueError(f"{what} {text!r} has {values.size} values, expected {size}")
+        raise ValueError(f"{what} {reprlib.repr(text)} has {values.size} values, expected {size}")
     return values.reshape(shape).astype(dtype)
 
 

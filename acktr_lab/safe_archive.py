@@ -42,6 +42,8 @@ _DEFLATE_MAX_RATIO = 1032
 #: dtype kinds an array member may have: bool, (unsigned) integers, floats, complex and
 #: str / bytes. Callers refuse what their fields cannot hold, with clearer messages.
 _LOADABLE_KINDS = "biufcUS"
+#: The most members an archive may hold (a model's arrays number in the hundreds at most).
+MAX_MEMBERS = 10_000
 #: The most dimensions an array read from a file may have (NumPy 1's limit).
 _MAX_NDIM = 32
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -156,6 +158,8 @@ class BoundedArchive:
     def _check_declared_sizes(self) -> None:
         """Each member's declared size against the cap and its compressed size; their sum."""
         infos = self.archive.infolist()
+        if len(infos) > MAX_MEMBERS:
+            raise self.error(f"{self.where} holds {len(infos):,} members, more than the limit of {MAX_MEMBERS:,}")
         twice = sorted(name for name, count in Counter(info.filename for info in infos).items() if count > 1)
         if twice:
             raise self.error(f"{self.where} holds the member(s) {twice} more than once; the file is corrupt")

@@ -43,6 +43,9 @@ _HINT = "expected a model saved by acktr_lab or a Stable Baselines 2 ACKTR zip o
 #: The most bytes a model file may hold, and the most its members may decompress to in all
 #: (checked before anything is decompressed): a small hostile file cannot exhaust memory.
 MAX_MODEL_BYTES = 1 << 30
+#: The most bytes of a JSON member (our header, SB2's ``data``): text becomes Python objects
+#: many times its size, so it gets a far smaller cap than the arrays.
+MAX_JSON_BYTES = 16 << 20
 _READ_CHUNK = 1 << 24
 
 PathOrFile = str | os.PathLike[str] | IO[bytes]
@@ -230,6 +233,11 @@ def _read_capped(handle: IO[bytes], where: str) -> bytes:
 
 def _json(bounded: BoundedArchive, entry: str, where: str, what: str) -> Any:
     """A JSON member, parsed; any problem (bad UTF-8, bad JSON, nesting too deep) is a ModelFileError."""
+    declared = bounded.archive.getinfo(entry).file_size
+    if declared > MAX_JSON_BYTES:
+        raise ModelFileError(
+            f"{where}: {what} declares {declared:,} bytes of JSON, more than the limit of {MAX_JSON_BYTES:,}"
+        )
     raw = bounded.read_bytes(entry)
     try:
         return json.loads(raw.decode("utf-8"))

@@ -401,6 +401,7 @@ HEADER_CASES: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         _put("observation_space", {"type": "MultiDiscrete", "nvec": [2**62, 2**62, 2**62, 2**62 + 4]}),
         "MultiDiscrete (one-hot) space of 18,446,744,073,709,551,620 elements",
     ),
+    "a callable that cannot be one": (_put("callables", ["gamma"]), "callables: names 'gamma', which cannot be"),
     "net_arch of a million layers": (
         _put("policy_kwargs", {"net_arch": [1] * 1_000_000}),
         "policy_kwargs.net_arch: describes more than 64 layers",
@@ -736,3 +737,31 @@ def test_layers_built_under_a_parameter_budget_start_from_zeros() -> None:
     fresh = Dense(16, 8, name="fresh", init_scale=1.0, rng=rng)
     assert not np.any(zero.parameters[0].numpy())
     assert np.allclose(fresh.parameters[0].numpy().T @ fresh.parameters[0].numpy(), np.eye(8), atol=1e-5)
+
+
+def test_a_json_header_beyond_its_cap_is_refused_before_it_is_parsed(saved: Path, tmp_path: Path) -> None:
+    """Text becomes Python objects many times its size: a header may hold 16 MiB, not 1 GiB."""
+    entries = members(saved)
+    header = json.loads(entries["acktr_lab.json"])
+    header["data"]["padding"] = [0] * (9 * 2**20)  # "0, " per entry: 27 MiB of JSON
+    entries["acktr_lab.json"] = json.dumps(header).encode()
+    path = write_zip(tmp_path / "model.zip", entries)
+    with pytest.raises(ModelFileError, match=r"the header declares [\d,]+ bytes of JSON, more than the limit"):
+        ACKTR.load(path)
+
+
+def test_an_archive_of_too_many_members_is_refused(saved: Path, tmp_path: Path) -> None:
+    entries = {**members(saved), **{f"junk/{i}": b"" for i in range(10_001)}}
+    path = write_zip(tmp_path / "model.zip", entries)
+    with pytest.raises(ModelFileError, match=r"holds 10,00\d members, more than the limit of 10,000"):
+        ACKTR.load(path)
+
+
+def test_an_sb2_bound_written_as_text_is_bounded_by_the_values_it_must_hold() -> None:
+    from acktr_lab.preprocessing import _parse_numpy_str
+
+    np.testing.assert_array_equal(
+        _parse_numpy_str("[-1. -1.  2.5  8.]", (4,), np.dtype(np.float32), "low"), [-1, -1, 2.5, 8]
+    )
+    with pytest.raises(ValueError, match=r"low is a text of 2,000,002 characters, more than 4 values can take"):
+        _parse_numpy_str("[" + "1 " * 1_000_000 + "]", (4,), np.dtype(np.float32), "low")

@@ -959,3 +959,10 @@ def test_shared_bytes_rebuilt_into_many_arrays_are_refused(tmp_path: Path) -> No
     path.write_bytes(pickle.PROTO + b"\x04" + frombuffer + arguments + rebuilds + pickle.STOP)
     with pytest.raises(ModelFileError, match="arrays would hold more bytes than the file itself"):
         load_model(path)
+
+
+def test_policy_kwargs_keyed_by_anything_but_names_are_a_model_file_error(tmp_path: Path) -> None:
+    path = tmp_path / "model.pkl"
+    path.write_bytes(dumps((sb2_data(policy_kwargs={1: 2, "net_arch": [8]}), [])))
+    with pytest.raises(ModelFileError, match="policy_kwargs: must have argument names"):
+        ACKTR.load(path)
