@@ -269,12 +269,14 @@ def preset_from_yaml(path: str | Path, env_id: str) -> Preset:
     """A preset from a YAML file with the zoo's keys: either one entry (``n_envs: 8 …``) or a
     mapping from env ids to entries, as the zoo's ``acktr.yml``. Values only: Python
     expressions (the zoo's ``policy_kwargs: "dict(...)"``) are refused, never evaluated."""
-    import yaml
+    from acktr_lab.yaml_values import MAX_YAML_BYTES, load_yaml_values
 
     try:
-        content = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as error:
+        with open(path, "rb") as file:
+            text = file.read(MAX_YAML_BYTES + 1).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as error:
         raise ValueError(f"cannot read the settings file {path}: {error}") from error
+    content = load_yaml_values(text, f"the settings file {path}")
     if isinstance(content, dict) and env_id in content and isinstance(content[env_id], dict):
         content = content[env_id]
     if not isinstance(content, dict):

@@ -73,7 +73,8 @@ def test_settings_from_a_zoo_yaml_file(tmp_path: Path) -> None:
         ("n_envs: -3\n", "n_envs"),
         ("bogus: 1\n", "bogus"),
         ("- 1\n- 2\n", "mapping"),
-        ("n_envs: [\n", "cannot read"),
+        ("n_envs: [\n", "not valid YAML"),
+        ("n_envs: &n 8\nn_timesteps: *n\n", r"an alias \(\*n\) is not read"),
     ):
         path.write_text(bad)
         with pytest.raises(ValueError, match=message):

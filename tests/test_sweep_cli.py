@@ -152,6 +152,16 @@ def test_the_example_sweep_loads_as_a_small_grid() -> None:
         (BASE.replace("[0.001, 0.01]", "[" + ", ".join(["0.001"] * 100) + "]") + "num_samples: 60\n", "trials"),
         ("env: [CartPole-v1\n", "not valid YAML"),
         ("[" * 100_000, "nests too deeply"),
+        # "billion laughs": 9 levels of 9 aliases, 9^9 values from a few hundred bytes
+        (
+            "a: &a [x, x, x, x, x, x, x, x, x]\n"
+            + "".join(
+                f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+                for p, c in zip("abcdefgh", "bcdefghi")
+            )
+            + BASE,
+            r"an alias \(\*a\) is not read",
+        ),
     ],
 )
 def test_a_bad_sweep_file_is_a_value_error_naming_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:

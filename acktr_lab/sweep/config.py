@@ -26,6 +26,7 @@ read as numbers where a number is expected.
 
 from __future__ import annotations
 
+import collections
 import math
 import os
 import re
@@ -34,6 +35,7 @@ from typing import Any
 
 from acktr_lab import hyperparameters as hp
 from acktr_lab.sweep.runner import OTHER_ARGUMENTS, SCHEDULERS, SEARCHES
+from acktr_lab.yaml_values import load_yaml_values
 
 __all__ = ["DOMAINS", "KEYS", "MAX_BYTES", "MAX_TRIALS", "count_trials", "load_sweep_config"]
 
@@ -70,14 +72,7 @@ def load_sweep_config(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def parse_sweep_config(text: str, where: str = "the sweep file") -> dict[str, Any]:
     """:func:`load_sweep_config` for the text of a sweep file (``where`` names it in errors)."""
-    import yaml
-
-    try:
-        content = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ValueError(f"{where} is not valid YAML: {error}") from None
-    except RecursionError:
-        raise ValueError(f"{where} nests too deeply to be a sweep file") from None
+    content = load_yaml_values(text, where)
     if not isinstance(content, dict):
         raise ValueError(f"{where} must hold a mapping of sweep settings (env, space, ...), got {_kind(content)}")
     bad_keys = [key for key in content if not isinstance(key, str)]
@@ -159,7 +154,7 @@ def _seeds(value: Any, where: str) -> list[int]:
             seeds.append(hp.validate("seed", seed))
         except ValueError as error:
             raise ValueError(f"{where}: {error}") from None
-    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    repeated = sorted(seed for seed, count in collections.Counter(seeds).items() if count > 1)
     if repeated:
         raise ValueError(f"{where}: seed(s) {repeated} repeated")
     return seeds
