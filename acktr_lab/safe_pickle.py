@@ -44,6 +44,8 @@ MAX_DEPTH = 64
 #: bytes object into an array per 5-byte opcode).
 _ARRAY_BYTES_SLACK = 1 << 20
 _ARRAY_BYTES_LEFT: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("array_bytes_left", default=None)
+#: What ``OrderedDict(...)`` calls may still copy, in items (at most MAX_NODES in all).
+_COPIED_ITEMS_LEFT: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("copied_items_left", default=None)
 #: The most opcodes a pickle may run (a value takes a few; arrays' bytes are one each).
 MAX_OPCODES = 1_000_000
 #: The dtypes an array or scalar in a pickle may have: booleans, integers and floats.
@@ -218,6 +220,25 @@ def _scalar(dtype: Any, raw: Any) -> Any:
     return _array_from_bytes(raw, checked, (), False)[()]
 
 
+def _ordered_dict(*args: Any) -> dict[Any, Any]:
+    """``collections.OrderedDict(...)`` as a dict. Each call's items count against
+    :data:`MAX_NODES` for the whole pickle: one memoised dict or list of pairs passed to many
+    calls would otherwise be copied once per 5-byte opcode."""
+    if len(args) > 1:
+        raise ValueError(f"OrderedDict takes at most one argument, got {len(args)}")
+    items = args[0] if args else ()
+    if not isinstance(items, dict | list | tuple):
+        raise ValueError(f"OrderedDict's argument must be a dict or a list of pairs, got {type(items).__name__}")
+    budget = _COPIED_ITEMS_LEFT.get()
+    if budget is not None:
+        budget[0] -= len(items)
+        if budget[0] < 0:
+            raise ValueError(f"the pickle copies more than {MAX_NODES:,} items into OrderedDicts")
+    for key in items if isinstance(items, dict) else (pair[0] for pair in items if isinstance(pair, list | tuple)):
+        _check_key(key)
+    return dict(items)
+
+
 def standard_globals(policies: Mapping[str, str], activations: tuple[str, ...]) -> dict[str, Any]:
     """The globals a Stable Baselines 2 pickle may name, each mapped to its stand-in.
 
@@ -233,7 +254,7 @@ def standard_globals(policies: Mapping[str, str], activations: tuple[str, ...]) 
         table[f"{module}._frombuffer"] = _Global(_frombuffer)
     for ctor in ("numpy.random.__RandomState_ctor", "numpy.random._pickle.__randomstate_ctor"):
         table[ctor] = _Global(lambda *args: _Ignored())
-    table["collections.OrderedDict"] = dict
+    table["collections.OrderedDict"] = _Global(_ordered_dict)
     for module, name in (
         ("box", "Box"),
         ("discrete", "Discrete"),
@@ -342,6 +363,7 @@ def unpickle_data(raw: bytes, allowed: Mapping[str, Any], error: type[ValueError
         )
 
     budget = _ARRAY_BYTES_LEFT.set([len(raw) + _ARRAY_BYTES_SLACK])
+    copied = _COPIED_ITEMS_LEFT.set([MAX_NODES])
     try:
         loaded = _Unpickler(raw, allowed, refuse).load()
     except error:
@@ -350,6 +372,7 @@ def unpickle_data(raw: bytes, allowed: Mapping[str, Any], error: type[ValueError
         raise error(f"{where}: not a readable pickle ({type(problem).__name__}: {str(problem)[:200]})") from problem
     finally:
         _ARRAY_BYTES_LEFT.reset(budget)
+        _COPIED_ITEMS_LEFT.reset(copied)
     try:
         return _plain(loaded, 0, [MAX_NODES])
     except (ValueError, TypeError, RecursionError) as problem:

@@ -966,3 +966,16 @@ def test_policy_kwargs_keyed_by_anything_but_names_are_a_model_file_error(tmp_pa
     path.write_bytes(dumps((sb2_data(policy_kwargs={1: 2, "net_arch": [8]}), [])))
     with pytest.raises(ModelFileError, match="policy_kwargs: must have argument names"):
         ACKTR.load(path)
+
+
+def test_one_dict_copied_by_many_ordered_dict_calls_is_refused(tmp_path: Path) -> None:
+    """1,000 items memoised once, passed to 200 ``OrderedDict(...)`` calls of 7 bytes each:
+    200,000 items copied in all, past the 100,000 the pickle may hold."""
+    items = b"".join(pickle.BININT + struct.pack("<i", i) + pickle.NONE for i in range(1000))
+    source = pickle.EMPTY_DICT + pickle.MARK + items + pickle.SETITEMS + _put(1)
+    ordered = pickle.GLOBAL + b"collections\nOrderedDict\n" + _put(0)
+    calls = pickle.EMPTY_LIST + pickle.MARK + (_get(0) + _get(1) + pickle.TUPLE1 + pickle.REDUCE) * 200 + pickle.APPENDS
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.PROTO + b"\x04" + ordered + source + pickle.POP + calls + pickle.STOP)
+    with pytest.raises(ModelFileError, match="copies more than 100,000 items into OrderedDicts"):
+        load_model(path)
