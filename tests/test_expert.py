@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from acktr_lab.expert import ExpertDataset, generate_expert_traj
+from acktr_lab.expert import ExpertDataError, ExpertDataset, generate_expert_traj
 from acktr_lab.gail import ExpertDataset as GailExpertDataset
 from acktr_lab.gail import generate_expert_traj as gail_generate_expert_traj
 from acktr_lab.policies import MlpPolicy
@@ -311,6 +311,42 @@ def test_image_observations_are_written_as_png_and_loaded_back(
     np.testing.assert_array_equal(next(iter(moved.train_loader))[0][0], frames[0])
     with pytest.raises(ValueError, match=r"images have shape"):
         moved.check_spaces(gym.spaces.Box(0, 255, (4, 4, channels), np.uint8), env.action_space)
+
+
+def image_dataset(tmp_path: Path, sizes: list[tuple[int, int]]) -> ExpertDataset:
+    """A dataset whose observations are PNG paths of the given (H, W) sizes, in order."""
+    from PIL import Image
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, (height, width) in enumerate(sizes):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(np.zeros((height, width), np.uint8)).save(path)
+        paths.append(str(path))
+    n = len(paths)
+    traj = {
+        "obs": np.array(paths),
+        "actions": np.zeros((n, 1)),
+        "rewards": np.zeros(n),
+        "episode_returns": np.zeros(1),
+        "episode_starts": np.eye(1, n, dtype=bool)[0],
+    }
+    return ExpertDataset(traj_data=traj, batch_size=n, train_fraction=1.0, randomize=False, verbose=0)
+
+
+def test_a_batch_image_of_another_size_is_refused_from_its_header_before_decoding(tmp_path: Path) -> None:
+    """Every path may name one huge image: each is checked against the first's size before
+    it is decoded (a 12.8 KB archive and one 105 KB PNG cost 1.6 GiB for a batch of 8)."""
+    dataset = image_dataset(tmp_path, [(8, 8), (8, 8), (3000, 3000)])
+    with pytest.raises(ExpertDataError, match=r"'.*2.png' is 3000×3000 \(H×W\), but the batch's first image is 8×8"):
+        next(iter(dataset.train_loader))
+    assert next(iter(image_dataset(tmp_path / "good", [(8, 8)] * 3).train_loader))[0].shape == (3, 8, 8, 1)
+
+
+def test_an_image_beyond_the_pixel_limit_is_refused_before_decoding(tmp_path: Path) -> None:
+    dataset = image_dataset(tmp_path, [(4097, 4097)])
+    with pytest.raises(ExpertDataError, match=r"is 4097×4097 pixels, more than the limit of 16,777,216"):
+        next(iter(dataset.train_loader))
 
 
 # ------------------------------------------------------------------------------ models, vector envs

@@ -32,6 +32,8 @@ OPTIONAL_KEYS: tuple[str, ...] = ("rewards", "episode_returns")
 #: :class:`ExpertDataset` to read a bigger archive, or set ``acktr_lab.expert.MAX_EXPERT_BYTES``
 #: (the package's name, read at each call) to change the default.
 MAX_EXPERT_BYTES: int = 1 << 30
+#: The most pixels one expert image may have (4096 × 4096; Pillow's own limit is 89 M).
+MAX_IMAGE_PIXELS: int = 1 << 24
 
 _HINT = "expected an .npz archive written by generate_expert_traj or Stable Baselines 2"
 
@@ -56,21 +58,37 @@ def save_image(path: str, image: np.ndarray) -> None:
         Image.fromarray(array, mode="RGB" if array.shape[-1] == 3 else "RGBA").save(path, format="PNG")
 
 
-def load_image(path: str) -> np.ndarray:
+def load_image(path: str, size: tuple[int, int] | None = None) -> np.ndarray:
     """Read an image file as an ``(H, W, C)`` ``uint8`` array (grey images get ``C = 1``).
 
+    ``size`` (``(H, W)``): the size the image must have, checked from its header before it
+    is decoded (a batch's images share the first one's size), as is the limit of
+    :data:`MAX_IMAGE_PIXELS` pixels.
+
     Raises ``ExpertDataError`` (a ``ValueError``) naming the path for a missing,
-    unreadable or oversized (decompression bomb) image, or a path with a NUL character.
+    unreadable, oversized or wrongly sized image, or a path with a NUL character.
     """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise ExpertDataError(
+                    f"the expert image {path!r} is {image.width}×{image.height} pixels, more than the limit of "
+                    f"{MAX_IMAGE_PIXELS:,}"
+                )
+            if size is not None and (image.height, image.width) != tuple(size):
+                raise ExpertDataError(
+                    f"the expert image {path!r} is {image.height}×{image.width} (H×W), but the batch's first image "
+                    f"is {size[0]}×{size[1]}; all images of a dataset must have one shape"
+                )
             if image.mode not in ("L", "RGB", "RGBA"):
                 converted = image.convert("RGBA" if "A" in image.getbands() else "RGB")
                 array = np.asarray(converted, dtype=np.uint8)
             else:
                 array = np.asarray(image, dtype=np.uint8)
+    except ExpertDataError:
+        raise
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
         raise ExpertDataError(f"could not read the expert image {path!r}: {error}") from error
     if array.ndim == 2:

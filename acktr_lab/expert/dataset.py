@@ -80,7 +80,8 @@ class DataLoader:
         obs = self.observations[batch]
         if self.load_images:
             paths = [self.image_resolver(str(path)) for path in obs]
-            images = [load_image(path) for path in paths]
+            images = [load_image(paths[0])] if paths else []
+            images += [load_image(path, size=images[0].shape[:2]) for path in paths[1:]]
             for path, image in zip(paths, images):
                 if image.shape != images[0].shape:
                     raise ExpertDataError(
