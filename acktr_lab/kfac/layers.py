@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,29 +47,36 @@ def parameter_budget(max_parameters: int, max_curvature_bytes: int | None = None
         _parameter_budget.left, _parameter_budget.curvature_left = previous
 
 
-def _reserve(layer: str, count: int) -> None:
-    left = getattr(_parameter_budget, "left", None)
+def _take(allowance: str, amount: int, refusal: Callable[[int], str]) -> None:
+    """Take ``amount`` from the current budget's ``allowance`` (an attribute of the
+    thread-local budget; None: no budget), or ``ValueError(refusal(left))``."""
+    left = getattr(_parameter_budget, allowance, None)
     if left is None:
         return
-    if count > left:
-        raise ValueError(
-            f"layer {layer!r} needs {count:,} parameters, more than the {left:,} left of its parameter budget"
-        )
-    _parameter_budget.left = left - count
+    if amount > left:
+        raise ValueError(refusal(left))
+    setattr(_parameter_budget, allowance, left - amount)
+
+
+def _reserve(layer: str, count: int) -> None:
+    _take(
+        "left",
+        count,
+        lambda left: f"layer {layer!r} needs {count:,} parameters, more than the {left:,} left of its parameter budget",
+    )
 
 
 def reserve_curvature(block: str, nbytes: int) -> None:
     """Take ``nbytes`` of curvature (factors, eigenvectors) for ``block`` from the current
     :func:`parameter_budget`'s allowance, or ``ValueError`` before anything is allocated."""
-    left = getattr(_parameter_budget, "curvature_left", None)
-    if left is None:
-        return
-    if nbytes > left:
-        raise ValueError(
+    _take(
+        "curvature_left",
+        nbytes,
+        lambda left: (
             f"layer {block!r}: its K-FAC factors and eigenvectors would take {nbytes / 2**20:,.1f} MiB, more than "
             f"the {left / 2**20:,.1f} MiB left of the curvature budget for a network built from a file"
-        )
-    _parameter_budget.curvature_left = left - nbytes
+        ),
+    )
 
 
 def orthogonal_initializer(shape: Sequence[int], scale: float, rng: np.random.Generator) -> np.ndarray:
